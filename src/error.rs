@@ -1,0 +1,150 @@
+//! Errors. Every variant that concerns bytes on disk names the segment file,
+//! the byte offset inside it and the LSN expected there, so an operator can
+//! act on the message alone.
+
+use std::io;
+use std::path::PathBuf;
+
+/// Result alias used throughout the crate.
+pub type Result<T, E = WalError> = std::result::Result<T, E>;
+
+/// Everything that can go wrong in directwal.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum WalError {
+    /// An operating-system call failed.
+    #[error("I/O error during {op} on {}: {source}", path.display())]
+    Io {
+        /// What directwal was doing (`"write"`, `"fdatasync"`, `"open"` …).
+        op: &'static str,
+        /// The file or directory concerned.
+        path: PathBuf,
+        /// The OS error.
+        #[source]
+        source: io::Error,
+    },
+
+    /// The file system is full (ENOSPC / EDQUOT). Nothing acknowledged was
+    /// touched and no LSN was consumed; free space and retry (D4).
+    #[error("out of space during {op} on {}: {source}", path.display())]
+    NoSpace {
+        /// What directwal was doing.
+        op: &'static str,
+        /// The file concerned.
+        path: PathBuf,
+        /// The OS error.
+        #[source]
+        source: io::Error,
+    },
+
+    /// Durable data is damaged: a record that was already covered by a
+    /// completed sync (or lies in a sealed segment) does not validate (D6).
+    #[error("corruption in {segment} at offset {offset} (LSN {lsn}): {reason}")]
+    Corruption {
+        /// Segment file name.
+        segment: String,
+        /// Byte offset of the damaged record inside the segment file.
+        offset: u64,
+        /// LSN expected at that offset.
+        lsn: u64,
+        /// What was wrong.
+        reason: String,
+    },
+
+    /// A segment file belongs to a different WAL (its WAL id differs).
+    #[error("segment {segment} belongs to another WAL (id {found:032x}, expected {expected:032x})")]
+    ForeignSegment {
+        /// Segment file name.
+        segment: String,
+        /// WAL id of the directory (from its oldest segment).
+        expected: u128,
+        /// WAL id found in this segment's header.
+        found: u128,
+    },
+
+    /// A segment header names a format version this build cannot read.
+    #[error("segment {segment} has format version {version}; this build reads up to {supported}")]
+    UnsupportedVersion {
+        /// Segment file name.
+        segment: String,
+        /// Version found on disk.
+        version: u16,
+        /// Highest version this build understands.
+        supported: u16,
+    },
+
+    /// A segment between two retained segments is missing (D5).
+    #[error("segment missing before {segment}: expected first LSN {expected_lsn}, found {found_lsn}")]
+    MissingSegment {
+        /// The segment after the gap.
+        segment: String,
+        /// The LSN the missing segment should start with.
+        expected_lsn: u64,
+        /// The first LSN of the segment after the gap.
+        found_lsn: u64,
+    },
+
+    /// The payload exceeds [`crate::MAX_PAYLOAD_SIZE`]. No LSN was consumed.
+    #[error("payload of {size} bytes exceeds the maximum of {max} bytes")]
+    PayloadTooLarge {
+        /// Size of the rejected payload.
+        size: usize,
+        /// The limit.
+        max: usize,
+    },
+
+    /// An earlier write or fdatasync failed; the writer refuses all further
+    /// appends and syncs until the WAL is reopened (D3).
+    #[error("WAL is poisoned by an earlier failure and must be reopened: {first_failure}")]
+    Poisoned {
+        /// The first failure, as text.
+        first_failure: String,
+    },
+
+    /// O_DIRECT was required (`require_direct_io`) but the file system refuses it.
+    #[error("O_DIRECT is not supported for {}", path.display())]
+    DirectIoUnsupported {
+        /// The file that could not be opened with O_DIRECT.
+        path: PathBuf,
+    },
+
+    /// The requested LSN has been truncated away; the caller needs a snapshot.
+    #[error("LSN {requested} was truncated; the oldest retained LSN is {oldest}")]
+    LsnTruncated {
+        /// The LSN asked for.
+        requested: u64,
+        /// The oldest LSN still in the log.
+        oldest: u64,
+    },
+
+    /// Another process (or another `SegmentedWal` in this one) holds the directory.
+    #[error("WAL directory {} is locked by another writer", path.display())]
+    Locked {
+        /// The WAL directory.
+        path: PathBuf,
+    },
+
+    /// An encrypted record was met and this WAL has no key ring to decrypt it.
+    #[error("record LSN {lsn} in {segment} is encrypted and no key ring is set")]
+    KeyRequired {
+        /// Segment file name.
+        segment: String,
+        /// LSN of the record.
+        lsn: u64,
+    },
+
+    /// The configuration is unusable.
+    #[error("invalid configuration: {0}")]
+    InvalidConfig(String),
+}
+
+impl WalError {
+    /// Wraps an `io::Error`, classifying out-of-space conditions as [`WalError::NoSpace`].
+    pub(crate) fn io(op: &'static str, path: impl Into<PathBuf>, source: io::Error) -> Self {
+        let path = path.into();
+        match source.raw_os_error() {
+            Some(libc::ENOSPC) | Some(libc::EDQUOT) => WalError::NoSpace { op, path, source },
+            _ => WalError::Io { op, path, source },
+        }
+    }
+}

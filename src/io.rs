@@ -1,0 +1,253 @@
+//! The storage seam. Every byte directwal reads or writes, every directory
+//! operation and every sync goes through [`Storage`] and [`StorageFile`], so a
+//! test can substitute a simulated device (volatile cache, torn writes, EIO,
+//! ENOSPC) without touching the WAL code. [`OsStorage`] is the real one.
+
+use std::alloc::{Layout, alloc_zeroed, dealloc};
+use std::fmt;
+use std::fs::{File, OpenOptions};
+use std::io;
+use std::ops::Deref;
+use std::os::unix::fs::{FileExt, OpenOptionsExt};
+use std::os::unix::io::AsRawFd;
+use std::path::Path;
+use std::ptr::NonNull;
+use std::sync::Arc;
+
+/// How to open a segment file for writing.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct OpenMode {
+    /// Create the file, truncating any existing one.
+    pub create: bool,
+    /// Bypass the page cache (O_DIRECT). Buffers, offsets and lengths passed
+    /// to the file must then be multiples of the block size.
+    pub direct: bool,
+}
+
+/// A file system, as far as directwal needs one.
+pub trait Storage: Send + Sync + fmt::Debug + 'static {
+    /// `mkdir -p`.
+    fn create_dir_all(&self, dir: &Path) -> io::Result<()>;
+    /// Names of the regular files in `dir`.
+    fn list_dir(&self, dir: &Path) -> io::Result<Vec<String>>;
+    /// Opens a file for reading and writing.
+    fn open(&self, path: &Path, mode: OpenMode) -> io::Result<Box<dyn StorageFile>>;
+    /// A read-only image of the whole file (the real implementation maps it).
+    fn read_image(&self, path: &Path) -> io::Result<FileImage>;
+    /// Size of a file in bytes.
+    fn file_len(&self, path: &Path) -> io::Result<u64>;
+    /// Atomic rename (replacing `to`).
+    fn rename(&self, from: &Path, to: &Path) -> io::Result<()>;
+    /// Unlinks a file.
+    fn remove_file(&self, path: &Path) -> io::Result<()>;
+    /// fsync of the directory, making creates, renames and unlinks durable.
+    fn sync_dir(&self, dir: &Path) -> io::Result<()>;
+    /// Takes an exclusive advisory lock on the directory for one writer; the
+    /// lock lasts as long as the returned guard.
+    fn lock_dir(&self, dir: &Path) -> io::Result<Box<dyn Send + Sync>>;
+}
+
+/// An open file.
+pub trait StorageFile: Send + Sync {
+    /// Writes all of `buf` at `offset`.
+    fn write_all_at(&self, buf: &[u8], offset: u64) -> io::Result<()>;
+    /// Makes every completed write of this file durable (fdatasync).
+    fn sync_data(&self) -> io::Result<()>;
+    /// Current size in bytes.
+    fn len(&self) -> io::Result<u64>;
+}
+
+/// Read-only bytes of a whole file.
+pub struct FileImage(ImageInner);
+
+enum ImageInner {
+    Mapped(memmap2::Mmap),
+    Owned(Arc<[u8]>),
+}
+
+impl FileImage {
+    /// An image backed by memory (used by simulated storage and for empty files).
+    pub fn from_bytes(bytes: Arc<[u8]>) -> Self {
+        FileImage(ImageInner::Owned(bytes))
+    }
+}
+
+impl Deref for FileImage {
+    type Target = [u8];
+    fn deref(&self) -> &[u8] {
+        match &self.0 {
+            ImageInner::Mapped(m) => m,
+            ImageInner::Owned(b) => b,
+        }
+    }
+}
+
+impl fmt::Debug for FileImage {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "FileImage({} bytes)", self.len())
+    }
+}
+
+/// The real file system.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct OsStorage;
+
+struct OsFile(File);
+
+impl StorageFile for OsFile {
+    fn write_all_at(&self, buf: &[u8], offset: u64) -> io::Result<()> {
+        FileExt::write_all_at(&self.0, buf, offset)
+    }
+    fn sync_data(&self) -> io::Result<()> {
+        self.0.sync_data()
+    }
+    fn len(&self) -> io::Result<u64> {
+        Ok(self.0.metadata()?.len())
+    }
+}
+
+impl Storage for OsStorage {
+    fn create_dir_all(&self, dir: &Path) -> io::Result<()> {
+        std::fs::create_dir_all(dir)
+    }
+
+    fn list_dir(&self, dir: &Path) -> io::Result<Vec<String>> {
+        let mut names = Vec::new();
+        for entry in std::fs::read_dir(dir)? {
+            let entry = entry?;
+            if entry.file_type()?.is_file()
+                && let Some(name) = entry.file_name().to_str()
+            {
+                names.push(name.to_owned());
+            }
+        }
+        Ok(names)
+    }
+
+    fn open(&self, path: &Path, mode: OpenMode) -> io::Result<Box<dyn StorageFile>> {
+        let mut o = OpenOptions::new();
+        o.read(true).write(true);
+        if mode.create {
+            o.create(true).truncate(true);
+        }
+        if mode.direct {
+            o.custom_flags(libc::O_DIRECT);
+        }
+        Ok(Box::new(OsFile(o.open(path)?)))
+    }
+
+    fn read_image(&self, path: &Path) -> io::Result<FileImage> {
+        let file = File::open(path)?;
+        if file.metadata()?.len() == 0 {
+            return Ok(FileImage::from_bytes(Arc::from(&[][..])));
+        }
+        // SAFETY: directwal never shrinks or rewrites a segment file below its
+        // durable end while it is mapped (segments are only appended to, the
+        // rewritten tail block carries identical bytes for its durable prefix,
+        // and deletion unlinks without truncating). Readers only look at bytes
+        // below the durable end. A file truncated by a foreign process could
+        // still fault; that is outside what any mmap-based reader can prevent.
+        let map = unsafe { memmap2::Mmap::map(&file)? };
+        Ok(FileImage(ImageInner::Mapped(map)))
+    }
+
+    fn file_len(&self, path: &Path) -> io::Result<u64> {
+        Ok(std::fs::metadata(path)?.len())
+    }
+
+    fn rename(&self, from: &Path, to: &Path) -> io::Result<()> {
+        std::fs::rename(from, to)
+    }
+
+    fn remove_file(&self, path: &Path) -> io::Result<()> {
+        std::fs::remove_file(path)
+    }
+
+    fn sync_dir(&self, dir: &Path) -> io::Result<()> {
+        File::open(dir)?.sync_all()
+    }
+
+    fn lock_dir(&self, dir: &Path) -> io::Result<Box<dyn Send + Sync>> {
+        let file = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .open(dir.join(LOCK_FILE))?;
+        // SAFETY: flock on a valid, open descriptor owned by `file`; it takes
+        // no pointers and the lock is released when `file` is closed.
+        let rc = unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) };
+        if rc != 0 {
+            return Err(io::Error::last_os_error());
+        }
+        Ok(Box::new(file))
+    }
+}
+
+/// Name of the lock file inside a WAL directory.
+pub const LOCK_FILE: &str = "LOCK";
+
+/// True when an open or write error means "this file system refuses O_DIRECT".
+pub fn is_direct_io_refusal(e: &io::Error) -> bool {
+    e.raw_os_error() == Some(libc::EINVAL)
+}
+
+/// A zero-initialised heap buffer whose start and length are multiples of
+/// `align`, as O_DIRECT requires.
+pub struct AlignedBuf {
+    ptr: NonNull<u8>,
+    layout: Layout,
+}
+
+// SAFETY: AlignedBuf owns its allocation exclusively (like Vec<u8>); moving it
+// to another thread or sharing `&AlignedBuf` (read-only access) is sound.
+unsafe impl Send for AlignedBuf {}
+// SAFETY: see above; `&AlignedBuf` only hands out `&[u8]`.
+unsafe impl Sync for AlignedBuf {}
+
+impl AlignedBuf {
+    /// Allocates `len` zero bytes aligned to `align` (a power of two; `len`
+    /// is rounded up to a multiple of it).
+    pub fn new(len: usize, align: usize) -> Self {
+        let len = len.max(align).next_multiple_of(align);
+        let layout = Layout::from_size_align(len, align).expect("valid buffer layout");
+        // SAFETY: the layout has non-zero size (len >= align >= 1).
+        let raw = unsafe { alloc_zeroed(layout) };
+        let ptr = NonNull::new(raw).unwrap_or_else(|| std::alloc::handle_alloc_error(layout));
+        AlignedBuf { ptr, layout }
+    }
+
+    /// Capacity in bytes.
+    pub fn len(&self) -> usize {
+        self.layout.size()
+    }
+
+    /// Never true: a buffer holds at least one block.
+    pub fn is_empty(&self) -> bool {
+        false
+    }
+}
+
+impl Deref for AlignedBuf {
+    type Target = [u8];
+    fn deref(&self) -> &[u8] {
+        // SAFETY: ptr points to layout.size() initialised (zeroed at
+        // allocation) bytes owned by self, alive for the borrow.
+        unsafe { std::slice::from_raw_parts(self.ptr.as_ptr(), self.layout.size()) }
+    }
+}
+
+impl std::ops::DerefMut for AlignedBuf {
+    fn deref_mut(&mut self) -> &mut [u8] {
+        // SAFETY: as in deref; `&mut self` guarantees exclusive access.
+        unsafe { std::slice::from_raw_parts_mut(self.ptr.as_ptr(), self.layout.size()) }
+    }
+}
+
+impl Drop for AlignedBuf {
+    fn drop(&mut self) {
+        // SAFETY: ptr was returned by alloc_zeroed with exactly this layout
+        // and is freed only here.
+        unsafe { dealloc(self.ptr.as_ptr(), self.layout) }
+    }
+}

@@ -1,0 +1,135 @@
+//! Segment naming and discovery.
+//!
+//! A segment is `wal-{first_lsn:020}.seg` (F1): lexical order is LSN order.
+//! A segment under construction is `wal-{first_lsn:020}.seg.tmp` and only
+//! becomes visible under its final name once its header is durable (I2).
+
+use std::path::PathBuf;
+
+use crate::error::{Result, WalError};
+use crate::format::{Cipher, HeaderError, Seal, SegmentHeader};
+use crate::io::Storage;
+use std::path::Path;
+
+const PREFIX: &str = "wal-";
+const SUFFIX: &str = ".seg";
+/// Suffix of a segment being prepared; such files are deleted at open.
+pub const TMP_SUFFIX: &str = ".tmp";
+
+/// File name of the segment starting at `first_lsn`.
+pub fn segment_file_name(first_lsn: u64) -> String {
+    format!("{PREFIX}{first_lsn:020}{SUFFIX}")
+}
+
+/// The first LSN encoded in a segment file name, if `name` is one.
+pub fn parse_segment_name(name: &str) -> Option<u64> {
+    let digits = name.strip_prefix(PREFIX)?.strip_suffix(SUFFIX)?;
+    if digits.len() != 20 || !digits.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    digits.parse().ok().filter(|&lsn| lsn > 0)
+}
+
+/// Description of one segment, as returned by `list_segments`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SegmentMeta {
+    /// Full path of the segment file.
+    pub path: PathBuf,
+    /// LSN of the first record (from the file name).
+    pub first_lsn: u64,
+    /// LSN of the last durable record; `first_lsn - 1` when it holds none.
+    pub last_lsn: u64,
+    /// Number of durable records.
+    pub record_count: u64,
+    /// Size of the file on disk (including prepared, not yet used space).
+    pub file_size: u64,
+    /// Bytes of header blocks and records actually used.
+    pub used_bytes: u64,
+    /// True for every segment but the active one.
+    pub sealed: bool,
+    /// Key id of the encryption key, for encrypted segments.
+    pub key_id: Option<u32>,
+}
+
+/// A segment name found in the directory.
+#[derive(Debug, Clone)]
+pub struct Found {
+    pub first_lsn: u64,
+    pub name: String,
+    pub path: PathBuf,
+}
+
+/// Lists segment files (sorted by first LSN) and leftover temporary files.
+pub fn discover(storage: &dyn Storage, dir: &Path) -> Result<(Vec<Found>, Vec<PathBuf>)> {
+    let names = storage.list_dir(dir).map_err(|e| WalError::io("list", dir, e))?;
+    let mut segments = Vec::new();
+    let mut temps = Vec::new();
+    for name in names {
+        if let Some(first_lsn) = parse_segment_name(&name) {
+            segments.push(Found {
+                first_lsn,
+                path: dir.join(&name),
+                name,
+            });
+        } else if name.starts_with(PREFIX) && name.ends_with(TMP_SUFFIX) {
+            temps.push(dir.join(&name));
+        }
+    }
+    segments.sort_by_key(|s| s.first_lsn);
+    Ok((segments, temps))
+}
+
+/// Decodes header and seal of a segment image, mapping failures to typed errors.
+pub fn read_header_and_seal(name: &str, img: &[u8]) -> Result<(SegmentHeader, Option<Seal>)> {
+    let header = SegmentHeader::decode(img).map_err(|e| header_error(name, 0, e))?;
+    let bs = header.block_size as usize;
+    let seal_block = img.get(bs..).unwrap_or(&[]);
+    let seal = Seal::decode(header.crc_seed(), seal_block).map_err(|e| header_error(name, bs as u64, e))?;
+    Ok((header, seal))
+}
+
+fn header_error(name: &str, offset: u64, e: HeaderError) -> WalError {
+    match e {
+        HeaderError::Version(version) => WalError::UnsupportedVersion {
+            segment: name.to_owned(),
+            version,
+            supported: crate::format::FORMAT_VERSION,
+        },
+        HeaderError::Invalid(reason) => WalError::Corruption {
+            segment: name.to_owned(),
+            offset,
+            lsn: parse_segment_name(name).unwrap_or(0),
+            reason: reason.to_owned(),
+        },
+    }
+}
+
+/// Key id recorded in a header, if the segment is encrypted.
+pub fn key_id(header: &SegmentHeader) -> Option<u32> {
+    match header.cipher {
+        Cipher::None => None,
+        Cipher::Aes256Gcm { key_id } => Some(key_id),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_sort_by_lsn_and_parse_back() {
+        assert_eq!(segment_file_name(1), "wal-00000000000000000001.seg");
+        for lsn in [1u64, 42, u64::MAX] {
+            assert_eq!(parse_segment_name(&segment_file_name(lsn)), Some(lsn));
+        }
+        assert!(segment_file_name(9) < segment_file_name(10));
+        for bad in [
+            "wal-1.seg",
+            "wal-0000000000000000000x.seg",
+            "wal-00000000000000000000.seg",
+            "x.seg",
+        ] {
+            assert_eq!(parse_segment_name(bad), None, "{bad}");
+        }
+    }
+}

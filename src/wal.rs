@@ -1,0 +1,836 @@
+//! `SegmentedWal`: a directory of segments, one of them active.
+
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+
+use tracing::{error, info, warn};
+
+use crate::error::{Result, WalError};
+use crate::format::{self, Cipher, FORMAT_VERSION, MAX_PAYLOAD_SIZE, RecordFields, Seal, SegmentHeader};
+use crate::io::{AlignedBuf, OsStorage, Storage};
+use crate::record::{RecordHeader, WalRecord};
+use crate::recovery::{self, TornTail};
+use crate::segment::{self, SegmentMeta};
+use crate::writer::{self, ActiveSegment, NewSegment};
+
+/// Default `segment_target_size`: 64 MiB.
+pub const DEFAULT_SEGMENT_TARGET_SIZE: u64 = 64 << 20;
+/// Default size of the aligned write buffer: 1 MiB.
+pub const DEFAULT_WRITE_BUFFER_SIZE: usize = 1 << 20;
+/// Default I/O alignment (block size): 4 KiB.
+pub const DEFAULT_ALIGNMENT: usize = 4096;
+/// Default amount of segment space zero-filled ahead of the data: 16 MiB.
+pub const DEFAULT_PREPARE_CHUNK: u64 = 16 << 20;
+
+/// What open does with damage to durable data in the newest segment.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum RecoveryMode {
+    /// Refuse to open with [`WalError::Corruption`] (default).
+    #[default]
+    Strict,
+    /// Cut the log at the damage, log and report what was dropped
+    /// ([`SegmentedWal::recovery_report`]), and continue.
+    Tolerant,
+}
+
+/// Writer settings. `Default` gives O_DIRECT with a 1 MiB buffer.
+#[derive(Debug, Clone)]
+pub struct WalWriterConfig {
+    /// Size of the aligned write buffer (rounded up to `alignment`). Records
+    /// accumulate here between syncs; a full buffer is written without sync.
+    pub write_buffer_size: usize,
+    /// I/O alignment and block size: a power of two from 512 to 65536.
+    pub alignment: usize,
+    /// Use O_DIRECT. Falls back to buffered I/O + fdatasync with a warning
+    /// where the file system refuses it, unless `require_direct_io` is set.
+    pub use_direct_io: bool,
+    /// Turn the O_DIRECT fallback into [`WalError::DirectIoUnsupported`].
+    pub require_direct_io: bool,
+    /// How open treats damage to durable data.
+    pub recovery_mode: RecoveryMode,
+    /// Bytes of segment space zero-filled ahead of the data at a time.
+    pub prepare_chunk_size: u64,
+}
+
+impl Default for WalWriterConfig {
+    fn default() -> Self {
+        WalWriterConfig {
+            write_buffer_size: DEFAULT_WRITE_BUFFER_SIZE,
+            alignment: DEFAULT_ALIGNMENT,
+            use_direct_io: true,
+            require_direct_io: false,
+            recovery_mode: RecoveryMode::Strict,
+            prepare_chunk_size: DEFAULT_PREPARE_CHUNK,
+        }
+    }
+}
+
+/// Configuration of a [`SegmentedWal`].
+#[derive(Debug, Clone)]
+pub struct SegmentedWalConfig {
+    /// Directory holding the segments (created if missing).
+    pub wal_dir: PathBuf,
+    /// Soft size limit of a segment: a record that would cross it starts a
+    /// new segment (a segment always takes at least one record).
+    pub segment_target_size: u64,
+    /// Writer settings.
+    pub writer_config: WalWriterConfig,
+}
+
+impl SegmentedWalConfig {
+    /// Defaults for `wal_dir`: 64 MiB segments, O_DIRECT.
+    pub fn new(wal_dir: impl Into<PathBuf>) -> Self {
+        SegmentedWalConfig {
+            wal_dir: wal_dir.into(),
+            segment_target_size: DEFAULT_SEGMENT_TARGET_SIZE,
+            writer_config: WalWriterConfig::default(),
+        }
+    }
+
+    /// Like [`SegmentedWalConfig::new`] without O_DIRECT (fast on tmpfs in tests).
+    pub fn for_testing(wal_dir: impl Into<PathBuf>) -> Self {
+        let mut c = Self::new(wal_dir);
+        c.writer_config.use_direct_io = false;
+        c
+    }
+}
+
+/// Result of [`SegmentedWal::truncate_before`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct TruncateResult {
+    /// Segment files deleted.
+    pub segments_deleted: usize,
+    /// Their total size in bytes.
+    pub bytes_reclaimed: u64,
+}
+
+/// What open found and did.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct RecoveryReport {
+    /// Segments found.
+    pub segments: usize,
+    /// Records in the newest segment that recovery kept.
+    pub recovered_records: u64,
+    /// A torn final write that was cut off.
+    pub torn_tail: Option<TornTail>,
+    /// Damage to durable data dropped in tolerant mode (as the error strict mode returns).
+    pub dropped_corruption: Option<String>,
+    /// Leftover temporary files deleted.
+    pub temp_files_removed: usize,
+    /// Time open took.
+    pub open_time: Duration,
+}
+
+/// Counters (SPEC §12).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct WalStats {
+    /// Records appended since open.
+    pub appends: u64,
+    /// Payload bytes appended since open.
+    pub appended_bytes: u64,
+    /// Syncs that wrote and fdatasynced data.
+    pub syncs: u64,
+    /// Records made durable by those syncs.
+    pub synced_records: u64,
+    /// `synced_records / syncs`.
+    pub records_per_sync: f64,
+    /// Sum of sync latencies (write + fdatasync), microseconds.
+    pub sync_time_us_total: u64,
+    /// Slowest sync, microseconds.
+    pub sync_time_us_max: u64,
+    /// Segments started since open.
+    pub segments_created: u64,
+    /// Whether the active segment is written with O_DIRECT.
+    pub direct_io: bool,
+}
+
+/// A sealed segment kept in the catalog.
+#[derive(Debug, Clone)]
+struct Sealed {
+    name: String,
+    path: PathBuf,
+    header: SegmentHeader,
+    seal: Seal,
+}
+
+/// A segmented write-ahead log. See the crate documentation for an example.
+///
+/// `SegmentedWal` is `Send`; share it between threads as `Mutex<SegmentedWal>`.
+pub struct SegmentedWal {
+    dir: PathBuf,
+    storage: Arc<dyn Storage>,
+    target: u64,
+    cfg: WalWriterConfig,
+    wal_id: u128,
+    sealed: Mutex<Vec<Sealed>>,
+    /// None only after a roll whose new segment could not be created yet.
+    active: Option<ActiveSegment>,
+    next_lsn: u64,
+    buf: AlignedBuf,
+    scratch: Vec<u8>,
+    poisoned: Option<String>,
+    direct_io: bool,
+    stats: WalStats,
+    report: RecoveryReport,
+    _lock: Box<dyn Send + Sync>,
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+fn random_u128() -> u128 {
+    let mut b = [0u8; 16];
+    getrandom::fill(&mut b).expect("the OS random source failed");
+    u128::from_le_bytes(b)
+}
+
+impl SegmentedWal {
+    /// Opens (or creates) the WAL in `config.wal_dir`, recovering after a crash.
+    pub fn open(config: SegmentedWalConfig) -> Result<Self> {
+        Self::open_with_storage(config, Arc::new(OsStorage))
+    }
+
+    /// Opens the WAL on a custom [`Storage`] (used by the crash simulator and
+    /// fault-injection tests).
+    pub fn open_with_storage(config: SegmentedWalConfig, storage: Arc<dyn Storage>) -> Result<Self> {
+        let t0 = Instant::now();
+        let cfg = config.writer_config.clone();
+        if !(512..=65536).contains(&cfg.alignment) || !cfg.alignment.is_power_of_two() {
+            return Err(WalError::InvalidConfig(format!(
+                "alignment {} is not a power of two between 512 and 65536",
+                cfg.alignment
+            )));
+        }
+        if cfg.write_buffer_size == 0 {
+            return Err(WalError::InvalidConfig("write_buffer_size is zero".into()));
+        }
+        let dir = config.wal_dir.clone();
+        storage
+            .create_dir_all(&dir)
+            .map_err(|e| WalError::io("create directory", &dir, e))?;
+        let lock_guard = storage.lock_dir(&dir).map_err(|e| {
+            if e.raw_os_error() == Some(libc::EWOULDBLOCK) {
+                WalError::Locked { path: dir.clone() }
+            } else {
+                WalError::io("lock", &dir, e)
+            }
+        })?;
+
+        let (found, temps) = segment::discover(&*storage, &dir)?;
+        let mut report = RecoveryReport {
+            segments: found.len(),
+            ..Default::default()
+        };
+        for t in &temps {
+            // I2: a .tmp file never held an acknowledged record.
+            storage.remove_file(t).map_err(|e| WalError::io("remove", t, e))?;
+            report.temp_files_removed += 1;
+        }
+        if !temps.is_empty() {
+            storage
+                .sync_dir(&dir)
+                .map_err(|e| WalError::io("fsync directory", &dir, e))?;
+        }
+
+        let mut wal = SegmentedWal {
+            buf: AlignedBuf::new(cfg.write_buffer_size, cfg.alignment),
+            dir,
+            storage,
+            target: config.segment_target_size.clamp(1, format::MAX_SEGMENT_TARGET_SIZE),
+            wal_id: 0,
+            sealed: Mutex::new(Vec::new()),
+            active: None,
+            next_lsn: 1,
+            scratch: Vec::new(),
+            poisoned: None,
+            direct_io: cfg.use_direct_io,
+            stats: WalStats::default(),
+            report: RecoveryReport::default(),
+            cfg,
+            _lock: lock_guard,
+        };
+        let replace_newest = wal.recover(&found, &mut report)?;
+        if found.is_empty() {
+            wal.wal_id = random_u128();
+        }
+        // D7/I6: never append into a segment of an earlier process: start a
+        // fresh one (replacing an empty newest segment of the same name).
+        wal.start_segment()?;
+        if replace_newest {
+            info!(segment = %segment::segment_file_name(wal.next_lsn), "replaced empty newest segment");
+        }
+        report.open_time = t0.elapsed();
+        info!(
+            dir = %wal.dir.display(),
+            segments = report.segments,
+            recovered_records = report.recovered_records,
+            torn_bytes_cut = report.torn_tail.as_ref().map(|t| t.offset).is_some(),
+            next_lsn = wal.next_lsn,
+            direct_io = wal.direct_io,
+            open_ms = report.open_time.as_secs_f64() * 1e3,
+            "WAL opened"
+        );
+        wal.report = report;
+        Ok(wal)
+    }
+
+    /// Validates existing segments and seals the newest one. Returns true when
+    /// the newest segment holds no record and will be replaced.
+    fn recover(&mut self, found: &[segment::Found], report: &mut RecoveryReport) -> Result<bool> {
+        let Some(newest) = found.last() else { return Ok(false) };
+        let mut sealed = Vec::with_capacity(found.len());
+        let mut expect_lsn: Option<u64> = None;
+        for (i, f) in found.iter().enumerate() {
+            let img = self
+                .storage
+                .read_image(&f.path)
+                .map_err(|e| WalError::io("read", &f.path, e))?;
+            let (header, seal) = segment::read_header_and_seal(&f.name, &img)?;
+            if header.first_lsn != f.first_lsn {
+                return Err(WalError::Corruption {
+                    segment: f.name.clone(),
+                    offset: 0,
+                    lsn: f.first_lsn,
+                    reason: format!("header says first LSN {}", header.first_lsn),
+                });
+            }
+            if i == 0 {
+                self.wal_id = header.wal_id;
+            } else if header.wal_id != self.wal_id {
+                return Err(WalError::ForeignSegment {
+                    segment: f.name.clone(),
+                    expected: self.wal_id,
+                    found: header.wal_id,
+                });
+            }
+            // D5: contiguity; a missing prefix (truncation) is fine.
+            if let Some(expected) = expect_lsn {
+                if f.first_lsn > expected {
+                    return Err(WalError::MissingSegment {
+                        segment: f.name.clone(),
+                        expected_lsn: expected,
+                        found_lsn: f.first_lsn,
+                    });
+                } else if f.first_lsn < expected {
+                    return Err(WalError::Corruption {
+                        segment: f.name.clone(),
+                        offset: 0,
+                        lsn: f.first_lsn,
+                        reason: format!("overlaps the previous segment, which ends at LSN {}", expected - 1),
+                    });
+                }
+            }
+            let data_start = format::data_start(header.block_size as usize);
+            let is_newest = i + 1 == found.len();
+            let seal = match seal {
+                Some(seal) => {
+                    if seal.last_lsn + 1 < f.first_lsn || seal.data_end < data_start || seal.data_end > img.len() as u64
+                    {
+                        return Err(WalError::Corruption {
+                            segment: f.name.clone(),
+                            offset: header.block_size as u64,
+                            lsn: f.first_lsn,
+                            reason: "seal block describes impossible data".into(),
+                        });
+                    }
+                    seal
+                }
+                None if !is_newest => {
+                    // I7: a newer segment exists only after this one was sealed.
+                    return Err(WalError::Corruption {
+                        segment: f.name.clone(),
+                        offset: header.block_size as u64,
+                        lsn: f.first_lsn,
+                        reason: "segment is not sealed although a newer segment exists".into(),
+                    });
+                }
+                None => {
+                    let seal = self.recover_newest(f, &img, &header, report)?;
+                    if seal.records == 0 {
+                        self.next_lsn = f.first_lsn;
+                        self.sealed_set(sealed);
+                        return Ok(true);
+                    }
+                    seal
+                }
+            };
+            expect_lsn = Some(seal.last_lsn + 1);
+            self.next_lsn = seal.last_lsn + 1;
+            sealed.push(Sealed {
+                name: f.name.clone(),
+                path: f.path.clone(),
+                header,
+                seal,
+            });
+        }
+        debug_assert_eq!(sealed.last().map(|s| &s.name), Some(&newest.name));
+        self.sealed_set(sealed);
+        Ok(false)
+    }
+
+    fn sealed_set(&mut self, sealed: Vec<Sealed>) {
+        *lock(&self.sealed) = sealed;
+    }
+
+    /// Scans the unsealed newest segment, cuts a torn tail, makes what is kept
+    /// durable and seals it (I6). A segment with no record is left for
+    /// replacement and gets no seal.
+    fn recover_newest(
+        &mut self,
+        f: &segment::Found,
+        img: &[u8],
+        header: &SegmentHeader,
+        report: &mut RecoveryReport,
+    ) -> Result<Seal> {
+        let block = header.block_size as usize;
+        let seed = header.crc_seed();
+        let data_start = format::data_start(block);
+        let outcome = match recovery::scan_unsealed(&f.name, img, data_start, f.first_lsn, seed) {
+            Ok(o) => o,
+            Err(e @ WalError::Corruption { .. }) if self.cfg.recovery_mode == RecoveryMode::Tolerant => {
+                error!(error = %e, "tolerant recovery: cutting the log at damaged durable data");
+                report.dropped_corruption = Some(e.to_string());
+                let WalError::Corruption { offset, lsn, .. } = e else {
+                    unreachable!()
+                };
+                recovery::ScanOutcome {
+                    records: lsn - f.first_lsn,
+                    last_lsn: lsn - 1,
+                    data_end: offset,
+                    torn: None,
+                }
+            }
+            Err(e) => {
+                error!(error = %e, "corruption found during recovery");
+                return Err(e);
+            }
+        };
+        if let Some(t) = &outcome.torn {
+            warn!(
+                segment = %f.name,
+                offset = t.offset,
+                lsn = t.lsn,
+                reason = %t.reason,
+                dropped_records = t.dropped_records,
+                "cut torn final write"
+            );
+        }
+        report.recovered_records = outcome.records;
+        report.torn_tail = outcome.torn.clone();
+        let seal = Seal {
+            last_lsn: outcome.last_lsn,
+            records: outcome.records,
+            data_end: outcome.data_end,
+            sealed_ms: writer::now_ms(),
+        };
+        if outcome.records > 0 {
+            let (file, _) = writer::open_file(&*self.storage, &f.path, false, self.cfg.use_direct_io)?;
+            // What recovery keeps may only be in a cache (a crashed process's
+            // buffered writes): make it durable before anything builds on it.
+            file.sync_data().map_err(|e| WalError::io("fdatasync", &f.path, e))?;
+            writer::write_seal(&*file, &f.path, block, seed, &seal)?;
+        }
+        Ok(seal)
+    }
+
+    /// Creates the active segment at `next_lsn`.
+    fn start_segment(&mut self) -> Result<()> {
+        debug_assert!(self.active.is_none());
+        let header = SegmentHeader {
+            version: FORMAT_VERSION,
+            block_size: self.cfg.alignment as u32,
+            wal_id: self.wal_id,
+            salt: random_u128(),
+            first_lsn: self.next_lsn,
+            cipher: Cipher::None,
+            created_ms: writer::now_ms(),
+        };
+        let prepare_chunk = self
+            .cfg
+            .prepare_chunk_size
+            .min(self.target)
+            .max(self.cfg.alignment as u64);
+        let seg = ActiveSegment::create(
+            NewSegment {
+                storage: &*self.storage,
+                dir: &self.dir,
+                header,
+                direct: self.cfg.use_direct_io,
+                prepare_bytes: prepare_chunk,
+                prepare_chunk,
+            },
+            &mut self.buf,
+        )?;
+        if self.cfg.use_direct_io && !seg.direct() {
+            if self.cfg.require_direct_io {
+                let path = seg.path.clone();
+                drop(seg);
+                let _ = self.storage.remove_file(&path);
+                return Err(WalError::DirectIoUnsupported { path });
+            }
+            if self.direct_io {
+                warn!(dir = %self.dir.display(), "file system refuses O_DIRECT; using buffered I/O + fdatasync");
+            }
+        }
+        self.direct_io = seg.direct();
+        self.stats.segments_created += 1;
+        self.stats.direct_io = self.direct_io;
+        self.active = Some(seg);
+        Ok(())
+    }
+
+    fn check_poison(&self) -> Result<()> {
+        match &self.poisoned {
+            Some(first) => Err(WalError::Poisoned {
+                first_failure: first.clone(),
+            }),
+            None => Ok(()),
+        }
+    }
+
+    /// I3: after a failed write or fdatasync nothing more is accepted.
+    fn poison(&mut self, e: WalError) -> WalError {
+        if self.poisoned.is_none() {
+            error!(error = %e, "WAL poisoned: every later append and sync fails until reopen");
+            self.poisoned = Some(e.to_string());
+        }
+        e
+    }
+
+    /// Appends a record; returns its LSN. The record is durable once
+    /// [`sync`](Self::sync) returns Ok. On error no LSN is consumed.
+    pub fn append(&mut self, record_type: u16, tenant_id: u32, vshard_id: u16, payload: &[u8]) -> Result<u64> {
+        self.check_poison()?;
+        if payload.len() > MAX_PAYLOAD_SIZE {
+            return Err(WalError::PayloadTooLarge {
+                size: payload.len(),
+                max: MAX_PAYLOAD_SIZE,
+            });
+        }
+        let size = format::record_size(payload.len()) as u64;
+        if let Some(active) = &self.active
+            && active.records > 0
+            && active.data_bytes() + size > self.target
+        {
+            self.roll_segment()?;
+        }
+        if self.active.is_none() {
+            self.start_segment()?;
+        }
+        let active = self.active.as_mut().expect("active segment");
+        // I8: space is reserved before the LSN is taken; a failure (ENOSPC)
+        // leaves the WAL as it was.
+        active.ensure_space(size)?;
+        let lsn = self.next_lsn;
+        let fields = RecordFields {
+            lsn,
+            epoch_start: active.epoch_start(),
+            tenant_id,
+            record_type,
+            vshard_id,
+            flags: 0,
+        };
+        if let Err(e) = active.append(&mut self.buf, &mut self.scratch, fields, payload) {
+            return Err(self.poison(e));
+        }
+        self.next_lsn += 1;
+        self.stats.appends += 1;
+        self.stats.appended_bytes += payload.len() as u64;
+        Ok(lsn)
+    }
+
+    /// Makes every record appended so far durable (write + fdatasync).
+    pub fn sync(&mut self) -> Result<()> {
+        self.check_poison()?;
+        let Some(active) = self.active.as_mut() else {
+            return Ok(());
+        };
+        let t = Instant::now();
+        match active.sync(&mut self.buf) {
+            Ok(0) => Ok(()),
+            Ok(n) => {
+                let us = writer::micros_since(t);
+                self.stats.syncs += 1;
+                self.stats.synced_records += n;
+                self.stats.records_per_sync = self.stats.synced_records as f64 / self.stats.syncs as f64;
+                self.stats.sync_time_us_total += us;
+                self.stats.sync_time_us_max = self.stats.sync_time_us_max.max(us);
+                Ok(())
+            }
+            Err(e) => Err(self.poison(e)),
+        }
+    }
+
+    /// Seals the active segment and starts the next one. A no-op when the
+    /// active segment holds no record.
+    pub fn roll_segment(&mut self) -> Result<()> {
+        self.check_poison()?;
+        if let Some(active) = self.active.as_mut() {
+            if active.records == 0 {
+                return Ok(());
+            }
+            let seal = match active.seal(&mut self.buf) {
+                Ok(seal) => seal,
+                Err(e) => return Err(self.poison(e)),
+            };
+            let active = self.active.take().expect("active segment");
+            info!(segment = %active.name, last_lsn = seal.last_lsn, records = seal.records, "sealed segment");
+            lock(&self.sealed).push(Sealed {
+                name: active.name,
+                path: active.path,
+                header: active.header,
+                seal,
+            });
+        }
+        // A failure here (ENOSPC) leaves no active segment; the next append retries.
+        self.start_segment()
+    }
+
+    /// The LSN the next append will get.
+    pub fn next_lsn(&self) -> u64 {
+        self.next_lsn
+    }
+
+    /// First LSN of the active segment.
+    pub fn active_segment_first_lsn(&self) -> u64 {
+        self.active.as_ref().map_or(self.next_lsn, |a| a.header.first_lsn)
+    }
+
+    /// The WAL directory.
+    pub fn wal_dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// Whether writes bypass the page cache (false after the D2 fallback).
+    pub fn direct_io_active(&self) -> bool {
+        self.direct_io
+    }
+
+    /// What the last open recovered.
+    pub fn recovery_report(&self) -> &RecoveryReport {
+        &self.report
+    }
+
+    /// Counters since open.
+    pub fn stats(&self) -> WalStats {
+        self.stats.clone()
+    }
+
+    /// Random id of this WAL, shared by all of its segments.
+    pub fn wal_id(&self) -> u128 {
+        self.wal_id
+    }
+
+    /// LSN of the last durable record (0 when there is none).
+    pub fn durable_lsn(&self) -> u64 {
+        match &self.active {
+            Some(a) => a.durable_last_lsn,
+            None => self.next_lsn - 1,
+        }
+    }
+
+    /// Deletes sealed segments whose records all lie below `lsn`, oldest first,
+    /// fsyncing the directory after each deletion (D8). The active segment is
+    /// never deleted.
+    pub fn truncate_before(&self, lsn: u64) -> Result<TruncateResult> {
+        let mut sealed = lock(&self.sealed);
+        let mut result = TruncateResult::default();
+        while let Some(oldest) = sealed.first() {
+            if oldest.seal.last_lsn >= lsn {
+                break;
+            }
+            let size = self.storage.file_len(&oldest.path).unwrap_or(0);
+            self.storage
+                .remove_file(&oldest.path)
+                .map_err(|e| WalError::io("remove", &oldest.path, e))?;
+            let removed = sealed.remove(0);
+            // I9: each deletion is durable before the next, so a crash leaves a suffix.
+            self.storage
+                .sync_dir(&self.dir)
+                .map_err(|e| WalError::io("fsync directory", &self.dir, e))?;
+            result.segments_deleted += 1;
+            result.bytes_reclaimed += size;
+            info!(segment = %removed.name, last_lsn = removed.seal.last_lsn, "truncated segment");
+        }
+        Ok(result)
+    }
+
+    /// Every durable record, in LSN order.
+    pub fn replay(&self) -> Result<Vec<WalRecord>> {
+        Ok(self.replay_from_limit(0, usize::MAX)?.0)
+    }
+
+    /// Durable records from `from_lsn` on (0: from the oldest retained).
+    pub fn replay_from(&self, from_lsn: u64) -> Result<Vec<WalRecord>> {
+        Ok(self.replay_from_limit(from_lsn, usize::MAX)?.0)
+    }
+
+    /// At most `max_records` durable records from `from_lsn`; the flag is
+    /// true exactly when more durable records follow.
+    pub fn replay_from_limit(&self, from_lsn: u64, max_records: usize) -> Result<(Vec<WalRecord>, bool)> {
+        let mut out = Vec::new();
+        let has_more = self.for_each_durable(from_lsn, max_records, |rec| out.push(rec))?;
+        Ok((out, has_more))
+    }
+
+    /// Streams durable records from `from_lsn` to `f`, at most `max_records`,
+    /// reading one segment image at a time (nothing else is held in memory).
+    /// Returns whether more durable records follow.
+    pub fn for_each_durable(&self, from_lsn: u64, max_records: usize, mut f: impl FnMut(WalRecord)) -> Result<bool> {
+        let durable_last = self.durable_lsn();
+        let mut spans: Vec<(String, PathBuf, SegmentHeader, u64, u64)> = lock(&self.sealed)
+            .iter()
+            .map(|s| {
+                (
+                    s.name.clone(),
+                    s.path.clone(),
+                    s.header.clone(),
+                    s.seal.data_end,
+                    s.seal.last_lsn,
+                )
+            })
+            .collect();
+        if let Some(a) = &self.active {
+            spans.push((
+                a.name.clone(),
+                a.path.clone(),
+                a.header.clone(),
+                a.durable_end,
+                a.durable_last_lsn,
+            ));
+        }
+        let oldest = spans.first().map_or(self.next_lsn, |s| s.2.first_lsn);
+        if from_lsn != 0 && from_lsn < oldest {
+            return Err(WalError::LsnTruncated {
+                requested: from_lsn,
+                oldest,
+            });
+        }
+        let from = from_lsn.max(oldest);
+        if max_records == 0 {
+            return Ok(from <= durable_last);
+        }
+        let mut emitted = 0usize;
+        for (name, path, header, end, last_lsn) in spans {
+            if last_lsn < from || header.first_lsn > last_lsn {
+                continue;
+            }
+            let img = self
+                .storage
+                .read_image(&path)
+                .map_err(|e| WalError::io("read", &path, e))?;
+            let seed = header.crc_seed();
+            let mut off = format::data_start(header.block_size as usize);
+            let mut lsn = header.first_lsn;
+            while lsn <= last_lsn && emitted < max_records {
+                let (h, payload) =
+                    format::check_record(&img, off, end, seed, Some(lsn)).map_err(|fault| WalError::Corruption {
+                        segment: name.clone(),
+                        offset: off,
+                        lsn,
+                        reason: fault.describe(),
+                    })?;
+                if h.fields.flags & format::FLAG_ENCRYPTED != 0 {
+                    return Err(WalError::KeyRequired {
+                        segment: name.clone(),
+                        lsn,
+                    });
+                }
+                if lsn >= from {
+                    f(WalRecord {
+                        header: RecordHeader {
+                            lsn,
+                            record_type: h.fields.record_type,
+                            tenant_id: h.fields.tenant_id,
+                            vshard_id: h.fields.vshard_id,
+                            flags: h.fields.flags,
+                            payload_len: h.len,
+                        },
+                        payload: img[payload].to_vec(),
+                    });
+                    emitted += 1;
+                }
+                off += format::record_size(h.len as usize) as u64;
+                lsn += 1;
+            }
+            if emitted == max_records {
+                // LSNs are contiguous across segments (D5).
+                return Ok(lsn <= durable_last);
+            }
+        }
+        Ok(false)
+    }
+
+    /// Every segment, oldest first (the active one last, `sealed == false`).
+    pub fn list_segments(&self) -> Result<Vec<SegmentMeta>> {
+        let mut out = Vec::new();
+        for s in lock(&self.sealed).iter() {
+            out.push(SegmentMeta {
+                path: s.path.clone(),
+                first_lsn: s.header.first_lsn,
+                last_lsn: s.seal.last_lsn,
+                record_count: s.seal.records,
+                file_size: self
+                    .storage
+                    .file_len(&s.path)
+                    .map_err(|e| WalError::io("stat", &s.path, e))?,
+                used_bytes: s.seal.data_end,
+                sealed: true,
+                key_id: segment::key_id(&s.header),
+            });
+        }
+        if let Some(a) = &self.active {
+            out.push(SegmentMeta {
+                path: a.path.clone(),
+                first_lsn: a.header.first_lsn,
+                last_lsn: a.durable_last_lsn,
+                record_count: a.durable_records,
+                file_size: self
+                    .storage
+                    .file_len(&a.path)
+                    .map_err(|e| WalError::io("stat", &a.path, e))?,
+                used_bytes: a.used_bytes(),
+                sealed: false,
+                key_id: segment::key_id(&a.header),
+            });
+        }
+        Ok(out)
+    }
+
+    /// Total size of all segment files on disk.
+    pub fn total_size_bytes(&self) -> Result<u64> {
+        Ok(self.list_segments()?.iter().map(|s| s.file_size).sum())
+    }
+
+    /// Drops the WAL without the final sync that `Drop` performs, as a process
+    /// crash would. Records not yet synced may be lost. For tests.
+    #[doc(hidden)]
+    pub fn simulate_crash(mut self) {
+        self.poisoned = Some("simulated crash".into());
+    }
+}
+
+impl Drop for SegmentedWal {
+    /// Best effort: a WAL dropped without a failure syncs what was appended.
+    fn drop(&mut self) {
+        if self.poisoned.is_none()
+            && let Err(e) = self.sync()
+        {
+            warn!(error = %e, "final sync on drop failed");
+        }
+    }
+}
+
+impl std::fmt::Debug for SegmentedWal {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SegmentedWal")
+            .field("dir", &self.dir)
+            .field("next_lsn", &self.next_lsn)
+            .field("active_segment_first_lsn", &self.active_segment_first_lsn())
+            .field("direct_io", &self.direct_io)
+            .field("poisoned", &self.poisoned)
+            .finish()
+    }
+}

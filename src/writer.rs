@@ -1,0 +1,321 @@
+//! The active segment: an aligned buffer in front of one segment file.
+//!
+//! Records are encoded back to back into the buffer. A sync writes the blocks
+//! from the first one that is not yet durable up to the end of the data (the
+//! last one partly filled and zero padded) and fdatasyncs; the partly filled
+//! block stays in the buffer and is written again, with identical durable
+//! bytes, by the next sync (F4, DESIGN I4). Nothing is padded per sync.
+
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use crate::error::{Result, WalError};
+use crate::format::{self, RecordFields, Seal, SegmentHeader};
+use crate::io::{AlignedBuf, OpenMode, Storage, StorageFile, is_direct_io_refusal};
+
+/// Pending bytes in one sync epoch above which growing the file is cheaper
+/// than zero-filling ahead: the journal commit a growing write costs is small
+/// next to the data itself (docs/DESIGN.md, "Preparing space").
+const GROW_WITHOUT_PREFILL_BYTES: u64 = 1 << 20;
+
+/// The segment currently written.
+pub struct ActiveSegment {
+    pub name: String,
+    pub path: PathBuf,
+    file: Box<dyn StorageFile>,
+    pub header: SegmentHeader,
+    pub seed: u32,
+    block: usize,
+    direct: bool,
+    /// File offset of `buf[0]`; always block aligned.
+    buf_file_off: u64,
+    /// Bytes of data in the buffer.
+    buf_len: usize,
+    /// End of all appended data (`buf_file_off + buf_len`).
+    pub data_end: u64,
+    /// End of the data covered by a completed fdatasync.
+    pub durable_end: u64,
+    /// Records covered by a completed fdatasync, and the LSN of the last one.
+    pub durable_records: u64,
+    pub durable_last_lsn: u64,
+    /// Records appended (durable or not) and the last LSN appended.
+    pub records: u64,
+    pub last_lsn: u64,
+    /// The file is zero-filled (or already written) up to here.
+    prepared_end: u64,
+    prepare_chunk: u64,
+}
+
+/// Everything needed to create a segment file.
+pub struct NewSegment<'a> {
+    pub storage: &'a dyn Storage,
+    pub dir: &'a Path,
+    pub header: SegmentHeader,
+    pub direct: bool,
+    pub prepare_bytes: u64,
+    pub prepare_chunk: u64,
+}
+
+/// Opens a file, with O_DIRECT when asked and the file system allows it.
+/// Returns the file and whether O_DIRECT is in effect.
+pub fn open_file(
+    storage: &dyn Storage,
+    path: &Path,
+    create: bool,
+    direct: bool,
+) -> Result<(Box<dyn StorageFile>, bool)> {
+    if direct {
+        match storage.open(path, OpenMode { create, direct: true }) {
+            Ok(f) => return Ok((f, true)),
+            Err(e) if is_direct_io_refusal(&e) => {}
+            Err(e) => return Err(WalError::io("open", path, e)),
+        }
+    }
+    let f = storage
+        .open(path, OpenMode { create, direct: false })
+        .map_err(|e| WalError::io("open", path, e))?;
+    Ok((f, false))
+}
+
+impl ActiveSegment {
+    /// Creates a segment (I2): written under a temporary name, header and
+    /// prepared space made durable, then renamed into place and the
+    /// directory fsynced. Fails without side effects visible to recovery.
+    pub fn create(n: NewSegment<'_>, buf: &mut AlignedBuf) -> Result<Self> {
+        let name = crate::segment::segment_file_name(n.header.first_lsn);
+        let path = n.dir.join(&name);
+        let tmp = n.dir.join(format!("{name}{}", crate::segment::TMP_SUFFIX));
+        let block = n.header.block_size as usize;
+        let (file, direct) = open_file(n.storage, &tmp, true, n.direct)?;
+        let start = format::data_start(block);
+        let result = (|| {
+            let mut seg = ActiveSegment {
+                name: name.clone(),
+                path: path.clone(),
+                file,
+                seed: n.header.crc_seed(),
+                header: n.header.clone(),
+                block,
+                direct,
+                buf_file_off: start,
+                buf_len: 0,
+                data_end: start,
+                durable_end: start,
+                durable_records: 0,
+                durable_last_lsn: n.header.first_lsn - 1,
+                records: 0,
+                last_lsn: n.header.first_lsn - 1,
+                prepared_end: 0,
+                prepare_chunk: n.prepare_chunk,
+            };
+            // Header block + zero seal block.
+            buf[..2 * block].fill(0);
+            n.header.encode(&mut buf[..block]);
+            seg.write(&buf[..2 * block], 0)?;
+            buf[..block].fill(0);
+            seg.prepared_end = start;
+            seg.zero_fill(start + n.prepare_bytes, buf)?;
+            seg.file.sync_data().map_err(|e| WalError::io("fdatasync", &tmp, e))?;
+            Ok(seg)
+        })();
+        let seg = match result {
+            Ok(seg) => seg,
+            Err(e) => {
+                let _ = n.storage.remove_file(&tmp);
+                return Err(e);
+            }
+        };
+        if let Err(e) = n.storage.rename(&tmp, &path) {
+            let _ = n.storage.remove_file(&tmp);
+            return Err(WalError::io("rename", &tmp, e));
+        }
+        // I1: the directory is fsynced after a segment file is created/renamed.
+        n.storage
+            .sync_dir(n.dir)
+            .map_err(|e| WalError::io("fsync directory", n.dir, e))?;
+        Ok(seg)
+    }
+
+    /// Whether O_DIRECT is in effect for this file.
+    pub fn direct(&self) -> bool {
+        self.direct
+    }
+
+    /// Bytes of the file in use (headers + records).
+    pub fn used_bytes(&self) -> u64 {
+        self.data_end
+    }
+
+    /// Bytes of data since the start of the data region.
+    pub fn data_bytes(&self) -> u64 {
+        self.data_end - format::data_start(self.block)
+    }
+
+    fn write(&self, bytes: &[u8], offset: u64) -> Result<()> {
+        self.file
+            .write_all_at(bytes, offset)
+            .map_err(|e| WalError::io("write", &self.path, e))
+    }
+
+    /// Zero-fills from `prepared_end` up to at least `upto` (block aligned)
+    /// using `buf` as the zero source (its contents are destroyed).
+    fn zero_fill(&mut self, upto: u64, buf: &mut AlignedBuf) -> Result<()> {
+        let upto = upto.next_multiple_of(self.block as u64);
+        if upto <= self.prepared_end {
+            return Ok(());
+        }
+        buf.fill(0);
+        let mut off = self.prepared_end;
+        while off < upto {
+            let n = ((upto - off) as usize).min(buf.len());
+            self.write(&buf[..n], off)?;
+            off += n as u64;
+        }
+        self.prepared_end = upto;
+        Ok(())
+    }
+
+    /// Makes sure the file has room for `extra` more bytes of data without
+    /// its size or extents changing at the next fdatasync (F5). Called
+    /// before a record is accepted, so a failure (ENOSPC) consumes no LSN
+    /// and leaves the segment usable (I8). The zeros become durable with the
+    /// next sync's fdatasync, which then journals the size change once per
+    /// chunk instead of once per sync.
+    pub fn ensure_space(&mut self, extra: u64) -> Result<()> {
+        let need = self.data_end + extra;
+        if need <= self.prepared_end {
+            return Ok(());
+        }
+        let epoch_bytes = need - self.durable_end;
+        if epoch_bytes >= GROW_WITHOUT_PREFILL_BYTES {
+            // A large write: let the data itself grow the file.
+            self.prepared_end = need.next_multiple_of(self.block as u64);
+            return Ok(());
+        }
+        // Zero-filling must not overwrite buffered data that is not on disk
+        // yet; the buffer keeps at most the blocks from buf_file_off on.
+        let from = self
+            .prepared_end
+            .max(self.buf_file_off + self.buf_len.next_multiple_of(self.block) as u64);
+        self.prepared_end = from;
+        let mut zeros = AlignedBuf::new(self.prepare_chunk.min(1 << 20) as usize, self.block);
+        self.zero_fill(need.max(from + self.prepare_chunk), &mut zeros)
+    }
+
+    /// Appends one record to the buffer, writing out full buffers as needed.
+    /// `scratch` holds records larger than the buffer's free space.
+    pub fn append(
+        &mut self,
+        buf: &mut AlignedBuf,
+        scratch: &mut Vec<u8>,
+        fields: RecordFields,
+        payload: &[u8],
+    ) -> Result<()> {
+        let size = format::record_size(payload.len());
+        if size <= buf.len() - self.buf_len {
+            format::encode_record(self.seed, &fields, payload, &mut buf[self.buf_len..self.buf_len + size]);
+            self.buf_len += size;
+        } else {
+            scratch.clear();
+            scratch.resize(size, 0);
+            format::encode_record(self.seed, &fields, payload, scratch);
+            let mut rest = &scratch[..];
+            while !rest.is_empty() {
+                let n = rest.len().min(buf.len() - self.buf_len);
+                buf[self.buf_len..self.buf_len + n].copy_from_slice(&rest[..n]);
+                self.buf_len += n;
+                rest = &rest[n..];
+                if self.buf_len == buf.len() {
+                    self.write_full_buffer(buf)?;
+                }
+            }
+        }
+        if self.buf_len == buf.len() {
+            self.write_full_buffer(buf)?;
+        }
+        self.data_end += size as u64;
+        self.records += 1;
+        self.last_lsn = fields.lsn;
+        Ok(())
+    }
+
+    /// Epoch start stamped on records appended now (I5): the durable end.
+    pub fn epoch_start(&self) -> u32 {
+        self.durable_end as u32
+    }
+
+    /// Writes a completely filled buffer (no fdatasync).
+    fn write_full_buffer(&mut self, buf: &mut AlignedBuf) -> Result<()> {
+        self.write(&buf[..], self.buf_file_off)?;
+        self.buf_file_off += buf.len() as u64;
+        self.buf_len = 0;
+        Ok(())
+    }
+
+    /// Writes everything appended and fdatasyncs (D1). On error the caller
+    /// must poison the writer (I3): the state of the file is unknown.
+    /// Returns the number of records this sync made durable.
+    pub fn sync(&mut self, buf: &mut AlignedBuf) -> Result<u64> {
+        if self.data_end == self.durable_end {
+            return Ok(0);
+        }
+        if self.buf_len > 0 {
+            let padded = self.buf_len.next_multiple_of(self.block);
+            buf[self.buf_len..padded].fill(0);
+            // I4: the first block written may be the tail block of the last
+            // sync; its durable prefix is rewritten with identical bytes.
+            self.write(&buf[..padded], self.buf_file_off)?;
+        }
+        self.file
+            .sync_data()
+            .map_err(|e| WalError::io("fdatasync", &self.path, e))?;
+        let made_durable = self.records - self.durable_records;
+        self.durable_end = self.data_end;
+        self.durable_records = self.records;
+        self.durable_last_lsn = self.last_lsn;
+        // Keep the partly filled tail block at the front of the buffer.
+        let full = self.buf_len / self.block * self.block;
+        if full > 0 {
+            buf.copy_within(full..self.buf_len, 0);
+            self.buf_file_off += full as u64;
+            self.buf_len -= full;
+        }
+        Ok(made_durable)
+    }
+
+    /// Seals the segment (I7): all data durable, then the seal block written
+    /// and fdatasynced. After this the file never changes again.
+    pub fn seal(&mut self, buf: &mut AlignedBuf) -> Result<Seal> {
+        self.sync(buf)?;
+        let seal = Seal {
+            last_lsn: self.last_lsn,
+            records: self.records,
+            data_end: self.data_end,
+            sealed_ms: now_ms(),
+        };
+        write_seal(&*self.file, &self.path, self.block, self.seed, &seal)?;
+        Ok(seal)
+    }
+}
+
+/// Writes a seal block at block 1 of `file` and fdatasyncs it.
+pub fn write_seal(file: &dyn StorageFile, path: &Path, block: usize, seed: u32, seal: &Seal) -> Result<()> {
+    let mut b = AlignedBuf::new(block, block);
+    seal.encode(seed, &mut b);
+    file.write_all_at(&b, block as u64)
+        .map_err(|e| WalError::io("write seal", path, e))?;
+    file.sync_data().map_err(|e| WalError::io("fdatasync", path, e))
+}
+
+/// Milliseconds since the Unix epoch (for operator-facing timestamps only).
+pub fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
+}
+
+/// Elapsed microseconds since `t`.
+pub fn micros_since(t: Instant) -> u64 {
+    t.elapsed().as_micros() as u64
+}
