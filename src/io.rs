@@ -53,8 +53,6 @@ pub trait StorageFile: Send + Sync {
     fn write_all_at(&self, buf: &[u8], offset: u64) -> io::Result<()>;
     /// Makes every completed write of this file durable (fdatasync).
     fn sync_data(&self) -> io::Result<()>;
-    /// Current size in bytes.
-    fn len(&self) -> io::Result<u64>;
 }
 
 /// Read-only bytes of a whole file.
@@ -100,9 +98,6 @@ impl StorageFile for OsFile {
     }
     fn sync_data(&self) -> io::Result<()> {
         self.0.sync_data()
-    }
-    fn len(&self) -> io::Result<u64> {
-        Ok(self.0.metadata()?.len())
     }
 }
 
