@@ -13,7 +13,8 @@ use directwal::io::{FileImage, OpenMode, OsStorage, Storage, StorageFile};
 pub struct Faults {
     /// Opening with O_DIRECT answers EINVAL, as a file system without it would.
     pub refuse_direct: AtomicBool,
-    /// Every write answers ENOSPC.
+    /// Every write that would extend a file answers ENOSPC (overwrites of
+    /// written blocks need no space, as on ext4).
     pub enospc: AtomicBool,
     /// Writes left before every write answers EIO (negative: never).
     pub eio_write_after: AtomicI64,
@@ -41,12 +42,14 @@ pub fn faulty() -> (Arc<FaultyStorage>, Arc<Faults>) {
 
 struct FaultyFile {
     inner: Box<dyn StorageFile>,
+    /// Same inode, for its size (the path changes at rename).
+    stat: std::fs::File,
     faults: Arc<Faults>,
 }
 
 impl StorageFile for FaultyFile {
     fn write_all_at(&self, buf: &[u8], offset: u64) -> io::Result<()> {
-        if self.faults.enospc.load(Ordering::SeqCst) {
+        if self.faults.enospc.load(Ordering::SeqCst) && offset + buf.len() as u64 > self.stat.metadata()?.len() {
             return Err(io::Error::from_raw_os_error(libc::ENOSPC));
         }
         let left = self.faults.eio_write_after.load(Ordering::SeqCst);
@@ -79,6 +82,7 @@ impl Storage for FaultyStorage {
         }
         Ok(Box::new(FaultyFile {
             inner: OsStorage.open(path, mode)?,
+            stat: std::fs::File::open(path)?,
             faults: self.faults.clone(),
         }))
     }

@@ -1,0 +1,179 @@
+//! D2 fallback, D3 sticky failures, D4 out of space — injected through the
+//! storage seam.
+mod common;
+
+use std::sync::atomic::Ordering;
+
+use common::{faulty, payload};
+use directwal::{SegmentedWal, SegmentedWalConfig, WalError};
+
+fn cfg(dir: &std::path::Path) -> SegmentedWalConfig {
+    let mut c = SegmentedWalConfig::new(dir);
+    c.segment_target_size = 64 * 1024;
+    c.writer_config.prepare_chunk_size = 8 * 1024;
+    c
+}
+
+fn append(wal: &mut SegmentedWal) -> directwal::Result<u64> {
+    let lsn = wal.next_lsn();
+    wal.append(1, 0, 0, &payload(lsn, 300))
+}
+
+fn check_prefix(dir: &std::path::Path, at_least: u64) -> u64 {
+    let wal = SegmentedWal::open(cfg(dir)).unwrap();
+    let recs = wal.replay().unwrap();
+    assert!(recs.len() as u64 >= at_least, "{} < {at_least}", recs.len());
+    for (i, r) in recs.iter().enumerate() {
+        assert_eq!(r.header.lsn, i as u64 + 1);
+        assert_eq!(r.payload, payload(r.header.lsn, 300));
+    }
+    recs.len() as u64
+}
+
+#[test]
+fn refused_o_direct_falls_back_to_buffered_io_unless_required() {
+    let dir = tempfile::tempdir().unwrap();
+    let (storage, faults) = faulty();
+    faults.refuse_direct.store(true, Ordering::SeqCst);
+    let mut wal = SegmentedWal::open_with_storage(cfg(dir.path()), storage.clone()).unwrap();
+    assert!(!wal.direct_io_active());
+    assert!(!wal.stats().direct_io);
+    for _ in 0..50 {
+        append(&mut wal).unwrap();
+    }
+    wal.sync().unwrap();
+    drop(wal);
+    assert_eq!(check_prefix(dir.path(), 50), 50);
+
+    let mut strict = cfg(dir.path());
+    strict.writer_config.require_direct_io = true;
+    match SegmentedWal::open_with_storage(strict, storage) {
+        Err(WalError::DirectIoUnsupported { .. }) => {}
+        other => panic!("expected DirectIoUnsupported, got {other:?}"),
+    }
+    // The refused attempt leaves the WAL intact.
+    assert_eq!(check_prefix(dir.path(), 50), 50);
+}
+
+#[test]
+fn o_direct_is_the_default_on_a_disk_file_system() {
+    let dir = tempfile::tempdir_in(env!("CARGO_TARGET_TMPDIR")).unwrap();
+    let wal = SegmentedWal::open(cfg(dir.path())).unwrap();
+    assert!(wal.direct_io_active(), "target dir is on ext4 here; O_DIRECT expected");
+}
+
+#[test]
+fn works_on_tmpfs_with_or_without_o_direct() {
+    let Ok(dir) = tempfile::tempdir_in("/dev/shm") else {
+        return;
+    };
+    let mut wal = SegmentedWal::open(cfg(dir.path())).unwrap();
+    for _ in 0..20 {
+        append(&mut wal).unwrap();
+    }
+    wal.sync().unwrap();
+    drop(wal);
+    assert_eq!(check_prefix(dir.path(), 20), 20);
+}
+
+#[test]
+fn failed_fdatasync_poisons_the_writer_until_reopen() {
+    let dir = tempfile::tempdir().unwrap();
+    let (storage, faults) = faulty();
+    let mut wal = SegmentedWal::open_with_storage(cfg(dir.path()), storage).unwrap();
+    for _ in 0..10 {
+        append(&mut wal).unwrap();
+    }
+    wal.sync().unwrap();
+    append(&mut wal).unwrap();
+    faults.eio_sync.store(true, Ordering::SeqCst);
+    let first = wal.sync().unwrap_err();
+    assert!(matches!(first, WalError::Io { op: "fdatasync", .. }), "{first:?}");
+    faults.eio_sync.store(false, Ordering::SeqCst);
+    // Sticky: a later sync must not report the lost write as durable.
+    match wal.sync() {
+        Err(WalError::Poisoned { first_failure }) => assert!(first_failure.contains("fdatasync")),
+        other => panic!("expected Poisoned, got {other:?}"),
+    }
+    assert!(matches!(append(&mut wal), Err(WalError::Poisoned { .. })));
+    assert!(matches!(wal.roll_segment(), Err(WalError::Poisoned { .. })));
+    drop(wal);
+    check_prefix(dir.path(), 10);
+}
+
+#[test]
+fn failed_write_poisons_the_writer() {
+    let dir = tempfile::tempdir().unwrap();
+    let (storage, faults) = faulty();
+    let mut wal = SegmentedWal::open_with_storage(cfg(dir.path()), storage).unwrap();
+    for _ in 0..10 {
+        append(&mut wal).unwrap();
+    }
+    wal.sync().unwrap();
+    append(&mut wal).unwrap();
+    faults.eio_write_after.store(0, Ordering::SeqCst);
+    assert!(matches!(wal.sync(), Err(WalError::Io { op: "write", .. })));
+    faults.eio_write_after.store(-1, Ordering::SeqCst);
+    assert!(matches!(wal.sync(), Err(WalError::Poisoned { .. })));
+    drop(wal);
+    check_prefix(dir.path(), 10);
+}
+
+#[test]
+fn out_of_space_burns_no_lsn_and_the_wal_continues_after_space_returns() {
+    let dir = tempfile::tempdir().unwrap();
+    let (storage, faults) = faulty();
+    let mut wal = SegmentedWal::open_with_storage(cfg(dir.path()), storage.clone()).unwrap();
+    let mut acked = 0;
+    let mut refused = 0;
+    // Space runs out 30 times: appends that fit prepared space still
+    // succeed; the first one that needs new space (a zero-filled chunk or a
+    // new segment) is refused without consuming an LSN.
+    for _ in 0..30 {
+        faults.enospc.store(true, Ordering::SeqCst);
+        loop {
+            let expected = wal.next_lsn();
+            match append(&mut wal) {
+                Ok(lsn) => assert_eq!(lsn, expected),
+                Err(WalError::NoSpace { .. }) => {
+                    assert_eq!(wal.next_lsn(), expected, "a refused append consumed an LSN");
+                    refused += 1;
+                    break;
+                }
+                Err(e) => panic!("unexpected error {e}"),
+            }
+            wal.sync().unwrap();
+            acked = wal.next_lsn() - 1;
+        }
+        faults.enospc.store(false, Ordering::SeqCst);
+        append(&mut wal).unwrap();
+        wal.sync().unwrap();
+        acked = wal.next_lsn() - 1;
+    }
+    assert_eq!(refused, 30);
+    assert!(wal.list_segments().unwrap().len() > 2);
+    drop(wal);
+    // Reopen (space is back) and continue.
+    assert_eq!(check_prefix(dir.path(), acked), acked);
+    let mut wal = SegmentedWal::open_with_storage(cfg(dir.path()), storage).unwrap();
+    assert_eq!(append(&mut wal).unwrap(), acked + 1);
+}
+
+#[test]
+fn out_of_space_while_opening_a_fresh_segment_leaves_the_wal_reopenable() {
+    let dir = tempfile::tempdir().unwrap();
+    let (storage, faults) = faulty();
+    let mut wal = SegmentedWal::open_with_storage(cfg(dir.path()), storage.clone()).unwrap();
+    for _ in 0..10 {
+        append(&mut wal).unwrap();
+    }
+    wal.sync().unwrap();
+    drop(wal);
+    faults.enospc.store(true, Ordering::SeqCst);
+    assert!(matches!(
+        SegmentedWal::open_with_storage(cfg(dir.path()), storage.clone()),
+        Err(WalError::NoSpace { .. })
+    ));
+    faults.enospc.store(false, Ordering::SeqCst);
+    assert_eq!(check_prefix(dir.path(), 10), 10);
+}
