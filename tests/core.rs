@@ -86,8 +86,8 @@ fn replay_from_limit_pages_with_exact_has_more() {
     }
     assert_eq!(seen, (1..=100).collect::<Vec<_>>());
     // has_more is exact at the boundary: exactly the remaining count.
-    assert_eq!(wal.replay_from_limit(91, 10).unwrap().1, false);
-    assert_eq!(wal.replay_from_limit(90, 10).unwrap().1, true);
+    assert!(!wal.replay_from_limit(91, 10).unwrap().1);
+    assert!(wal.replay_from_limit(90, 10).unwrap().1);
     assert_eq!(wal.replay_from_limit(101, 10).unwrap(), (vec![], false));
     assert_eq!(wal.replay_from(50).unwrap().len(), 51);
 }
@@ -100,7 +100,7 @@ fn replay_returns_only_synced_records() {
     wal.sync().unwrap();
     append_n(&mut wal, 5, 50);
     assert_eq!(wal.replay().unwrap().len(), 10);
-    assert_eq!(wal.replay_from_limit(1, 10).unwrap().1, false);
+    assert!(!wal.replay_from_limit(1, 10).unwrap().1);
     wal.sync().unwrap();
     assert_eq!(wal.replay().unwrap().len(), 15);
 }
