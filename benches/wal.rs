@@ -1,1 +1,271 @@
-fn main() {}
+//! SPEC §8 workloads W1, W2, W3, W5 beside device-ceiling probes, measured
+//! in one run and interleaved (the machine is shared and noisy): medians of
+//! `ROUNDS` rounds and ratios. Run: `cargo bench --bench wal`.
+//! Environment: DIRECTWAL_BENCH_DIR (default: the target tmp dir, which must
+//! be on the disk under test), DIRECTWAL_BENCH_ROUNDS (default 3).
+
+use std::fs::{File, OpenOptions};
+use std::os::unix::fs::{FileExt, OpenOptionsExt};
+use std::os::unix::io::AsRawFd;
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use directwal::io::AlignedBuf;
+use directwal::{SegmentedWal, SegmentedWalConfig};
+
+const W1_RECORDS: u64 = 3_000;
+const W2_RECORDS: u64 = 1_000_000;
+const W3_RECORDS: u64 = 32_000;
+const W3_SYNC_EVERY: u64 = 1_000;
+
+fn median(v: &mut [f64]) -> f64 {
+    v.sort_by(|a, b| a.partial_cmp(b).unwrap());
+    v[v.len() / 2]
+}
+
+fn fresh(base: &Path, name: &str) -> PathBuf {
+    let p = base.join(name);
+    let _ = std::fs::remove_dir_all(&p);
+    std::fs::create_dir_all(&p).unwrap();
+    p
+}
+
+fn evict(path: &Path) {
+    if let Ok(f) = File::open(path) {
+        let _ = f.sync_all();
+        // SAFETY: posix_fadvise on a valid open descriptor; no memory is passed.
+        unsafe { libc::posix_fadvise(f.as_raw_fd(), 0, 0, libc::POSIX_FADV_DONTNEED) };
+    }
+}
+
+/// pwrite `block` bytes at increasing offsets + fdatasync each, O_DIRECT.
+/// `prefill`: the file is zero-filled and synced first (else it grows).
+fn probe_sync_writes(dir: &Path, block: usize, count: u64, prefill: bool) -> f64 {
+    let path = dir.join("probe");
+    let f = OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .custom_flags(libc::O_DIRECT)
+        .open(&path)
+        .unwrap();
+    let mut buf = AlignedBuf::new(block, 4096);
+    if prefill {
+        let zero = AlignedBuf::new(4 << 20, 4096);
+        let total = block as u64 * count;
+        let mut off = 0;
+        while off < total {
+            f.write_all_at(&zero, off).unwrap();
+            off += zero.len() as u64;
+        }
+        f.sync_all().unwrap();
+    }
+    buf.iter_mut().enumerate().for_each(|(i, b)| *b = i as u8);
+    let t = Instant::now();
+    for i in 0..count {
+        f.write_all_at(&buf, i * block as u64).unwrap();
+        f.sync_data().unwrap();
+    }
+    let secs = t.elapsed().as_secs_f64();
+    drop(f);
+    std::fs::remove_file(path).unwrap();
+    count as f64 / secs
+}
+
+/// Buffered sequential read of a cold file, MB/s.
+fn probe_seq_read(path: &Path) -> f64 {
+    evict(path);
+    let f = File::open(path).unwrap();
+    let mut buf = vec![0u8; 1 << 20];
+    let mut off = 0u64;
+    let t = Instant::now();
+    loop {
+        let n = f.read_at(&mut buf, off).unwrap();
+        if n == 0 {
+            break;
+        }
+        off += n as u64;
+    }
+    off as f64 / 1e6 / t.elapsed().as_secs_f64()
+}
+
+fn cfg(dir: &Path) -> SegmentedWalConfig {
+    SegmentedWalConfig::new(dir)
+}
+
+struct W1 {
+    rate: f64,
+    bytes_per_record: f64,
+}
+
+fn w1(base: &Path, prepare_chunk: Option<u64>) -> W1 {
+    let dir = fresh(base, "w1");
+    let mut c = cfg(&dir);
+    if let Some(chunk) = prepare_chunk {
+        c.writer_config.prepare_chunk_size = chunk;
+    }
+    let mut wal = SegmentedWal::open(c).unwrap();
+    assert!(wal.direct_io_active(), "bench directory must support O_DIRECT");
+    let payload = [0x5au8; 128];
+    let t = Instant::now();
+    for _ in 0..W1_RECORDS {
+        wal.append(1, 0, 0, &payload).unwrap();
+        wal.sync().unwrap();
+    }
+    let rate = W1_RECORDS as f64 / t.elapsed().as_secs_f64();
+    let used: u64 = wal.list_segments().unwrap().iter().map(|s| s.used_bytes).sum();
+    W1 {
+        rate,
+        bytes_per_record: used as f64 / W1_RECORDS as f64,
+    }
+}
+
+fn w2(base: &Path) -> (f64, PathBuf) {
+    let dir = fresh(base, "w2");
+    let mut wal = SegmentedWal::open(cfg(&dir)).unwrap();
+    let payload = [0x33u8; 128];
+    let t = Instant::now();
+    for _ in 0..W2_RECORDS {
+        wal.append(1, 0, 0, &payload).unwrap();
+    }
+    wal.sync().unwrap();
+    (W2_RECORDS as f64 / t.elapsed().as_secs_f64(), dir)
+}
+
+fn w3(base: &Path) -> f64 {
+    let dir = fresh(base, "w3");
+    let mut wal = SegmentedWal::open(cfg(&dir)).unwrap();
+    let payload = vec![0x77u8; 4096];
+    let t = Instant::now();
+    for i in 1..=W3_RECORDS {
+        wal.append(1, 0, 0, &payload).unwrap();
+        if i % W3_SYNC_EVERY == 0 {
+            wal.sync().unwrap();
+        }
+    }
+    wal.sync().unwrap();
+    (W3_RECORDS * 4096) as f64 / 1e6 / t.elapsed().as_secs_f64()
+}
+
+/// Reopen W2's log (cold cache) and replay it: (open s, records/s, MB/s, segment bytes).
+fn w5(dir: &Path) -> (f64, f64, f64) {
+    let segs: Vec<PathBuf> = std::fs::read_dir(dir).unwrap().map(|e| e.unwrap().path()).collect();
+    segs.iter().for_each(|p| evict(p));
+    let t = Instant::now();
+    let wal = SegmentedWal::open(cfg(dir)).unwrap();
+    let open_s = t.elapsed().as_secs_f64();
+    segs.iter().for_each(|p| evict(p));
+    let t = Instant::now();
+    let mut n = 0u64;
+    wal.for_each_durable(0, usize::MAX, |_| n += 1).unwrap();
+    let secs = t.elapsed().as_secs_f64();
+    assert_eq!(n, W2_RECORDS);
+    let bytes = W2_RECORDS as f64 * directwal::layout::record_size(128) as f64;
+    (open_s, n as f64 / secs, bytes / 1e6 / secs)
+}
+
+fn main() {
+    let base = std::env::var_os("DIRECTWAL_BENCH_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("bench"));
+    std::fs::create_dir_all(&base).unwrap();
+    let rounds: usize = std::env::var("DIRECTWAL_BENCH_ROUNDS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(3);
+    println!("directwal bench in {} ({rounds} rounds, medians)", base.display());
+
+    let keys = [
+        "ceiling_4k_zero_filled",
+        "ceiling_4k_growing",
+        "w1",
+        "w1_grow_per_block",
+        "w1_bytes_per_record",
+        "w2",
+        "ceiling_4m_prefilled_mbs",
+        "w3_mbs",
+        "w5_open_s",
+        "w5_rec_s",
+        "w5_mbs",
+        "seq_read_mbs",
+    ];
+    let mut m: Vec<Vec<f64>> = vec![Vec::new(); keys.len()];
+    for r in 0..rounds {
+        eprintln!("round {}/{rounds}", r + 1);
+        m[0].push(probe_sync_writes(&base, 4096, W1_RECORDS, true));
+        m[1].push(probe_sync_writes(&base, 4096, W1_RECORDS, false));
+        let a = w1(&base, None);
+        m[2].push(a.rate);
+        m[4].push(a.bytes_per_record);
+        m[3].push(w1(&base, Some(4096)).rate);
+        let (rate, w2dir) = w2(&base);
+        m[5].push(rate);
+        m[6].push(probe_sync_writes(&base, 4 << 20, 32, true) * 4.194304);
+        m[7].push(w3(&base));
+        let (open_s, rec_s, mbs) = w5(&w2dir);
+        m[8].push(open_s);
+        m[9].push(rec_s);
+        m[10].push(mbs);
+        let seg = std::fs::read_dir(&w2dir)
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .filter(|p| p.extension().is_some_and(|x| x == "seg"))
+            .max_by_key(|p| std::fs::metadata(p).unwrap().len())
+            .unwrap();
+        m[11].push(probe_seq_read(&seg));
+    }
+    let med: Vec<f64> = m.iter_mut().map(|v| median(v)).collect();
+    let g = |k: &str| med[keys.iter().position(|x| *x == k).unwrap()];
+    let header_plus_payload = (128 + directwal::layout::RECORD_HEADER_LEN) as f64;
+    println!();
+    println!("| workload | result | reference | ratio | target |");
+    println!("|---|---|---|---|---|");
+    println!(
+        "| device ceiling: 4 KiB O_DIRECT pwrite+fdatasync | {:.0}/s zero-filled | {:.0}/s growing file | {:.2} | |",
+        g("ceiling_4k_zero_filled"),
+        g("ceiling_4k_growing"),
+        g("ceiling_4k_zero_filled") / g("ceiling_4k_growing")
+    );
+    println!(
+        "| W1 128 B, each durable | {:.0} rec/s | ceiling {:.0}/s | {:.3} | >= 0.95 |",
+        g("w1"),
+        g("ceiling_4k_zero_filled"),
+        g("w1") / g("ceiling_4k_zero_filled")
+    );
+    println!(
+        "| W1 without prepared space (chunk = 1 block) | {:.0} rec/s | W1 {:.0} | {:.3} | |",
+        g("w1_grow_per_block"),
+        g("w1"),
+        g("w1_grow_per_block") / g("w1")
+    );
+    println!(
+        "| W1 bytes on disk per record | {:.1} B | payload+header {header_plus_payload:.0} B | {:.3} | <= 1.3 |",
+        g("w1_bytes_per_record"),
+        g("w1_bytes_per_record") / header_plus_payload
+    );
+    println!(
+        "| W2 1M x 128 B, one sync | {:.0} rec/s | 3,000,000 | {:.3} | >= 1 |",
+        g("w2"),
+        g("w2") / 3e6
+    );
+    println!(
+        "| W3 4 KiB, sync every 1000 | {:.1} MB/s | pre-filled 4 MiB ceiling {:.1} MB/s | {:.3} | >= 0.9 |",
+        g("w3_mbs"),
+        g("ceiling_4m_prefilled_mbs"),
+        g("w3_mbs") / g("ceiling_4m_prefilled_mbs")
+    );
+    println!(
+        "| W5 replay of W2 (cold) | {:.0} rec/s, {:.1} MB/s | buffered seq read {:.1} MB/s | {:.3} | >= 0.8 |",
+        g("w5_rec_s"),
+        g("w5_mbs"),
+        g("seq_read_mbs"),
+        g("w5_mbs") / g("seq_read_mbs")
+    );
+    println!(
+        "| open of W2's log (cold, {} MB) | {:.4} s | | | |",
+        W2_RECORDS * 160 / 1_000_000,
+        g("w5_open_s")
+    );
+    let _ = std::fs::remove_dir_all(&base);
+}

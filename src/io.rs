@@ -143,6 +143,8 @@ impl Storage for OsStorage {
         // below the durable end. A file truncated by a foreign process could
         // still fault; that is outside what any mmap-based reader can prevent.
         let map = unsafe { memmap2::Mmap::map(&file)? };
+        // Replay and recovery read front to back: ask for aggressive readahead.
+        let _ = map.advise(memmap2::Advice::Sequential);
         Ok(FileImage(ImageInner::Mapped(map)))
     }
 

@@ -17,7 +17,7 @@ use crate::writer::{self, ActiveSegment, NewSegment};
 /// Default `segment_target_size`: 64 MiB.
 pub const DEFAULT_SEGMENT_TARGET_SIZE: u64 = 64 << 20;
 /// Default size of the aligned write buffer: 1 MiB.
-pub const DEFAULT_WRITE_BUFFER_SIZE: usize = 1 << 20;
+pub const DEFAULT_WRITE_BUFFER_SIZE: usize = 4194304;
 /// Default I/O alignment (block size): 4 KiB.
 pub const DEFAULT_ALIGNMENT: usize = 4096;
 /// Default amount of segment space zero-filled ahead of the data: 16 MiB.

@@ -43,6 +43,8 @@ pub struct ActiveSegment {
     pub last_lsn: u64,
     /// The file is zero-filled (or already written) up to here.
     prepared_end: u64,
+    /// Bytes the last completed sync wrote: predicts the size of the next one.
+    last_epoch_bytes: u64,
     prepare_chunk: u64,
 }
 
@@ -106,6 +108,7 @@ impl ActiveSegment {
                 records: 0,
                 last_lsn: n.header.first_lsn - 1,
                 prepared_end: 0,
+                last_epoch_bytes: 0,
                 prepare_chunk: n.prepare_chunk,
             };
             // Header block + zero seal block.
@@ -187,8 +190,9 @@ impl ActiveSegment {
             return Ok(());
         }
         let epoch_bytes = need - self.durable_end;
-        if epoch_bytes >= GROW_WITHOUT_PREFILL_BYTES {
-            // A large write: let the data itself grow the file.
+        if epoch_bytes.max(self.last_epoch_bytes) >= GROW_WITHOUT_PREFILL_BYTES {
+            // Large writes: let the data itself grow the file. Zero-filling
+            // ahead would write every byte twice.
             self.prepared_end = need.next_multiple_of(self.block as u64);
             return Ok(());
         }
@@ -270,6 +274,7 @@ impl ActiveSegment {
             .sync_data()
             .map_err(|e| WalError::io("fdatasync", &self.path, e))?;
         let made_durable = self.records - self.durable_records;
+        self.last_epoch_bytes = self.data_end - self.durable_end;
         self.durable_end = self.data_end;
         self.durable_records = self.records;
         self.durable_last_lsn = self.last_lsn;
