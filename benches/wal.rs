@@ -166,6 +166,12 @@ fn w5(dir: &Path) -> (f64, f64, f64) {
 }
 
 fn main() {
+    // `cargo test --all-targets` runs bench binaries without `--bench`:
+    // measuring a debug build would be meaningless, so only say how to run.
+    if !std::env::args().any(|a| a == "--bench") {
+        println!("wal bench: run with `cargo bench --bench wal`");
+        return;
+    }
     let base = std::env::var_os("DIRECTWAL_BENCH_DIR")
         .map(PathBuf::from)
         .unwrap_or_else(|| PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("bench"));

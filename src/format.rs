@@ -356,7 +356,8 @@ impl RecordFault {
 
 /// Validates the record at `offset` of `seg` (the whole segment image; bytes
 /// past `end` are ignored). On success returns the header and the payload
-/// range; the payload is never longer than the bytes actually present (D9).
+/// range; the payload is never longer than the bytes actually present
+/// (D9, DESIGN I10).
 pub fn check_record(
     seg: &[u8],
     offset: u64,

@@ -427,8 +427,8 @@ impl SegmentedWal {
         };
         if outcome.records > 0 {
             let (file, _) = writer::open_file(&*self.storage, &f.path, false, self.cfg.use_direct_io)?;
-            // What recovery keeps may only be in a cache (a crashed process's
-            // buffered writes): make it durable before anything builds on it.
+            // I6: what recovery keeps may only be in a cache (a crashed
+            // process's buffered writes): make it durable before sealing.
             file.sync_data().map_err(|e| WalError::io("fdatasync", &f.path, e))?;
             writer::write_seal(&*file, &f.path, block, seed, &seal)?;
         }
