@@ -38,9 +38,16 @@ fn evict(path: &Path) {
     }
 }
 
+/// How a probe file's space is prepared before the timed writes.
+#[derive(Clone, Copy, PartialEq)]
+enum Space {
+    Grow,
+    ZeroFilled,
+    Fallocated,
+}
+
 /// pwrite `block` bytes at increasing offsets + fdatasync each, O_DIRECT.
-/// `prefill`: the file is zero-filled and synced first (else it grows).
-fn probe_sync_writes(dir: &Path, block: usize, count: u64, prefill: bool) -> f64 {
+fn probe_sync_writes(dir: &Path, block: usize, count: u64, space: Space) -> f64 {
     let path = dir.join("probe");
     let f = OpenOptions::new()
         .read(true)
@@ -51,7 +58,13 @@ fn probe_sync_writes(dir: &Path, block: usize, count: u64, prefill: bool) -> f64
         .open(&path)
         .unwrap();
     let mut buf = AlignedBuf::new(block, 4096);
-    if prefill {
+    if space == Space::Fallocated {
+        // SAFETY: fallocate on a valid open descriptor; no memory is passed.
+        let rc = unsafe { libc::fallocate(f.as_raw_fd(), 0, 0, (block as u64 * count) as libc::off_t) };
+        assert_eq!(rc, 0);
+        f.sync_all().unwrap();
+    }
+    if space == Space::ZeroFilled {
         let zero = AlignedBuf::new(4 << 20, 4096);
         let total = block as u64 * count;
         let mut off = 0;
@@ -191,35 +204,39 @@ fn main() {
         "w2",
         "ceiling_4m_prefilled_mbs",
         "w3_mbs",
+        "ceiling_4m_growing_mbs",
         "w5_open_s",
         "w5_rec_s",
         "w5_mbs",
         "seq_read_mbs",
+        "ceiling_4m_fallocated_mbs",
     ];
     let mut m: Vec<Vec<f64>> = vec![Vec::new(); keys.len()];
     for r in 0..rounds {
         eprintln!("round {}/{rounds}", r + 1);
-        m[0].push(probe_sync_writes(&base, 4096, W1_RECORDS, true));
-        m[1].push(probe_sync_writes(&base, 4096, W1_RECORDS, false));
+        m[0].push(probe_sync_writes(&base, 4096, W1_RECORDS, Space::ZeroFilled));
+        m[1].push(probe_sync_writes(&base, 4096, W1_RECORDS, Space::Grow));
         let a = w1(&base, None);
         m[2].push(a.rate);
         m[4].push(a.bytes_per_record);
         m[3].push(w1(&base, Some(4096)).rate);
         let (rate, w2dir) = w2(&base);
         m[5].push(rate);
-        m[6].push(probe_sync_writes(&base, 4 << 20, 32, true) * 4.194304);
+        m[6].push(probe_sync_writes(&base, 4 << 20, 32, Space::ZeroFilled) * 4.194304);
         m[7].push(w3(&base));
+        m[8].push(probe_sync_writes(&base, 4 << 20, 32, Space::Grow) * 4.194304);
+        m[13].push(probe_sync_writes(&base, 4 << 20, 32, Space::Fallocated) * 4.194304);
         let (open_s, rec_s, mbs) = w5(&w2dir);
-        m[8].push(open_s);
-        m[9].push(rec_s);
-        m[10].push(mbs);
+        m[9].push(open_s);
+        m[10].push(rec_s);
+        m[11].push(mbs);
         let seg = std::fs::read_dir(&w2dir)
             .unwrap()
             .map(|e| e.unwrap().path())
             .filter(|p| p.extension().is_some_and(|x| x == "seg"))
             .max_by_key(|p| std::fs::metadata(p).unwrap().len())
             .unwrap();
-        m[11].push(probe_seq_read(&seg));
+        m[12].push(probe_seq_read(&seg));
     }
     let med: Vec<f64> = m.iter_mut().map(|v| median(v)).collect();
     let g = |k: &str| med[keys.iter().position(|x| *x == k).unwrap()];
@@ -240,7 +257,7 @@ fn main() {
         g("w1") / g("ceiling_4k_zero_filled")
     );
     println!(
-        "| W1 without prepared space (chunk = 1 block) | {:.0} rec/s | W1 {:.0} | {:.3} | |",
+        "| W1 zero-filling one block at a time (prepare_chunk_size = 4096) | {:.0} rec/s | W1 {:.0} | {:.3} | |",
         g("w1_grow_per_block"),
         g("w1"),
         g("w1_grow_per_block") / g("w1")
@@ -260,6 +277,18 @@ fn main() {
         g("w3_mbs"),
         g("ceiling_4m_prefilled_mbs"),
         g("w3_mbs") / g("ceiling_4m_prefilled_mbs")
+    );
+    println!(
+        "| 4 MiB O_DIRECT pwrite+fdatasync, growing file | {:.1} MB/s | pre-filled {:.1} MB/s | {:.3} | |",
+        g("ceiling_4m_growing_mbs"),
+        g("ceiling_4m_prefilled_mbs"),
+        g("ceiling_4m_growing_mbs") / g("ceiling_4m_prefilled_mbs")
+    );
+    println!(
+        "| 4 MiB O_DIRECT pwrite+fdatasync, fallocated file | {:.1} MB/s | pre-filled {:.1} MB/s | {:.3} | |",
+        g("ceiling_4m_fallocated_mbs"),
+        g("ceiling_4m_prefilled_mbs"),
+        g("ceiling_4m_fallocated_mbs") / g("ceiling_4m_prefilled_mbs")
     );
     println!(
         "| W5 replay of W2 (cold) | {:.0} rec/s, {:.1} MB/s | buffered seq read {:.1} MB/s | {:.3} | >= 0.8 |",

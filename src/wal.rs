@@ -326,8 +326,10 @@ impl SegmentedWal {
             let is_newest = i + 1 == found.len();
             let seal = match seal {
                 Some(seal) => {
-                    if seal.last_lsn + 1 < f.first_lsn || seal.data_end < data_start || seal.data_end > img.len() as u64
-                    {
+                    // D9: values from disk are checked before any arithmetic on them.
+                    let consistent =
+                        seal.last_lsn.checked_add(1).and_then(|n| n.checked_sub(f.first_lsn)) == Some(seal.records);
+                    if !consistent || seal.data_end < data_start || seal.data_end > img.len() as u64 {
                         return Err(WalError::Corruption {
                             segment: f.name.clone(),
                             offset: header.block_size as u64,
