@@ -327,8 +327,9 @@ impl SegmentedWal {
             let seal = match seal {
                 Some(seal) => {
                     // D9: values from disk are checked before any arithmetic on them.
-                    let consistent =
-                        seal.last_lsn.checked_add(1).and_then(|n| n.checked_sub(f.first_lsn)) == Some(seal.records);
+                    let consistent = seal.last_lsn.checked_add(1).and_then(|n| n.checked_sub(f.first_lsn))
+                        == Some(seal.records)
+                        && (seal.records == 0) == (seal.data_end == data_start);
                     if !consistent || seal.data_end < data_start || seal.data_end > img.len() as u64 {
                         return Err(WalError::Corruption {
                             segment: f.name.clone(),

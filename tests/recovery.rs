@@ -318,3 +318,45 @@ fn damage_inside_the_newest_sync_is_indistinguishable_from_a_torn_write_and_is_c
     assert_eq!(wal.replay().unwrap().len(), 29);
     assert!(wal.recovery_report().torn_tail.is_some());
 }
+
+#[test]
+fn a_seal_with_a_valid_crc_but_impossible_values_is_corruption_not_a_panic() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut wal = SegmentedWal::open(cfg(dir.path())).unwrap();
+    append_sync(&mut wal, 5);
+    wal.roll_segment().unwrap();
+    append_sync(&mut wal, 1);
+    drop(wal);
+    let seg = segment_files(dir.path())[0].clone();
+    let original = std::fs::read(&seg).unwrap();
+    // The seed is CRC32C(wal_id ‖ salt), header bytes 16..48 (FORMAT.md).
+    let seed = crc32c::crc32c(&original[16..48]);
+    let forge = |last_lsn: u64, records: u64, data_end: u64| {
+        let mut bytes = original.clone();
+        let s = &mut bytes[4096..4096 + 64];
+        s[8..16].copy_from_slice(&last_lsn.to_le_bytes());
+        s[16..24].copy_from_slice(&records.to_le_bytes());
+        s[24..32].copy_from_slice(&data_end.to_le_bytes());
+        let crc = crc32c::crc32c_append(seed, &s[..60]);
+        s[60..64].copy_from_slice(&crc.to_le_bytes());
+        bytes
+    };
+    // Sanity: re-forging the true values yields a WAL that opens.
+    let true_end = u64::from_le_bytes(original[4096 + 24..4096 + 32].try_into().unwrap());
+    std::fs::write(&seg, forge(5, 5, true_end)).unwrap();
+    assert_eq!(SegmentedWal::open(cfg(dir.path())).unwrap().replay().unwrap().len(), 6);
+    for (last, records, end) in [
+        (u64::MAX, 5, true_end),
+        (5, 4, true_end),
+        (5, 5, 1 << 40),
+        (5, 5, 0),
+        (0, 0, true_end),
+    ] {
+        std::fs::write(&seg, forge(last, records, end)).unwrap();
+        match std::panic::catch_unwind(|| SegmentedWal::open(cfg(dir.path()))) {
+            Err(_) => panic!("forged seal ({last}, {records}, {end}) panicked"),
+            Ok(Err(WalError::Corruption { offset: 4096, .. })) => {}
+            Ok(other) => panic!("forged seal ({last}, {records}, {end}): expected Corruption, got {other:?}"),
+        }
+    }
+}
