@@ -33,6 +33,7 @@ pub mod io;
 mod record;
 mod recovery;
 mod segment;
+pub mod sim;
 mod wal;
 mod writer;
 

@@ -79,12 +79,14 @@ pub fn discover(storage: &dyn Storage, dir: &Path) -> Result<(Vec<Found>, Vec<Pa
     Ok((segments, temps))
 }
 
-/// Decodes header and seal of a segment image, mapping failures to typed errors.
-pub fn read_header_and_seal(name: &str, img: &[u8]) -> Result<(SegmentHeader, Option<Seal>)> {
+/// Decodes header and seal of a segment image, mapping failures to typed
+/// errors. The seal's error is returned separately: recovery tolerates an
+/// unreadable seal on the newest segment (a seal write torn by a crash).
+pub fn read_header_and_seal(name: &str, img: &[u8]) -> Result<(SegmentHeader, Result<Option<Seal>>)> {
     let header = SegmentHeader::decode(img).map_err(|e| header_error(name, 0, e))?;
     let bs = header.block_size as usize;
     let seal_block = img.get(bs..).unwrap_or(&[]);
-    let seal = Seal::decode(header.crc_seed(), seal_block).map_err(|e| header_error(name, bs as u64, e))?;
+    let seal = Seal::decode(header.crc_seed(), seal_block).map_err(|e| header_error(name, bs as u64, e));
     Ok((header, seal))
 }
 

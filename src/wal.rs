@@ -325,6 +325,17 @@ impl SegmentedWal {
             let data_start = format::data_start(header.block_size as usize);
             let is_newest = i + 1 == found.len();
             let seal = match seal {
+                Ok(seal) => seal,
+                // The seal is written after the data is durable and before any
+                // newer segment exists (I7): on the newest segment an unreadable
+                // seal is a seal write cut by a crash; the scan decides.
+                Err(e) if is_newest => {
+                    warn!(segment = %f.name, error = %e, "unreadable seal on the newest segment; rescanning it");
+                    None
+                }
+                Err(e) => return Err(e),
+            };
+            let seal = match seal {
                 Some(seal) => {
                     // D9: values from disk are checked before any arithmetic on them.
                     let consistent = seal.last_lsn.checked_add(1).and_then(|n| n.checked_sub(f.first_lsn))
