@@ -53,6 +53,8 @@ struct State {
     ops: u64,
     /// Operation number at which the simulated process dies.
     crash_at: Option<u64>,
+    /// Operation number that fails once with this OS error.
+    fail_at: Option<(u64, i32)>,
 }
 
 impl State {
@@ -64,6 +66,11 @@ impl State {
             return Err(io::Error::other("simulated crash"));
         }
         self.ops += 1;
+        if let Some((at, errno)) = self.fail_at
+            && self.ops - 1 == at
+        {
+            return Err(io::Error::from_raw_os_error(errno));
+        }
         Ok(())
     }
 }
@@ -96,6 +103,12 @@ impl SimStorage {
     /// Every operation from the `n`-th (counting from 0) on fails.
     pub fn crash_after(&self, n: u64) {
         lock(&self.state).crash_at = Some(n);
+    }
+
+    /// Operation `n` (counting from 0) fails once with OS error `errno` and
+    /// has no effect; the device keeps working afterwards (SPEC T2).
+    pub fn fail_once_at(&self, n: u64, errno: i32) {
+        lock(&self.state).fail_at = Some((n, errno));
     }
 
     /// Operations performed so far.

@@ -336,19 +336,17 @@ impl SegmentedWal {
                 Err(e) => return Err(e),
             };
             let seal = match seal {
+                Some(seal) if is_newest => {
+                    // I6: the seal may have been written by a process whose
+                    // fdatasync failed or never ran; make it durable before a
+                    // newer segment builds on it.
+                    let (file, _) = writer::open_file(&*self.storage, &f.path, false, self.cfg.use_direct_io)?;
+                    file.sync_data().map_err(|e| WalError::io("fdatasync", &f.path, e))?;
+                    self.check_seal(f, &header, &seal, data_start, img.len())?;
+                    seal
+                }
                 Some(seal) => {
-                    // D9: values from disk are checked before any arithmetic on them.
-                    let consistent = seal.last_lsn.checked_add(1).and_then(|n| n.checked_sub(f.first_lsn))
-                        == Some(seal.records)
-                        && (seal.records == 0) == (seal.data_end == data_start);
-                    if !consistent || seal.data_end < data_start || seal.data_end > img.len() as u64 {
-                        return Err(WalError::Corruption {
-                            segment: f.name.clone(),
-                            offset: header.block_size as u64,
-                            lsn: f.first_lsn,
-                            reason: "seal block describes impossible data".into(),
-                        });
-                    }
+                    self.check_seal(f, &header, &seal, data_start, img.len())?;
                     seal
                 }
                 None if !is_newest => {
@@ -382,6 +380,28 @@ impl SegmentedWal {
         debug_assert_eq!(sealed.last().map(|s| &s.name), Some(&newest.name));
         self.sealed_set(sealed);
         Ok(false)
+    }
+
+    /// D9: seal values from disk are checked before any arithmetic on them.
+    fn check_seal(
+        &self,
+        f: &segment::Found,
+        header: &SegmentHeader,
+        seal: &Seal,
+        data_start: u64,
+        file_len: usize,
+    ) -> Result<()> {
+        let consistent = seal.last_lsn.checked_add(1).and_then(|n| n.checked_sub(f.first_lsn)) == Some(seal.records)
+            && (seal.records == 0) == (seal.data_end == data_start);
+        if !consistent || seal.data_end < data_start || seal.data_end > file_len as u64 {
+            return Err(WalError::Corruption {
+                segment: f.name.clone(),
+                offset: header.block_size as u64,
+                lsn: f.first_lsn,
+                reason: "seal block describes impossible data".into(),
+            });
+        }
+        Ok(())
     }
 
     fn sealed_set(&mut self, sealed: Vec<Sealed>) {
