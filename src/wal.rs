@@ -37,7 +37,8 @@ pub enum RecoveryMode {
 /// Writer settings. `Default` gives O_DIRECT with a 1 MiB buffer.
 #[derive(Debug, Clone)]
 pub struct WalWriterConfig {
-    /// Size of the aligned write buffer (rounded up to `alignment`). Records
+    /// Size of the aligned write buffer (rounded up to a multiple of
+    /// `alignment`, and to at least two blocks). Records
     /// accumulate here between syncs; a full buffer is written without sync.
     pub write_buffer_size: usize,
     /// I/O alignment and block size: a power of two from 512 to 65536.
@@ -235,7 +236,9 @@ impl SegmentedWal {
         }
 
         let mut wal = SegmentedWal {
-            buf: AlignedBuf::new(cfg.write_buffer_size, cfg.alignment),
+            // The header and seal blocks of a new segment are staged in the
+            // buffer too, so it holds at least two blocks.
+            buf: AlignedBuf::new(cfg.write_buffer_size.max(2 * cfg.alignment), cfg.alignment),
             dir,
             storage,
             target: config.segment_target_size.clamp(1, format::MAX_SEGMENT_TARGET_SIZE),

@@ -254,3 +254,14 @@ fn bytes_on_disk_per_synced_small_record_are_close_to_payload_plus_header() {
     // No padding per sync: every synced record costs exactly its own size.
     assert_eq!(data, 200 * directwal::layout::record_size(128) as u64);
 }
+
+#[test]
+fn a_write_buffer_smaller_than_two_blocks_works() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut c = cfg(dir.path(), 8 * 1024);
+    c.writer_config.write_buffer_size = 1;
+    let mut wal = SegmentedWal::open(c).unwrap();
+    append_n(&mut wal, 100, 300);
+    wal.sync().unwrap();
+    assert_records(&wal, 1, 100, 300);
+}
