@@ -102,7 +102,9 @@ pub fn segment_file(data: &[u8]) {
             );
         }
     }
-    let config = SegmentedWalConfig::new(dir);
+    let mut config = SegmentedWalConfig::new(dir);
+    config.segment_target_size = 8 * 1024;
+    config.writer_config.prepare_chunk_size = 4096;
     if let Ok(wal) = SegmentedWal::open_with_storage(config, Arc::new(sim)) {
         let _ = wal.replay();
         let _ = wal.replay_from_limit(first_lsn.saturating_add(1), 3);
