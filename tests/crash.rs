@@ -65,18 +65,44 @@ fn open(sim: &SimStorage) -> directwal::Result<SegmentedWal> {
     SegmentedWal::open_with_storage(cfg(), std::sync::Arc::new(sim.clone()))
 }
 
-/// Runs the workload of `seed`; stops at the first error (the simulated death).
-fn workload(seed: u64, sim: &SimStorage) -> Model {
+/// What the workload does when an operation fails.
+#[derive(Clone, Copy, PartialEq)]
+enum OnError {
+    /// The process is dead (crash sweep).
+    Stop,
+    /// The application restarts the WAL, as it must after `Poisoned` (fault sweep).
+    Restart,
+}
+
+/// Runs the workload of `seed`; returns the model and how many operations failed.
+fn workload(seed: u64, sim: &SimStorage, on_error: OnError) -> (Model, u32) {
     let mut m = Model::default();
     let mut rng = Rng(seed);
-    let Ok(mut wal) = open(sim) else { return m };
+    let mut errors = 0;
+    // A (re)start: recovery keeps, and makes durable, what survived. An
+    // injected fault may hit open itself; it fires once, so retry once.
+    let start = |m: &mut Model| -> Option<SegmentedWal> {
+        let wal = open(sim)
+            .or_else(|e| {
+                if on_error == OnError::Restart {
+                    open(sim)
+                } else {
+                    Err(e)
+                }
+            })
+            .ok()?;
+        m.appended = wal.next_lsn() - 1;
+        m.acked = m.appended;
+        Some(wal)
+    };
+    let Some(mut wal) = start(&mut m) else { return (m, 1) };
     for _ in 0..STEPS {
         let r = match rng.below(100) {
             0..=54 => {
                 let lsn = wal.next_lsn();
                 wal.append(1, seed as u32, (lsn % 5) as u16, &payload(seed, lsn))
                     .map(|got| {
-                        assert_eq!(got, lsn);
+                        assert_eq!(got, lsn, "a failed append must not burn an LSN");
                         m.appended = lsn;
                     })
             }
@@ -89,27 +115,31 @@ fn workload(seed: u64, sim: &SimStorage) -> Model {
                 wal.truncate_before(c).map(|_| ())
             }
             _ => {
-                // Reopen without the courtesy sync of Drop: a process restart.
+                // A process restart without the courtesy sync of Drop.
                 wal.simulate_crash();
-                match open(sim) {
-                    Ok(w) => {
+                match start(&mut m) {
+                    Some(w) => {
                         wal = w;
-                        // Recovery keeps (and makes durable) what survived.
-                        m.appended = wal.next_lsn() - 1;
-                        m.acked = m.appended;
                         Ok(())
                     }
-                    Err(_) => return m,
+                    None => return (m, errors + 1),
                 }
             }
         };
         if r.is_err() {
+            errors += 1;
             wal.simulate_crash();
-            return m;
+            if on_error == OnError::Stop {
+                return (m, errors);
+            }
+            match start(&mut m) {
+                Some(w) => wal = w,
+                None => return (m, errors),
+            }
         }
     }
     wal.simulate_crash();
-    m
+    (m, errors)
 }
 
 /// Checks one crash image; returns whether recovery cut a torn tail.
@@ -165,12 +195,12 @@ fn crash_after_every_operation_never_loses_an_acknowledged_record() {
     let mut torn = 0u64;
     for &seed in &seeds {
         let full = SimStorage::new();
-        workload(seed, &full);
+        workload(seed, &full, OnError::Stop);
         let ops = full.ops();
         for k in 0..=ops {
             let sim = SimStorage::new();
             sim.crash_after(k);
-            let m = workload(seed, &sim);
+            let (m, _) = workload(seed, &sim, OnError::Stop);
             let mut rng = Rng(seed.wrapping_mul(1_000_003) ^ k);
             let image = sim.crash_image(&mut || rng.next());
             points += 1;
@@ -222,7 +252,7 @@ fn one_case() {
     let (seed, k): (u64, u64) = (seed.parse().unwrap(), k.parse().unwrap());
     let sim = SimStorage::new();
     sim.crash_after(k);
-    let m = workload(seed, &sim);
+    let (m, _) = workload(seed, &sim, OnError::Stop);
     let mut rng = Rng(seed.wrapping_mul(1_000_003) ^ k);
     let image = sim.crash_image(&mut || rng.next());
     println!("model {m:?}");
@@ -241,51 +271,6 @@ fn one_case() {
     println!("{:?}", check(seed, k, &image, m));
 }
 
-/// Like `workload`, but an application that meets an error restarts the WAL
-/// (as it must after `Poisoned`) and carries on.
-fn workload_restarting(seed: u64, sim: &SimStorage) -> (Model, u32) {
-    let mut m = Model::default();
-    let mut rng = Rng(seed);
-    let mut errors = 0;
-    let reopen = |m: &mut Model| -> Option<SegmentedWal> {
-        // The failed operation may be in open itself; the fault fires once.
-        let wal = open(sim).or_else(|_| open(sim)).ok()?;
-        m.appended = wal.next_lsn() - 1;
-        m.acked = m.appended;
-        Some(wal)
-    };
-    let Some(mut wal) = reopen(&mut m) else { return (m, 1) };
-    for _ in 0..STEPS {
-        let r = match rng.below(100) {
-            0..=54 => {
-                let lsn = wal.next_lsn();
-                wal.append(1, seed as u32, (lsn % 5) as u16, &payload(seed, lsn))
-                    .map(|got| {
-                        assert_eq!(got, lsn, "a failed append must not burn an LSN");
-                        m.appended = lsn;
-                    })
-            }
-            55..=84 => wal.sync().map(|()| m.acked = m.appended),
-            85..=89 => wal.roll_segment(),
-            _ => {
-                let c = rng.below(m.acked + 2);
-                m.truncated_below = m.truncated_below.max(c);
-                wal.truncate_before(c).map(|_| ())
-            }
-        };
-        if r.is_err() {
-            errors += 1;
-            wal.simulate_crash();
-            match reopen(&mut m) {
-                Some(w) => wal = w,
-                None => return (m, errors),
-            }
-        }
-    }
-    wal.simulate_crash();
-    (m, errors)
-}
-
 #[test]
 fn an_io_error_at_any_operation_loses_no_acknowledged_record() {
     let mut points = 0u64;
@@ -293,12 +278,12 @@ fn an_io_error_at_any_operation_loses_no_acknowledged_record() {
     let mut failures = Vec::new();
     for seed in 1..=12u64 {
         let full = SimStorage::new();
-        workload_restarting(seed, &full);
+        workload(seed, &full, OnError::Restart);
         for k in 0..full.ops() {
             for errno in [libc::EIO, libc::ENOSPC] {
                 let sim = SimStorage::new();
                 sim.fail_once_at(k, errno);
-                let (m, errors) = workload_restarting(seed, &sim);
+                let (m, errors) = workload(seed, &sim, OnError::Restart);
                 hit += u64::from(errors > 0);
                 points += 1;
                 // A power loss after the workload, and the process going on
