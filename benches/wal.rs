@@ -128,10 +128,7 @@ fn w1(base: &Path, prepare_chunk: Option<u64>) -> W1 {
     }
     let rate = W1_RECORDS as f64 / t.elapsed().as_secs_f64();
     let used: u64 = wal.list_segments().unwrap().iter().map(|s| s.used_bytes).sum();
-    W1 {
-        rate,
-        bytes_per_record: used as f64 / W1_RECORDS as f64,
-    }
+    W1 { rate, bytes_per_record: used as f64 / W1_RECORDS as f64 }
 }
 
 fn w2(base: &Path) -> (f64, PathBuf) {
@@ -189,10 +186,7 @@ fn main() {
         .map(PathBuf::from)
         .unwrap_or_else(|| PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("bench"));
     std::fs::create_dir_all(&base).unwrap();
-    let rounds: usize = std::env::var("DIRECTWAL_BENCH_ROUNDS")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(3);
+    let rounds: usize = std::env::var("DIRECTWAL_BENCH_ROUNDS").ok().and_then(|s| s.parse().ok()).unwrap_or(3);
     println!("directwal bench in {} ({rounds} rounds, medians)", base.display());
 
     let keys = [
@@ -267,11 +261,7 @@ fn main() {
         g("w1_bytes_per_record"),
         g("w1_bytes_per_record") / header_plus_payload
     );
-    println!(
-        "| W2 1M x 128 B, one sync | {:.0} rec/s | 3,000,000 | {:.3} | >= 1 |",
-        g("w2"),
-        g("w2") / 3e6
-    );
+    println!("| W2 1M x 128 B, one sync | {:.0} rec/s | 3,000,000 | {:.3} | >= 1 |", g("w2"), g("w2") / 3e6);
     println!(
         "| W3 4 KiB, sync every 1000 | {:.1} MB/s | pre-filled 4 MiB ceiling {:.1} MB/s | {:.3} | >= 0.9 |",
         g("w3_mbs"),
@@ -297,10 +287,6 @@ fn main() {
         g("seq_read_mbs"),
         g("w5_mbs") / g("seq_read_mbs")
     );
-    println!(
-        "| open of W2's log (cold, {} MB) | {:.4} s | | | |",
-        W2_RECORDS * 160 / 1_000_000,
-        g("w5_open_s")
-    );
+    println!("| open of W2's log (cold, {} MB) | {:.4} s | | | |", W2_RECORDS * 160 / 1_000_000, g("w5_open_s"));
     let _ = std::fs::remove_dir_all(&base);
 }

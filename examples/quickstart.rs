@@ -24,12 +24,7 @@ fn main() -> Result<(), directwal::WalError> {
     let n_durable = 2_000u64;
     let t = Instant::now();
     for i in 0..n_durable {
-        wal.append(
-            RecordType::Put as u16,
-            1,
-            0,
-            format!("durable record {i:>6}").as_bytes(),
-        )?;
+        wal.append(RecordType::Put as u16, 1, 0, format!("durable record {i:>6}").as_bytes())?;
         wal.sync()?;
     }
     let e = t.elapsed();
@@ -48,10 +43,7 @@ fn main() -> Result<(), directwal::WalError> {
     }
     wal.sync()?;
     let e = t.elapsed();
-    println!(
-        "{n_bulk} x 128 B records, one sync: {:.2} M records/s",
-        n_bulk as f64 / e.as_secs_f64() / 1e6
-    );
+    println!("{n_bulk} x 128 B records, one sync: {:.2} M records/s", n_bulk as f64 / e.as_secs_f64() / 1e6);
     let stats = wal.stats();
     println!(
         "syncs: {}, records per sync: {:.1}, slowest sync: {} µs",
@@ -80,11 +72,7 @@ fn main() -> Result<(), directwal::WalError> {
     assert_eq!(count, n_durable + n_bulk);
     assert_eq!(wal.next_lsn(), count + 1);
     let first = wal.replay_from_limit(1, 1)?.0;
-    println!(
-        "first record: LSN {} {:?}",
-        first[0].header.lsn,
-        String::from_utf8_lossy(&first[0].payload)
-    );
+    println!("first record: LSN {} {:?}", first[0].header.lsn, String::from_utf8_lossy(&first[0].payload));
     for s in wal.list_segments()? {
         println!(
             "  {}  LSN {}..={}  {} records  {} bytes used  {}",

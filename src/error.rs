@@ -124,6 +124,46 @@ pub enum WalError {
         path: PathBuf,
     },
 
+    /// The record does not authenticate: moved, swapped, spliced, edited, or
+    /// decrypted with the wrong key material (E5). Never returned as data.
+    #[error("authentication failed for LSN {lsn} in {segment} at offset {offset}")]
+    AuthenticationFailed {
+        /// Segment file name.
+        segment: String,
+        /// Offset of the record.
+        offset: u64,
+        /// LSN of the record.
+        lsn: u64,
+    },
+
+    /// The segment was encrypted with a key the ring does not hold.
+    #[error("key {key_id:08x} needed for {segment} (LSN {lsn}) is not in the key ring")]
+    UnknownKey {
+        /// Id of the missing key.
+        key_id: u32,
+        /// Segment that needs it.
+        segment: String,
+        /// First LSN that needs it.
+        lsn: u64,
+    },
+
+    /// This WAL is encrypted: appends are refused until a key ring holding
+    /// its key is set (E6 — fail closed).
+    #[error("the WAL is encrypted with key {key_id:08x}; set a key ring holding it before appending")]
+    EncryptionRequired {
+        /// Key id of the newest segment.
+        key_id: u32,
+    },
+
+    /// A key file could not be used.
+    #[error("key file {}: {reason}", path.display())]
+    KeyFile {
+        /// The file.
+        path: PathBuf,
+        /// Why it was refused.
+        reason: String,
+    },
+
     /// An encrypted record was met and this WAL has no key ring to decrypt it.
     #[error("record LSN {lsn} in {segment} is encrypted and no key ring is set")]
     KeyRequired {

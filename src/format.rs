@@ -28,12 +28,13 @@ pub const RECORD_HEADER_LEN: usize = 32;
 pub const RECORD_ALIGN: usize = 8;
 /// Largest payload accepted by `append` (F7): 64 MiB.
 pub const MAX_PAYLOAD_SIZE: usize = 64 << 20;
+/// Largest payload length on disk: an encrypted payload carries a 16-byte tag.
+pub const MAX_STORED_LEN: usize = MAX_PAYLOAD_SIZE + 16;
 /// Largest `segment_target_size` honoured; larger values are clamped so that
 /// every in-segment offset fits the 32-bit `epoch_start` field.
 pub const MAX_SEGMENT_TARGET_SIZE: u64 = 1 << 30;
 
-/// Record flag: the payload is AES-256-GCM ciphertext. Reserved: this build
-/// writes no encrypted records and replay refuses them with a typed error.
+/// Record flag: the payload is AES-256-GCM ciphertext followed by its tag.
 pub const FLAG_ENCRYPTED: u16 = 1 << 0;
 /// All flags this build knows; a record with other bits set is invalid.
 pub const KNOWN_FLAGS: u16 = FLAG_ENCRYPTED;
@@ -187,9 +188,7 @@ impl SegmentHeader {
         }
         let cipher = match b[H_CIPHER] {
             0 => Cipher::None,
-            1 => Cipher::Aes256Gcm {
-                key_id: u32_at(b, H_KEY_ID),
-            },
+            1 => Cipher::Aes256Gcm { key_id: u32_at(b, H_KEY_ID) },
             _ => return Err(HeaderError::Invalid("unknown cipher")),
         };
         let first_lsn = u64_at(b, H_FIRST_LSN);
@@ -261,7 +260,7 @@ impl Seal {
 }
 
 /// Plain fields of a record header (the CRC and length are derived).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct RecordFields {
     /// Log sequence number.
     pub lsn: u64,
@@ -282,9 +281,21 @@ pub struct RecordFields {
 /// Encodes header + payload + zero padding into `out`, which must be exactly
 /// `record_size(payload.len())` bytes.
 pub fn encode_record(seed: u32, f: &RecordFields, payload: &[u8], out: &mut [u8]) {
-    debug_assert_eq!(out.len(), record_size(payload.len()));
+    encode_record_with(seed, f, payload.len(), out, |body| body.copy_from_slice(payload));
+}
+
+/// Encodes a record whose `stored_len` payload bytes are written by `fill`
+/// (which may encrypt in place) before the CRC is computed over them.
+pub fn encode_record_with(
+    seed: u32,
+    f: &RecordFields,
+    stored_len: usize,
+    out: &mut [u8],
+    fill: impl FnOnce(&mut [u8]),
+) {
+    debug_assert_eq!(out.len(), record_size(stored_len));
     let (h, rest) = out.split_at_mut(RECORD_HEADER_LEN);
-    h[R_LEN..R_LEN + 4].copy_from_slice(&(payload.len() as u32).to_le_bytes());
+    h[R_LEN..R_LEN + 4].copy_from_slice(&(stored_len as u32).to_le_bytes());
     h[R_LSN..R_LSN + 8].copy_from_slice(&f.lsn.to_le_bytes());
     h[R_EPOCH_START..R_EPOCH_START + 4].copy_from_slice(&f.epoch_start.to_le_bytes());
     h[R_TENANT..R_TENANT + 4].copy_from_slice(&f.tenant_id.to_le_bytes());
@@ -292,10 +303,10 @@ pub fn encode_record(seed: u32, f: &RecordFields, payload: &[u8], out: &mut [u8]
     h[R_VSHARD..R_VSHARD + 2].copy_from_slice(&f.vshard_id.to_le_bytes());
     h[R_FLAGS..R_FLAGS + 2].copy_from_slice(&f.flags.to_le_bytes());
     h[R_FLAGS + 2..RECORD_HEADER_LEN].fill(0);
-    let (body, pad) = rest.split_at_mut(payload.len());
-    body.copy_from_slice(payload);
+    let (body, pad) = rest.split_at_mut(stored_len);
+    fill(body);
     pad.fill(0);
-    let crc = crc32c::crc32c_append(crc32c::crc32c_append(seed, &h[R_LEN..]), payload);
+    let crc = crc32c::crc32c_append(crc32c::crc32c_append(seed, &h[R_LEN..]), body);
     h[R_CRC..R_CRC + 4].copy_from_slice(&crc.to_le_bytes());
 }
 
@@ -375,7 +386,7 @@ pub fn check_record(
         return Err(RecordFault::Zero);
     }
     let h = read_header(hb);
-    if h.len as usize > MAX_PAYLOAD_SIZE {
+    if h.len as usize > MAX_STORED_LEN {
         return Err(RecordFault::BadField("payload length"));
     }
     if h.fields.flags & !KNOWN_FLAGS != 0 {
@@ -444,12 +455,7 @@ mod tests {
 
     #[test]
     fn seal_round_trips_zero_means_unsealed_and_other_segments_seal_fails() {
-        let seal = Seal {
-            last_lsn: 9,
-            records: 3,
-            data_end: 8192 + 480,
-            sealed_ms: 1,
-        };
+        let seal = Seal { last_lsn: 9, records: 3, data_end: 8192 + 480, sealed_ms: 1 };
         let mut b = [0u8; SEAL_LEN];
         assert_eq!(Seal::decode(5, &b), Ok(None));
         seal.encode(5, &mut b);
@@ -459,14 +465,7 @@ mod tests {
 
     #[test]
     fn record_round_trips_and_salt_binds_it_to_its_segment() {
-        let f = RecordFields {
-            lsn: 5,
-            epoch_start: 8192,
-            tenant_id: 3,
-            record_type: 2,
-            vshard_id: 9,
-            flags: 0,
-        };
+        let f = RecordFields { lsn: 5, epoch_start: 8192, tenant_id: 3, record_type: 2, vshard_id: 9, flags: 0 };
         let payload = b"hello world";
         let mut seg = vec![0u8; 8192 + record_size(payload.len())];
         encode_record(77, &f, payload, &mut seg[8192..]);
@@ -475,10 +474,7 @@ mod tests {
         assert_eq!(h.fields, f);
         assert_eq!(&seg[range], payload);
         assert_eq!(check_record(&seg, 8192, end, 78, Some(5)), Err(RecordFault::BadCrc));
-        assert_eq!(
-            check_record(&seg, 8192, end, 77, Some(6)),
-            Err(RecordFault::LsnMismatch(5))
-        );
+        assert_eq!(check_record(&seg, 8192, end, 77, Some(6)), Err(RecordFault::LsnMismatch(5)));
         assert_eq!(check_record(&seg, 8192, end - 8, 77, None), Err(RecordFault::Truncated));
     }
 
@@ -487,9 +483,6 @@ mod tests {
         let mut seg = vec![0u8; 8192 + 64];
         seg[8192 + R_LEN..8192 + R_LEN + 4].copy_from_slice(&u32::MAX.to_le_bytes());
         seg[8192 + R_LSN] = 1;
-        assert_eq!(
-            check_record(&seg, 8192, seg.len() as u64, 0, None),
-            Err(RecordFault::BadField("payload length"))
-        );
+        assert_eq!(check_record(&seg, 8192, seg.len() as u64, 0, None), Err(RecordFault::BadField("payload length")));
     }
 }

@@ -33,10 +33,7 @@ pub fn record_decode(data: &[u8]) {
                 let size = format::record_size(h.len as usize);
                 let mut re = vec![0u8; size];
                 format::encode_record(seed, &h.fields, &img[payload.clone()], &mut re);
-                assert_eq!(
-                    &re[..format::RECORD_HEADER_LEN + h.len as usize],
-                    &img[off as usize..payload.end]
-                );
+                assert_eq!(&re[..format::RECORD_HEADER_LEN + h.len as usize], &img[off as usize..payload.end]);
                 off += size as u64;
             }
             Err(_) => off += format::RECORD_ALIGN as u64,
@@ -67,12 +64,7 @@ pub fn segment_file(data: &[u8]) {
         }
         if mode & 2 != 0 && img.len() >= bs + format::SEAL_LEN {
             let b = &img[bs..];
-            let seal = Seal {
-                last_lsn: u64_at(b, 8),
-                records: u64_at(b, 16),
-                data_end: u64_at(b, 24),
-                sealed_ms: 0,
-            };
+            let seal = Seal { last_lsn: u64_at(b, 8), records: u64_at(b, 16), data_end: u64_at(b, 24), sealed_ms: 0 };
             seal.encode(h.crc_seed(), &mut img[bs..]);
         }
     }
@@ -81,24 +73,13 @@ pub fn segment_file(data: &[u8]) {
     {
         use crate::io::{OpenMode, Storage};
         let name = crate::segment::segment_file_name(first_lsn);
-        let f = sim
-            .open(
-                &dir.join(name),
-                OpenMode {
-                    create: true,
-                    direct: false,
-                },
-            )
-            .expect("sim open");
+        let f = sim.open(&dir.join(name), OpenMode { create: true, direct: false }).expect("sim open");
         f.write_all_at(&img, 0).expect("sim write");
         if mode & 8 != 0 {
             // A sealed predecessor makes the fuzzed file the newest of two.
             let _ = sim.open(
                 &dir.join(crate::segment::segment_file_name(first_lsn.saturating_add(1))),
-                OpenMode {
-                    create: true,
-                    direct: false,
-                },
+                OpenMode { create: true, direct: false },
             );
         }
     }
@@ -119,14 +100,11 @@ fn repair_records(img: &mut [u8], h: &SegmentHeader) {
     while off + format::RECORD_HEADER_LEN <= img.len() {
         let raw = format::read_header(&img[off..]);
         let size = format::record_size(raw.len as usize);
-        if raw.len as usize > format::MAX_PAYLOAD_SIZE || off + size > img.len() {
+        if raw.len as usize > format::MAX_STORED_LEN || off + size > img.len() {
             return;
         }
         let payload = img[off + format::RECORD_HEADER_LEN..off + format::RECORD_HEADER_LEN + raw.len as usize].to_vec();
-        let fields = RecordFields {
-            flags: raw.fields.flags & format::KNOWN_FLAGS,
-            ..raw.fields
-        };
+        let fields = RecordFields { flags: raw.fields.flags & format::KNOWN_FLAGS, ..raw.fields };
         format::encode_record(seed, &fields, &payload, &mut img[off..off + size]);
         off += size;
     }
@@ -187,18 +165,12 @@ pub fn operations(data: &[u8]) {
         Err(e) => panic!("replay failed: {e}"),
     };
     let first = recs.first().map_or(recovered.next_lsn(), |r| r.header.lsn);
-    assert!(
-        first <= floor.max(1) || first > acked,
-        "acknowledged records before {first} lost"
-    );
+    assert!(first <= floor.max(1) || first > acked, "acknowledged records before {first} lost");
     for (i, rec) in recs.iter().enumerate() {
         let lsn = first + i as u64;
         assert_eq!(rec.header.lsn, lsn);
         assert!((lsn as usize) < lens.len(), "LSN {lsn} was never appended");
         assert_eq!(rec.payload, payload(lsn, lens[lsn as usize]));
     }
-    assert!(
-        recs.last().map_or(first - 1, |r| r.header.lsn) >= acked,
-        "acknowledged records lost"
-    );
+    assert!(recs.last().map_or(first - 1, |r| r.header.lsn) >= acked, "acknowledged records lost");
 }

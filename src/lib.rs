@@ -27,6 +27,7 @@
 
 #![deny(missing_docs)]
 
+pub mod crypto;
 mod error;
 mod format;
 #[doc(hidden)]

@@ -60,12 +60,7 @@ pub fn scan_unsealed(
             Err(f) => break Some(f),
         }
     };
-    let mut outcome = ScanOutcome {
-        records,
-        last_lsn: lsn - 1,
-        data_end: off,
-        torn: None,
-    };
+    let mut outcome = ScanOutcome { records, last_lsn: lsn - 1, data_end: off, torn: None };
     let Some(fault) = fault else { return Ok(outcome) };
 
     // Look past the hole for records that validate on their own (their
@@ -104,12 +99,7 @@ pub fn scan_unsealed(
         }
     }
     if fault != RecordFault::Zero || dropped > 0 {
-        outcome.torn = Some(TornTail {
-            offset: hole,
-            lsn,
-            reason: fault.describe(),
-            dropped_records: dropped,
-        });
+        outcome.torn = Some(TornTail { offset: hole, lsn, reason: fault.describe(), dropped_records: dropped });
     }
     Ok(outcome)
 }

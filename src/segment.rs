@@ -66,11 +66,7 @@ pub fn discover(storage: &dyn Storage, dir: &Path) -> Result<(Vec<Found>, Vec<Pa
     let mut temps = Vec::new();
     for name in names {
         if let Some(first_lsn) = parse_segment_name(&name) {
-            segments.push(Found {
-                first_lsn,
-                path: dir.join(&name),
-                name,
-            });
+            segments.push(Found { first_lsn, path: dir.join(&name), name });
         } else if name.starts_with(PREFIX) && name.ends_with(TMP_SUFFIX) {
             temps.push(dir.join(&name));
         }
@@ -92,11 +88,9 @@ pub fn read_header_and_seal(name: &str, img: &[u8]) -> Result<(SegmentHeader, Re
 
 fn header_error(name: &str, offset: u64, e: HeaderError) -> WalError {
     match e {
-        HeaderError::Version(version) => WalError::UnsupportedVersion {
-            segment: name.to_owned(),
-            version,
-            supported: crate::format::FORMAT_VERSION,
-        },
+        HeaderError::Version(version) => {
+            WalError::UnsupportedVersion { segment: name.to_owned(), version, supported: crate::format::FORMAT_VERSION }
+        }
         HeaderError::Invalid(reason) => WalError::Corruption {
             segment: name.to_owned(),
             offset,
@@ -125,12 +119,7 @@ mod tests {
             assert_eq!(parse_segment_name(&segment_file_name(lsn)), Some(lsn));
         }
         assert!(segment_file_name(9) < segment_file_name(10));
-        for bad in [
-            "wal-1.seg",
-            "wal-0000000000000000000x.seg",
-            "wal-00000000000000000000.seg",
-            "x.seg",
-        ] {
+        for bad in ["wal-1.seg", "wal-0000000000000000000x.seg", "wal-00000000000000000000.seg", "x.seg"] {
             assert_eq!(parse_segment_name(bad), None, "{bad}");
         }
     }

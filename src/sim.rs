@@ -139,31 +139,20 @@ impl SimStorage {
         }
         let mut inodes: Vec<Inode> = Vec::with_capacity(st.inodes.len());
         for ino in &st.inodes {
-            inodes.push(Inode {
-                current: crash_content(ino, rand),
-                ..Default::default()
-            });
+            inodes.push(Inode { current: crash_content(ino, rand), ..Default::default() });
         }
         for ino in &mut inodes {
             ino.durable = ino.current.clone();
         }
         SimStorage {
-            state: Arc::new(Mutex::new(State {
-                inodes,
-                durable_dir: dir.clone(),
-                dir,
-                ..Default::default()
-            })),
+            state: Arc::new(Mutex::new(State { inodes, durable_dir: dir.clone(), dir, ..Default::default() })),
         }
     }
 
     /// Every file name and its size, as the process sees them (for tests).
     pub fn listing(&self) -> Vec<(String, usize)> {
         let st = lock(&self.state);
-        st.dir
-            .iter()
-            .map(|(p, &i)| (p.display().to_string(), st.inodes[i].current.len()))
-            .collect()
+        st.dir.iter().map(|(p, &i)| (p.display().to_string(), st.inodes[i].current.len())).collect()
     }
 
     /// Content of a file as the process sees it (for tests).
@@ -271,10 +260,7 @@ impl Storage for SimStorage {
                 i
             }
         };
-        Ok(Box::new(SimFile {
-            state: self.state.clone(),
-            inode,
-        }))
+        Ok(Box::new(SimFile { state: self.state.clone(), inode }))
     }
 
     fn read_image(&self, path: &Path) -> io::Result<FileImage> {
@@ -331,15 +317,7 @@ mod tests {
         let sim = SimStorage::new();
         let dir = Path::new("/d");
         let a = dir.join("a");
-        let f = sim
-            .open(
-                &a,
-                OpenMode {
-                    create: true,
-                    direct: false,
-                },
-            )
-            .unwrap();
+        let f = sim.open(&a, OpenMode { create: true, direct: false }).unwrap();
         f.write_all_at(&[1u8; 1024], 0).unwrap();
         f.sync_data().unwrap();
         f.write_all_at(&[2u8; 1024], 1024).unwrap();

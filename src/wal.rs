@@ -6,6 +6,7 @@ use std::time::{Duration, Instant};
 
 use tracing::{error, info, warn};
 
+use crate::crypto::{KeyRing, SegmentCipher};
 use crate::error::{Result, WalError};
 use crate::format::{self, Cipher, FORMAT_VERSION, MAX_PAYLOAD_SIZE, RecordFields, Seal, SegmentHeader};
 use crate::io::{AlignedBuf, OsStorage, Storage};
@@ -171,6 +172,11 @@ pub struct SegmentedWal {
     buf: AlignedBuf,
     scratch: Vec<u8>,
     poisoned: Option<String>,
+    /// Keys for encrypting new segments and decrypting old ones.
+    ring: Option<KeyRing>,
+    /// E6: the key new records must be encrypted with, from the newest
+    /// segment on disk or the ring; appends are refused without a ring.
+    required_key: Option<u32>,
     direct_io: bool,
     stats: WalStats,
     report: RecoveryReport,
@@ -208,9 +214,7 @@ impl SegmentedWal {
             return Err(WalError::InvalidConfig("write_buffer_size is zero".into()));
         }
         let dir = config.wal_dir.clone();
-        storage
-            .create_dir_all(&dir)
-            .map_err(|e| WalError::io("create directory", &dir, e))?;
+        storage.create_dir_all(&dir).map_err(|e| WalError::io("create directory", &dir, e))?;
         let lock_guard = storage.lock_dir(&dir).map_err(|e| {
             if e.raw_os_error() == Some(libc::EWOULDBLOCK) {
                 WalError::Locked { path: dir.clone() }
@@ -220,19 +224,14 @@ impl SegmentedWal {
         })?;
 
         let (found, temps) = segment::discover(&*storage, &dir)?;
-        let mut report = RecoveryReport {
-            segments: found.len(),
-            ..Default::default()
-        };
+        let mut report = RecoveryReport { segments: found.len(), ..Default::default() };
         for t in &temps {
             // I2: a .tmp file never held an acknowledged record.
             storage.remove_file(t).map_err(|e| WalError::io("remove", t, e))?;
             report.temp_files_removed += 1;
         }
         if !temps.is_empty() {
-            storage
-                .sync_dir(&dir)
-                .map_err(|e| WalError::io("fsync directory", &dir, e))?;
+            storage.sync_dir(&dir).map_err(|e| WalError::io("fsync directory", &dir, e))?;
         }
 
         let mut wal = SegmentedWal {
@@ -248,6 +247,8 @@ impl SegmentedWal {
             next_lsn: 1,
             scratch: Vec::new(),
             poisoned: None,
+            ring: None,
+            required_key: None,
             direct_io: cfg.use_direct_io,
             stats: WalStats::default(),
             report: RecoveryReport::default(),
@@ -260,7 +261,10 @@ impl SegmentedWal {
         }
         // D7/I6: never append into a segment of an earlier process: start a
         // fresh one (replacing an empty newest segment of the same name).
-        wal.start_segment()?;
+        // E6: an encrypted WAL gets its next segment once a ring is set.
+        if wal.required_key.is_none() {
+            wal.start_segment()?;
+        }
         if replace_newest {
             info!(segment = %segment::segment_file_name(wal.next_lsn), "replaced empty newest segment");
         }
@@ -286,10 +290,7 @@ impl SegmentedWal {
         let mut sealed = Vec::with_capacity(found.len());
         let mut expect_lsn: Option<u64> = None;
         for (i, f) in found.iter().enumerate() {
-            let img = self
-                .storage
-                .read_image(&f.path)
-                .map_err(|e| WalError::io("read", &f.path, e))?;
+            let img = self.storage.read_image(&f.path).map_err(|e| WalError::io("read", &f.path, e))?;
             let (header, seal) = segment::read_header_and_seal(&f.name, &img)?;
             if header.first_lsn != f.first_lsn {
                 return Err(WalError::Corruption {
@@ -327,6 +328,9 @@ impl SegmentedWal {
             }
             let data_start = format::data_start(header.block_size as usize);
             let is_newest = i + 1 == found.len();
+            if is_newest {
+                self.required_key = segment::key_id(&header);
+            }
             let seal = match seal {
                 Ok(seal) => seal,
                 // The seal is written after the data is durable and before any
@@ -373,12 +377,7 @@ impl SegmentedWal {
             };
             expect_lsn = Some(seal.last_lsn + 1);
             self.next_lsn = seal.last_lsn + 1;
-            sealed.push(Sealed {
-                name: f.name.clone(),
-                path: f.path.clone(),
-                header,
-                seal,
-            });
+            sealed.push(Sealed { name: f.name.clone(), path: f.path.clone(), header, seal });
         }
         debug_assert_eq!(sealed.last().map(|s| &s.name), Some(&newest.name));
         self.sealed_set(sealed);
@@ -429,15 +428,8 @@ impl SegmentedWal {
             Err(e @ WalError::Corruption { .. }) if self.cfg.recovery_mode == RecoveryMode::Tolerant => {
                 error!(error = %e, "tolerant recovery: cutting the log at damaged durable data");
                 report.dropped_corruption = Some(e.to_string());
-                let WalError::Corruption { offset, lsn, .. } = e else {
-                    unreachable!()
-                };
-                recovery::ScanOutcome {
-                    records: lsn - f.first_lsn,
-                    last_lsn: lsn - 1,
-                    data_end: offset,
-                    torn: None,
-                }
+                let WalError::Corruption { offset, lsn, .. } = e else { unreachable!() };
+                recovery::ScanOutcome { records: lsn - f.first_lsn, last_lsn: lsn - 1, data_end: offset, torn: None }
             }
             Err(e) => {
                 error!(error = %e, "corruption found during recovery");
@@ -472,28 +464,28 @@ impl SegmentedWal {
         Ok(seal)
     }
 
-    /// Creates the active segment at `next_lsn`.
+    /// Creates the active segment at `next_lsn`, encrypted with the ring's
+    /// active key when a ring is set.
     fn start_segment(&mut self) -> Result<()> {
         debug_assert!(self.active.is_none());
+        let salt = random_u128();
+        let cipher = self.ring.as_ref().map(|r| SegmentCipher::new(r.current(), self.wal_id, salt));
         let header = SegmentHeader {
             version: FORMAT_VERSION,
             block_size: self.cfg.alignment as u32,
             wal_id: self.wal_id,
-            salt: random_u128(),
+            salt,
             first_lsn: self.next_lsn,
-            cipher: Cipher::None,
+            cipher: cipher.as_ref().map_or(Cipher::None, |c| c.descriptor()),
             created_ms: writer::now_ms(),
         };
-        let prepare_chunk = self
-            .cfg
-            .prepare_chunk_size
-            .min(self.target)
-            .max(self.cfg.alignment as u64);
+        let prepare_chunk = self.cfg.prepare_chunk_size.min(self.target).max(self.cfg.alignment as u64);
         let seg = ActiveSegment::create(
             NewSegment {
                 storage: &*self.storage,
                 dir: &self.dir,
                 header,
+                cipher,
                 direct: self.cfg.use_direct_io,
                 prepare_bytes: prepare_chunk,
                 prepare_chunk,
@@ -520,9 +512,7 @@ impl SegmentedWal {
 
     fn check_poison(&self) -> Result<()> {
         match &self.poisoned {
-            Some(first) => Err(WalError::Poisoned {
-                first_failure: first.clone(),
-            }),
+            Some(first) => Err(WalError::Poisoned { first_failure: first.clone() }),
             None => Ok(()),
         }
     }
@@ -541,15 +531,17 @@ impl SegmentedWal {
     pub fn append(&mut self, record_type: u16, tenant_id: u32, vshard_id: u16, payload: &[u8]) -> Result<u64> {
         self.check_poison()?;
         if payload.len() > MAX_PAYLOAD_SIZE {
-            return Err(WalError::PayloadTooLarge {
-                size: payload.len(),
-                max: MAX_PAYLOAD_SIZE,
-            });
+            return Err(WalError::PayloadTooLarge { size: payload.len(), max: MAX_PAYLOAD_SIZE });
         }
-        let size = format::record_size(payload.len()) as u64;
+        if self.ring.is_none()
+            && let Some(key_id) = self.required_key
+        {
+            // E6: fail closed; nothing is written.
+            return Err(WalError::EncryptionRequired { key_id });
+        }
         if let Some(active) = &self.active
             && active.records > 0
-            && active.data_bytes() + size > self.target
+            && active.data_bytes() + active.record_size(payload.len()) as u64 > self.target
         {
             self.roll_segment()?;
         }
@@ -557,18 +549,13 @@ impl SegmentedWal {
             self.start_segment()?;
         }
         let active = self.active.as_mut().expect("active segment");
+        let size = active.record_size(payload.len()) as u64;
         // I8: space is reserved before the LSN is taken; a failure (ENOSPC)
         // leaves the WAL as it was.
         active.ensure_space(size)?;
         let lsn = self.next_lsn;
-        let fields = RecordFields {
-            lsn,
-            epoch_start: active.epoch_start(),
-            tenant_id,
-            record_type,
-            vshard_id,
-            flags: 0,
-        };
+        let fields =
+            RecordFields { lsn, epoch_start: active.epoch_start(), tenant_id, record_type, vshard_id, flags: 0 };
         if let Err(e) = active.append(&mut self.buf, &mut self.scratch, fields, payload) {
             return Err(self.poison(e));
         }
@@ -614,14 +601,61 @@ impl SegmentedWal {
             };
             let active = self.active.take().expect("active segment");
             info!(segment = %active.name, last_lsn = seal.last_lsn, records = seal.records, "sealed segment");
-            lock(&self.sealed).push(Sealed {
-                name: active.name,
-                path: active.path,
-                header: active.header,
-                seal,
-            });
+            lock(&self.sealed).push(Sealed { name: active.name, path: active.path, header: active.header, seal });
         }
         // A failure here (ENOSPC) leaves no active segment; the next append retries.
+        self.start_segment()
+    }
+
+    /// Sets the key ring (E2, E3, E6). From now on every payload is written
+    /// encrypted with the ring's active key: if the active segment is plain
+    /// or uses another key, it is sealed (or, empty, replaced) and a new
+    /// segment begins. Fails with `UnknownKey` when the WAL is encrypted with
+    /// a key the ring does not hold.
+    pub fn set_encryption_ring(&mut self, ring: KeyRing) -> Result<()> {
+        self.check_poison()?;
+        if let Some(key_id) = self.required_key
+            && ring.get(key_id).is_none()
+        {
+            return Err(WalError::UnknownKey {
+                key_id,
+                segment: segment::segment_file_name(self.active_segment_first_lsn()),
+                lsn: self.next_lsn,
+            });
+        }
+        let key_id = ring.current().key_id();
+        info!(key_ids = ?ring, "encryption key ring set");
+        self.ring = Some(ring);
+        self.required_key = Some(key_id);
+        self.switch_segment_unless(Some(key_id))
+    }
+
+    /// The key ring, if one is set.
+    pub fn encryption_ring(&self) -> Option<&KeyRing> {
+        self.ring.as_ref()
+    }
+
+    /// Turns encryption off (E6): an explicit call that starts a new, plain
+    /// segment. Reading older, encrypted segments needs a ring again.
+    pub fn disable_encryption(&mut self) -> Result<()> {
+        self.check_poison()?;
+        self.ring = None;
+        self.required_key = None;
+        warn!(dir = %self.dir.display(), "encryption turned off: new records are written in plain");
+        self.switch_segment_unless(None)
+    }
+
+    /// Starts a new segment unless the active one already encrypts with `key_id`.
+    fn switch_segment_unless(&mut self, key_id: Option<u32>) -> Result<()> {
+        let Some(active) = self.active.as_ref() else { return Ok(()) };
+        if active.encrypts_with() == key_id {
+            return Ok(());
+        }
+        if active.records > 0 {
+            return self.roll_segment();
+        }
+        // Empty: replaced under the same name by the new segment (I6).
+        self.active = None;
         self.start_segment()
     }
 
@@ -679,14 +713,10 @@ impl SegmentedWal {
                 break;
             }
             let size = self.storage.file_len(&oldest.path).unwrap_or(0);
-            self.storage
-                .remove_file(&oldest.path)
-                .map_err(|e| WalError::io("remove", &oldest.path, e))?;
+            self.storage.remove_file(&oldest.path).map_err(|e| WalError::io("remove", &oldest.path, e))?;
             let removed = sealed.remove(0);
             // I9: each deletion is durable before the next, so a crash leaves a suffix.
-            self.storage
-                .sync_dir(&self.dir)
-                .map_err(|e| WalError::io("fsync directory", &self.dir, e))?;
+            self.storage.sync_dir(&self.dir).map_err(|e| WalError::io("fsync directory", &self.dir, e))?;
             result.segments_deleted += 1;
             result.bytes_reclaimed += size;
             info!(segment = %removed.name, last_lsn = removed.seal.last_lsn, "truncated segment");
@@ -719,31 +749,14 @@ impl SegmentedWal {
         let durable_last = self.durable_lsn();
         let mut spans: Vec<(String, PathBuf, SegmentHeader, u64, u64)> = lock(&self.sealed)
             .iter()
-            .map(|s| {
-                (
-                    s.name.clone(),
-                    s.path.clone(),
-                    s.header.clone(),
-                    s.seal.data_end,
-                    s.seal.last_lsn,
-                )
-            })
+            .map(|s| (s.name.clone(), s.path.clone(), s.header.clone(), s.seal.data_end, s.seal.last_lsn))
             .collect();
         if let Some(a) = &self.active {
-            spans.push((
-                a.name.clone(),
-                a.path.clone(),
-                a.header.clone(),
-                a.durable_end,
-                a.durable_last_lsn,
-            ));
+            spans.push((a.name.clone(), a.path.clone(), a.header.clone(), a.durable_end, a.durable_last_lsn));
         }
         let oldest = spans.first().map_or(self.next_lsn, |s| s.2.first_lsn);
         if from_lsn != 0 && from_lsn < oldest {
-            return Err(WalError::LsnTruncated {
-                requested: from_lsn,
-                oldest,
-            });
+            return Err(WalError::LsnTruncated { requested: from_lsn, oldest });
         }
         let from = from_lsn.max(oldest);
         if max_records == 0 {
@@ -754,28 +767,38 @@ impl SegmentedWal {
             if last_lsn < from || header.first_lsn > last_lsn {
                 continue;
             }
-            let img = self
-                .storage
-                .read_image(&path)
-                .map_err(|e| WalError::io("read", &path, e))?;
+            let img = self.storage.read_image(&path).map_err(|e| WalError::io("read", &path, e))?;
             let seed = header.crc_seed();
+            let cipher = match header.cipher {
+                Cipher::None => None,
+                Cipher::Aes256Gcm { key_id } => {
+                    let lsn = header.first_lsn.max(from);
+                    let segment = name.clone();
+                    let ring = self.ring.as_ref().ok_or(WalError::KeyRequired { segment, lsn })?;
+                    let segment = name.clone();
+                    let key = ring.get(key_id).ok_or(WalError::UnknownKey { key_id, segment, lsn })?;
+                    Some(SegmentCipher::new(key, header.wal_id, header.salt))
+                }
+            };
+            // I10: records are read only up to this segment's durable end.
             let mut off = format::data_start(header.block_size as usize);
             let mut lsn = header.first_lsn;
             while lsn <= last_lsn && emitted < max_records {
-                let (h, payload) =
-                    format::check_record(&img, off, end, seed, Some(lsn)).map_err(|fault| WalError::Corruption {
-                        segment: name.clone(),
-                        offset: off,
-                        lsn,
-                        reason: fault.describe(),
-                    })?;
-                if h.fields.flags & format::FLAG_ENCRYPTED != 0 {
-                    return Err(WalError::KeyRequired {
-                        segment: name.clone(),
-                        lsn,
-                    });
+                let (h, payload) = format::check_record(&img, off, end, seed, Some(lsn)).map_err(|fault| {
+                    WalError::Corruption { segment: name.clone(), offset: off, lsn, reason: fault.describe() }
+                })?;
+                // E5/E6: in an encrypted segment every record must be encrypted
+                // and authentic; in a plain one none may claim to be.
+                let encrypted = h.fields.flags & format::FLAG_ENCRYPTED != 0;
+                let auth_failed = || WalError::AuthenticationFailed { segment: name.clone(), offset: off, lsn };
+                if encrypted != cipher.is_some() {
+                    return Err(auth_failed());
                 }
                 if lsn >= from {
+                    let payload = match &cipher {
+                        Some(c) => c.open(&h.fields, &img[payload]).ok_or_else(auth_failed)?,
+                        None => img[payload].to_vec(),
+                    };
                     f(WalRecord {
                         header: RecordHeader {
                             lsn,
@@ -785,7 +808,7 @@ impl SegmentedWal {
                             flags: h.fields.flags,
                             payload_len: h.len,
                         },
-                        payload: img[payload].to_vec(),
+                        payload,
                     });
                     emitted += 1;
                 }
@@ -809,10 +832,7 @@ impl SegmentedWal {
                 first_lsn: s.header.first_lsn,
                 last_lsn: s.seal.last_lsn,
                 record_count: s.seal.records,
-                file_size: self
-                    .storage
-                    .file_len(&s.path)
-                    .map_err(|e| WalError::io("stat", &s.path, e))?,
+                file_size: self.storage.file_len(&s.path).map_err(|e| WalError::io("stat", &s.path, e))?,
                 used_bytes: s.seal.data_end,
                 sealed: true,
                 key_id: segment::key_id(&s.header),
@@ -824,10 +844,7 @@ impl SegmentedWal {
                 first_lsn: a.header.first_lsn,
                 last_lsn: a.durable_last_lsn,
                 record_count: a.durable_records,
-                file_size: self
-                    .storage
-                    .file_len(&a.path)
-                    .map_err(|e| WalError::io("stat", &a.path, e))?,
+                file_size: self.storage.file_len(&a.path).map_err(|e| WalError::io("stat", &a.path, e))?,
                 used_bytes: a.used_bytes(),
                 sealed: false,
                 key_id: segment::key_id(&a.header),

@@ -9,6 +9,7 @@
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
+use crate::crypto::{SegmentCipher, TAG_LEN};
 use crate::error::{Result, WalError};
 use crate::format::{self, RecordFields, Seal, SegmentHeader};
 use crate::io::{AlignedBuf, OpenMode, Storage, StorageFile, is_direct_io_refusal};
@@ -45,6 +46,8 @@ pub struct ActiveSegment {
     prepared_end: u64,
     /// Bytes the last completed sync wrote: predicts the size of the next one.
     last_epoch_bytes: u64,
+    /// Set when payloads of this segment are encrypted (its header says so).
+    cipher: Option<SegmentCipher>,
     prepare_chunk: u64,
 }
 
@@ -52,7 +55,9 @@ pub struct ActiveSegment {
 pub struct NewSegment<'a> {
     pub storage: &'a dyn Storage,
     pub dir: &'a Path,
+    /// Its `cipher` must describe `cipher`.
     pub header: SegmentHeader,
+    pub cipher: Option<SegmentCipher>,
     pub direct: bool,
     pub prepare_bytes: u64,
     pub prepare_chunk: u64,
@@ -73,9 +78,7 @@ pub fn open_file(
             Err(e) => return Err(WalError::io("open", path, e)),
         }
     }
-    let f = storage
-        .open(path, OpenMode { create, direct: false })
-        .map_err(|e| WalError::io("open", path, e))?;
+    let f = storage.open(path, OpenMode { create, direct: false }).map_err(|e| WalError::io("open", path, e))?;
     Ok((f, false))
 }
 
@@ -83,7 +86,9 @@ impl ActiveSegment {
     /// Creates a segment (I2): written under a temporary name, header and
     /// prepared space made durable, then renamed into place and the
     /// directory fsynced. Fails without side effects visible to recovery.
-    pub fn create(n: NewSegment<'_>, buf: &mut AlignedBuf) -> Result<Self> {
+    pub fn create(mut n: NewSegment<'_>, buf: &mut AlignedBuf) -> Result<Self> {
+        debug_assert_eq!(n.cipher.as_ref().map(|c| c.descriptor()), segment_cipher_of(&n.header));
+        let cipher = n.cipher.take();
         let name = crate::segment::segment_file_name(n.header.first_lsn);
         let path = n.dir.join(&name);
         let tmp = n.dir.join(format!("{name}{}", crate::segment::TMP_SUFFIX));
@@ -109,6 +114,7 @@ impl ActiveSegment {
                 last_lsn: n.header.first_lsn - 1,
                 prepared_end: 0,
                 last_epoch_bytes: 0,
+                cipher,
                 prepare_chunk: n.prepare_chunk,
             };
             // Header block + zero seal block.
@@ -133,9 +139,7 @@ impl ActiveSegment {
             return Err(WalError::io("rename", &tmp, e));
         }
         // I1: the directory is fsynced after a segment file is created/renamed.
-        n.storage
-            .sync_dir(n.dir)
-            .map_err(|e| WalError::io("fsync directory", n.dir, e))?;
+        n.storage.sync_dir(n.dir).map_err(|e| WalError::io("fsync directory", n.dir, e))?;
         Ok(seg)
     }
 
@@ -155,9 +159,7 @@ impl ActiveSegment {
     }
 
     fn write(&self, bytes: &[u8], offset: u64) -> Result<()> {
-        self.file
-            .write_all_at(bytes, offset)
-            .map_err(|e| WalError::io("write", &self.path, e))
+        self.file.write_all_at(bytes, offset).map_err(|e| WalError::io("write", &self.path, e))
     }
 
     /// Zero-fills from `prepared_end` up to at least `upto` (block aligned)
@@ -198,31 +200,54 @@ impl ActiveSegment {
         }
         // Zero-filling must not overwrite buffered data that is not on disk
         // yet; the buffer keeps at most the blocks from buf_file_off on.
-        let from = self
-            .prepared_end
-            .max(self.buf_file_off + self.buf_len.next_multiple_of(self.block) as u64);
+        let from = self.prepared_end.max(self.buf_file_off + self.buf_len.next_multiple_of(self.block) as u64);
         self.prepared_end = from;
         let mut zeros = AlignedBuf::new(self.prepare_chunk.min(1 << 20) as usize, self.block);
         self.zero_fill(need.max(from + self.prepare_chunk), &mut zeros)
     }
 
+    /// Bytes a payload of `len` bytes occupies in this segment.
+    pub fn record_size(&self, len: usize) -> usize {
+        format::record_size(len + if self.cipher.is_some() { TAG_LEN } else { 0 })
+    }
+
+    /// Whether this segment encrypts with the ring key `key_id` (None: plain).
+    pub fn encrypts_with(&self) -> Option<u32> {
+        self.cipher.as_ref().map(|c| match c.descriptor() {
+            format::Cipher::Aes256Gcm { key_id } => key_id,
+            format::Cipher::None => unreachable!("a cipher describes itself as encrypted"),
+        })
+    }
+
     /// Appends one record to the buffer, writing out full buffers as needed.
-    /// `scratch` holds records larger than the buffer's free space.
+    /// `scratch` holds records larger than the buffer's free space. In an
+    /// encrypted segment the payload is encrypted in place (E1).
     pub fn append(
         &mut self,
         buf: &mut AlignedBuf,
         scratch: &mut Vec<u8>,
-        fields: RecordFields,
+        mut fields: RecordFields,
         payload: &[u8],
     ) -> Result<()> {
-        let size = format::record_size(payload.len());
+        let stored = payload.len() + if self.cipher.is_some() { TAG_LEN } else { 0 };
+        if self.cipher.is_some() {
+            fields.flags |= format::FLAG_ENCRYPTED;
+        }
+        let cipher = self.cipher.as_ref();
+        let fill = |body: &mut [u8]| {
+            body[..payload.len()].copy_from_slice(payload);
+            if let Some(c) = cipher {
+                c.seal(&fields, body);
+            }
+        };
+        let size = format::record_size(stored);
         if size <= buf.len() - self.buf_len {
-            format::encode_record(self.seed, &fields, payload, &mut buf[self.buf_len..self.buf_len + size]);
+            format::encode_record_with(self.seed, &fields, stored, &mut buf[self.buf_len..self.buf_len + size], fill);
             self.buf_len += size;
         } else {
             scratch.clear();
             scratch.resize(size, 0);
-            format::encode_record(self.seed, &fields, payload, scratch);
+            format::encode_record_with(self.seed, &fields, stored, scratch, fill);
             let mut rest = &scratch[..];
             while !rest.is_empty() {
                 let n = rest.len().min(buf.len() - self.buf_len);
@@ -270,9 +295,7 @@ impl ActiveSegment {
             // sync; its durable prefix is rewritten with identical bytes.
             self.write(&buf[..padded], self.buf_file_off)?;
         }
-        self.file
-            .sync_data()
-            .map_err(|e| WalError::io("fdatasync", &self.path, e))?;
+        self.file.sync_data().map_err(|e| WalError::io("fdatasync", &self.path, e))?;
         let made_durable = self.records - self.durable_records;
         self.last_epoch_bytes = self.data_end - self.durable_end;
         self.durable_end = self.data_end;
@@ -292,12 +315,8 @@ impl ActiveSegment {
     /// and fdatasynced. After this the file never changes again.
     pub fn seal(&mut self, buf: &mut AlignedBuf) -> Result<Seal> {
         self.sync(buf)?;
-        let seal = Seal {
-            last_lsn: self.last_lsn,
-            records: self.records,
-            data_end: self.data_end,
-            sealed_ms: now_ms(),
-        };
+        let seal =
+            Seal { last_lsn: self.last_lsn, records: self.records, data_end: self.data_end, sealed_ms: now_ms() };
         write_seal(&*self.file, &self.path, self.block, self.seed, &seal)?;
         Ok(seal)
     }
@@ -307,17 +326,20 @@ impl ActiveSegment {
 pub fn write_seal(file: &dyn StorageFile, path: &Path, block: usize, seed: u32, seal: &Seal) -> Result<()> {
     let mut b = AlignedBuf::new(block, block);
     seal.encode(seed, &mut b);
-    file.write_all_at(&b, block as u64)
-        .map_err(|e| WalError::io("write seal", path, e))?;
+    file.write_all_at(&b, block as u64).map_err(|e| WalError::io("write seal", path, e))?;
     file.sync_data().map_err(|e| WalError::io("fdatasync", path, e))
+}
+
+fn segment_cipher_of(h: &SegmentHeader) -> Option<format::Cipher> {
+    match h.cipher {
+        format::Cipher::None => None,
+        c => Some(c),
+    }
 }
 
 /// Milliseconds since the Unix epoch (for operator-facing timestamps only).
 pub fn now_ms() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_millis() as u64)
-        .unwrap_or(0)
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0)
 }
 
 /// Elapsed microseconds since `t`.

@@ -22,8 +22,7 @@ fn every_flipped_bit_in_durable_data_is_reported_or_harmless() {
     let mut wal = SegmentedWal::open(cfg(dir.path())).unwrap();
     let mut rng = Rng(42);
     for lsn in 1..=120u64 {
-        wal.append(1, lsn as u32, 0, &payload(lsn, rng.below(300) as usize))
-            .unwrap();
+        wal.append(1, lsn as u32, 0, &payload(lsn, rng.below(300) as usize)).unwrap();
         if rng.below(3) == 0 {
             wal.sync().unwrap();
         }
@@ -66,16 +65,9 @@ fn every_flipped_bit_in_durable_data_is_reported_or_harmless() {
                 assert_eq!(segment, name.to_str().unwrap(), "{ctx}");
                 let pos = pos as u64;
                 if pos < data_start(4096) {
-                    assert_eq!(
-                        offset,
-                        pos / 4096 * 4096,
-                        "{ctx}: header/seal damage reported at its block"
-                    );
+                    assert_eq!(offset, pos / 4096 * 4096, "{ctx}: header/seal damage reported at its block");
                 } else {
-                    assert!(
-                        offset <= pos && pos < offset + record_size(300) as u64,
-                        "{ctx}: reported at {offset}"
-                    );
+                    assert!(offset <= pos && pos < offset + record_size(300) as u64, "{ctx}: reported at {offset}");
                 }
                 reported += 1;
             }
@@ -89,10 +81,7 @@ fn every_flipped_bit_in_durable_data_is_reported_or_harmless() {
                 // the unused rest of the header and seal blocks.
                 let p = pos as u64;
                 let in_block_slack = (128..4096).contains(&p) || (4096 + 64..8192).contains(&p);
-                assert!(
-                    in_block_slack || is_padding(&original, seg.first_lsn, p),
-                    "{ctx}: undetected change"
-                );
+                assert!(in_block_slack || is_padding(&original, seg.first_lsn, p), "{ctx}: undetected change");
                 harmless += 1;
             }
             Ok(Ok(recs)) => {

@@ -27,11 +27,7 @@ fn assert_records(wal: &SegmentedWal, first: u64, count: u64, len: usize) {
 fn append_n(wal: &mut SegmentedWal, n: u64, len: usize) {
     for _ in 0..n {
         let lsn = wal.next_lsn();
-        assert_eq!(
-            wal.append(RecordType::Put as u16, lsn as u32, (lsn % 7) as u16, &payload(lsn, len))
-                .unwrap(),
-            lsn
-        );
+        assert_eq!(wal.append(RecordType::Put as u16, lsn as u32, (lsn % 7) as u16, &payload(lsn, len)).unwrap(), lsn);
     }
 }
 
@@ -160,10 +156,7 @@ fn oversized_payload_is_refused_and_burns_no_lsn() {
     let mut wal = SegmentedWal::open(cfg(dir.path(), 1 << 20)).unwrap();
     append_n(&mut wal, 1, 10);
     let big = vec![0u8; directwal::MAX_PAYLOAD_SIZE + 1];
-    assert!(matches!(
-        wal.append(1, 0, 0, &big),
-        Err(WalError::PayloadTooLarge { .. })
-    ));
+    assert!(matches!(wal.append(1, 0, 0, &big), Err(WalError::PayloadTooLarge { .. })));
     assert_eq!(wal.append(1, 0, 0, b"next").unwrap(), 2);
 }
 
@@ -209,10 +202,7 @@ fn many_reopens_do_not_pile_up_empty_segments() {
 fn a_second_writer_on_the_same_directory_is_refused() {
     let dir = tempfile::tempdir().unwrap();
     let _wal = SegmentedWal::open(cfg(dir.path(), 1 << 20)).unwrap();
-    assert!(matches!(
-        SegmentedWal::open(cfg(dir.path(), 1 << 20)),
-        Err(WalError::Locked { .. })
-    ));
+    assert!(matches!(SegmentedWal::open(cfg(dir.path(), 1 << 20)), Err(WalError::Locked { .. })));
 }
 
 #[test]
@@ -220,9 +210,7 @@ fn segmented_wal_is_send_and_works_behind_a_mutex() {
     fn assert_send<T: Send>() {}
     assert_send::<SegmentedWal>();
     let dir = tempfile::tempdir().unwrap();
-    let wal = std::sync::Arc::new(std::sync::Mutex::new(
-        SegmentedWal::open(cfg(dir.path(), 1 << 20)).unwrap(),
-    ));
+    let wal = std::sync::Arc::new(std::sync::Mutex::new(SegmentedWal::open(cfg(dir.path(), 1 << 20)).unwrap()));
     let handles: Vec<_> = (0..4)
         .map(|t| {
             let wal = wal.clone();

@@ -15,10 +15,7 @@ use directwal::{SegmentedWal, SegmentedWalConfig, WalError};
 struct Rng(u64);
 impl Rng {
     fn next(&mut self) -> u64 {
-        self.0 = self
-            .0
-            .wrapping_mul(6364136223846793005)
-            .wrapping_add(1442695040888963407);
+        self.0 = self.0.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
         let x = self.0;
         (x ^ (x >> 29)).wrapping_mul(0xbf58_476d_1ce4_e5b9) >> 7
     }
@@ -82,15 +79,7 @@ fn workload(seed: u64, sim: &SimStorage, on_error: OnError) -> (Model, u32) {
     // A (re)start: recovery keeps, and makes durable, what survived. An
     // injected fault may hit open itself; it fires once, so retry once.
     let start = |m: &mut Model| -> Option<SegmentedWal> {
-        let wal = open(sim)
-            .or_else(|e| {
-                if on_error == OnError::Restart {
-                    open(sim)
-                } else {
-                    Err(e)
-                }
-            })
-            .ok()?;
+        let wal = open(sim).or_else(|e| if on_error == OnError::Restart { open(sim) } else { Err(e) }).ok()?;
         m.appended = wal.next_lsn() - 1;
         m.acked = m.appended;
         Some(wal)
@@ -100,11 +89,10 @@ fn workload(seed: u64, sim: &SimStorage, on_error: OnError) -> (Model, u32) {
         let r = match rng.below(100) {
             0..=54 => {
                 let lsn = wal.next_lsn();
-                wal.append(1, seed as u32, (lsn % 5) as u16, &payload(seed, lsn))
-                    .map(|got| {
-                        assert_eq!(got, lsn, "a failed append must not burn an LSN");
-                        m.appended = lsn;
-                    })
+                wal.append(1, seed as u32, (lsn % 5) as u16, &payload(seed, lsn)).map(|got| {
+                    assert_eq!(got, lsn, "a failed append must not burn an LSN");
+                    m.appended = lsn;
+                })
             }
             55..=84 => wal.sync().map(|()| m.acked = m.appended),
             85..=89 => wal.roll_segment(),
@@ -160,23 +148,15 @@ fn check(seed: u64, crash_at: u64, image: &SimStorage, m: Model) -> Result<bool,
             return Err(format!("{ctx}: LSN gap at {}", r.header.lsn));
         }
         if r.header.lsn > m.appended || r.payload != payload(seed, r.header.lsn) {
-            return Err(format!(
-                "{ctx}: LSN {} was never appended with these bytes",
-                r.header.lsn
-            ));
+            return Err(format!("{ctx}: LSN {} was never appended with these bytes", r.header.lsn));
         }
     }
     let last = recs.last().map_or(first - 1, |r| r.header.lsn);
     if last < m.acked {
-        return Err(format!(
-            "{ctx}: acknowledged LSN {} lost (replay ends at {last})",
-            m.acked
-        ));
+        return Err(format!("{ctx}: acknowledged LSN {} lost (replay ends at {last})", m.acked));
     }
     // The recovered WAL continues where it ended.
-    let lsn = wal
-        .append(1, 0, 0, b"after")
-        .map_err(|e| format!("{ctx}: append after recovery: {e}"))?;
+    let lsn = wal.append(1, 0, 0, b"after").map_err(|e| format!("{ctx}: append after recovery: {e}"))?;
     if lsn != last + 1 {
         return Err(format!("{ctx}: next LSN {lsn} after {last}"));
     }
@@ -210,16 +190,8 @@ fn crash_after_every_operation_never_loses_an_acknowledged_record() {
             }
         }
     }
-    println!(
-        "crash points: {points} ({} seeds, {torn} with a torn tail cut)",
-        seeds.len()
-    );
-    assert!(
-        failures.is_empty(),
-        "{} failures, first: {}",
-        failures.len(),
-        failures[0]
-    );
+    println!("crash points: {points} ({} seeds, {torn} with a torn tail cut)", seeds.len());
+    assert!(failures.is_empty(), "{} failures, first: {}", failures.len(), failures[0]);
     assert!(seeds.len() == 1 || points >= 10_000, "only {points} crash points");
 }
 
@@ -243,10 +215,7 @@ fn a_crash_image_of_a_clean_shutdown_is_exact() {
 /// `DIRECTWAL_CRASH_SEED=S DIRECTWAL_CRASH_AT=K cargo test --test crash one_case -- --nocapture`
 #[test]
 fn one_case() {
-    let (Ok(seed), Ok(k)) = (
-        std::env::var("DIRECTWAL_CRASH_SEED"),
-        std::env::var("DIRECTWAL_CRASH_AT"),
-    ) else {
+    let (Ok(seed), Ok(k)) = (std::env::var("DIRECTWAL_CRASH_SEED"), std::env::var("DIRECTWAL_CRASH_AT")) else {
         return;
     };
     let (seed, k): (u64, u64) = (seed.parse().unwrap(), k.parse().unwrap());
@@ -262,10 +231,7 @@ fn one_case() {
     if let Ok(w) = open(&image) {
         println!("report {:?}", w.recovery_report());
         let recs = w.replay();
-        println!(
-            "replay: {:?}",
-            recs.map(|r| r.iter().map(|r| r.header.lsn).collect::<Vec<_>>())
-        );
+        println!("replay: {:?}", recs.map(|r| r.iter().map(|r| r.header.lsn).collect::<Vec<_>>()));
         w.simulate_crash();
     }
     println!("{:?}", check(seed, k, &image, m));
@@ -300,11 +266,6 @@ fn an_io_error_at_any_operation_loses_no_acknowledged_record() {
         }
     }
     println!("fault points: {points}, {hit} of them surfaced as an error");
-    assert!(
-        failures.is_empty(),
-        "{} failures, first: {}",
-        failures.len(),
-        failures[0]
-    );
+    assert!(failures.is_empty(), "{} failures, first: {}", failures.len(), failures[0]);
     assert!(hit > points / 2);
 }

@@ -169,10 +169,7 @@ fn out_of_space_while_opening_a_fresh_segment_leaves_the_wal_reopenable() {
     wal.sync().unwrap();
     drop(wal);
     faults.enospc.store(true, Ordering::SeqCst);
-    assert!(matches!(
-        SegmentedWal::open_with_storage(cfg(dir.path()), storage.clone()),
-        Err(WalError::NoSpace { .. })
-    ));
+    assert!(matches!(SegmentedWal::open_with_storage(cfg(dir.path()), storage.clone()), Err(WalError::NoSpace { .. })));
     faults.enospc.store(false, Ordering::SeqCst);
     assert_eq!(check_prefix(dir.path(), 10), 10);
 }

@@ -58,11 +58,7 @@ impl Model {
     }
     fn seal_and_start(&mut self) {
         let next = self.next_lsn();
-        self.segs.push(Seg {
-            first: next,
-            records: 0,
-            data_bytes: 0,
-        });
+        self.segs.push(Seg { first: next, records: 0, data_bytes: 0 });
     }
     /// After open: the newest segment is sealed if it holds records, replaced if not.
     fn reopened(&mut self) {
@@ -74,9 +70,7 @@ impl Model {
 }
 
 fn payload(lsn: u64, len: usize) -> Vec<u8> {
-    (0..len)
-        .map(|i| (lsn as usize).wrapping_mul(131).wrapping_add(i) as u8)
-        .collect()
+    (0..len).map(|i| (lsn as usize).wrapping_mul(131).wrapping_add(i) as u8).collect()
 }
 
 fn open(sim: &SimStorage) -> SegmentedWal {

@@ -45,11 +45,7 @@ fn scenario(acked: u64, last: u64) -> (tempfile::TempDir, PathBuf, u64, u64) {
 fn reopen_and_check(dir: &Path, acked: u64, max: u64) -> u64 {
     let mut wal = SegmentedWal::open(cfg(dir)).unwrap_or_else(|e| panic!("open refused: {e}"));
     let recs = wal.replay().unwrap();
-    assert!(
-        recs.len() as u64 >= acked && recs.len() as u64 <= max,
-        "kept {} records",
-        recs.len()
-    );
+    assert!(recs.len() as u64 >= acked && recs.len() as u64 <= max, "kept {} records", recs.len());
     for (i, r) in recs.iter().enumerate() {
         assert_eq!(r.header.lsn, i as u64 + 1);
         assert_eq!(r.payload, payload(r.header.lsn, LEN), "LSN {}", r.header.lsn);
@@ -149,12 +145,7 @@ fn flipped_byte_in_durable_data_followed_by_later_syncs_is_corruption_with_posit
         bytes[pos as usize] ^= 0x10;
         std::fs::write(&img, bytes).unwrap();
         match SegmentedWal::open(cfg(&work)) {
-            Err(WalError::Corruption {
-                segment,
-                offset,
-                lsn: at,
-                ..
-            }) => {
+            Err(WalError::Corruption { segment, offset, lsn: at, .. }) => {
                 assert_eq!(segment, seg.file_name().unwrap().to_str().unwrap());
                 assert_eq!((offset, at), (start + (lsn - 1) * rsize, lsn));
             }
@@ -296,11 +287,7 @@ fn a_missing_middle_segment_is_an_error() {
     drop(wal);
     std::fs::remove_file(&segment_files(dir.path())[1]).unwrap();
     match SegmentedWal::open(cfg(dir.path())) {
-        Err(WalError::MissingSegment {
-            expected_lsn,
-            found_lsn,
-            ..
-        }) => assert_eq!((expected_lsn, found_lsn), (3, 5)),
+        Err(WalError::MissingSegment { expected_lsn, found_lsn, .. }) => assert_eq!((expected_lsn, found_lsn), (3, 5)),
         other => panic!("expected MissingSegment, got {other:?}"),
     }
 }
@@ -345,13 +332,9 @@ fn a_seal_with_a_valid_crc_but_impossible_values_is_corruption_not_a_panic() {
     let true_end = u64::from_le_bytes(original[4096 + 24..4096 + 32].try_into().unwrap());
     std::fs::write(&seg, forge(5, 5, true_end)).unwrap();
     assert_eq!(SegmentedWal::open(cfg(dir.path())).unwrap().replay().unwrap().len(), 6);
-    for (last, records, end) in [
-        (u64::MAX, 5, true_end),
-        (5, 4, true_end),
-        (5, 5, 1 << 40),
-        (5, 5, 0),
-        (0, 0, true_end),
-    ] {
+    for (last, records, end) in
+        [(u64::MAX, 5, true_end), (5, 4, true_end), (5, 5, 1 << 40), (5, 5, 0), (0, 0, true_end)]
+    {
         std::fs::write(&seg, forge(last, records, end)).unwrap();
         match std::panic::catch_unwind(|| SegmentedWal::open(cfg(dir.path()))) {
             Err(_) => panic!("forged seal ({last}, {records}, {end}) panicked"),
