@@ -3,12 +3,14 @@
 //! each crash image (unsynced writes kept, dropped or torn per 512-byte
 //! sector, unsynced directory entries lost) must reopen with every
 //! acknowledged record, byte-identical, LSNs contiguous, nothing that was
-//! never appended, and must not refuse on a torn tail.
+//! never appended, and must not refuse on a torn tail. Even seeds run with
+//! encryption on.
 //!
 //! Replay one case: `DIRECTWAL_CRASH_SEED=S cargo test --test crash`.
 
 use std::path::Path;
 
+use directwal::crypto::{KeyRing, WalEncryptionKey};
 use directwal::sim::SimStorage;
 use directwal::{SegmentedWal, SegmentedWalConfig, WalError};
 
@@ -58,8 +60,13 @@ struct Model {
 
 const STEPS: u64 = 80;
 
-fn open(sim: &SimStorage) -> directwal::Result<SegmentedWal> {
-    SegmentedWal::open_with_storage(cfg(), std::sync::Arc::new(sim.clone()))
+/// Even seeds run encrypted: the ring is set right after every open.
+fn open(sim: &SimStorage, seed: u64) -> directwal::Result<SegmentedWal> {
+    let mut wal = SegmentedWal::open_with_storage(cfg(), std::sync::Arc::new(sim.clone()))?;
+    if seed.is_multiple_of(2) {
+        wal.set_encryption_ring(KeyRing::new(WalEncryptionKey::from_bytes(&[seed as u8; 32])))?;
+    }
+    Ok(wal)
 }
 
 /// What the workload does when an operation fails.
@@ -79,7 +86,8 @@ fn workload(seed: u64, sim: &SimStorage, on_error: OnError) -> (Model, u32) {
     // A (re)start: recovery keeps, and makes durable, what survived. An
     // injected fault may hit open itself; it fires once, so retry once.
     let start = |m: &mut Model| -> Option<SegmentedWal> {
-        let wal = open(sim).or_else(|e| if on_error == OnError::Restart { open(sim) } else { Err(e) }).ok()?;
+        let wal =
+            open(sim, seed).or_else(|e| if on_error == OnError::Restart { open(sim, seed) } else { Err(e) }).ok()?;
         m.appended = wal.next_lsn() - 1;
         m.acked = m.appended;
         Some(wal)
@@ -133,7 +141,7 @@ fn workload(seed: u64, sim: &SimStorage, on_error: OnError) -> (Model, u32) {
 /// Checks one crash image; returns whether recovery cut a torn tail.
 fn check(seed: u64, crash_at: u64, image: &SimStorage, m: Model) -> Result<bool, String> {
     let ctx = format!("seed {seed} crash after op {crash_at} ({m:?})");
-    let mut wal = open(image).map_err(|e| format!("{ctx}: open refused: {e}"))?;
+    let mut wal = open(image, seed).map_err(|e| format!("{ctx}: open refused: {e}"))?;
     let torn = wal.recovery_report().torn_tail.is_some();
     let recs = match wal.replay() {
         Ok(r) => r,
@@ -198,7 +206,7 @@ fn crash_after_every_operation_never_loses_an_acknowledged_record() {
 #[test]
 fn a_crash_image_of_a_clean_shutdown_is_exact() {
     let sim = SimStorage::new();
-    let mut wal = open(&sim).unwrap();
+    let mut wal = open(&sim, 9).unwrap();
     for lsn in 1..=300 {
         wal.append(1, 0, 0, &payload(9, lsn)).unwrap();
     }
@@ -206,10 +214,10 @@ fn a_crash_image_of_a_clean_shutdown_is_exact() {
     drop(wal);
     let mut rng = Rng(5);
     let image = sim.crash_image(&mut || rng.next());
-    let recs = open(&image).unwrap().replay().unwrap();
+    let recs = open(&image, 9).unwrap().replay().unwrap();
     assert_eq!(recs.len(), 300);
     assert!(recs.iter().all(|r| r.payload == payload(9, r.header.lsn)));
-    assert!(matches!(open(&sim), Err(WalError::Io { .. }) | Ok(_)));
+    assert!(matches!(open(&sim, 9), Err(WalError::Io { .. }) | Ok(_)));
 }
 
 /// `DIRECTWAL_CRASH_SEED=S DIRECTWAL_CRASH_AT=K cargo test --test crash one_case -- --nocapture`
@@ -228,7 +236,7 @@ fn one_case() {
     for (name, len) in image.listing() {
         println!("  {name} {len}");
     }
-    if let Ok(w) = open(&image) {
+    if let Ok(w) = open(&image, seed) {
         println!("report {:?}", w.recovery_report());
         let recs = w.replay();
         println!("replay: {:?}", recs.map(|r| r.iter().map(|r| r.header.lsn).collect::<Vec<_>>()));
