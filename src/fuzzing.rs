@@ -5,6 +5,7 @@
 use std::path::Path;
 use std::sync::Arc;
 
+use crate::crypto::{KeyRing, WalEncryptionKey};
 use crate::format::{self, RecordFields, SEGMENT_HEADER_LEN, Seal, SegmentHeader};
 use crate::sim::SimStorage;
 use crate::{SegmentedWal, SegmentedWalConfig, WalError};
@@ -46,9 +47,36 @@ pub fn record_decode(data: &[u8]) {
 /// the fuzzer gets past the checksums: bit 0 header magic and CRC, bit 1 the
 /// seal CRC, bit 2 every record CRC along the chain, bit 3 a second segment.
 pub fn segment_file(data: &[u8]) {
-    let Some((&mode, rest)) = data.split_first() else {
-        return;
-    };
+    if let Some((wal, first_lsn)) = open_fuzzed_segment(data, None) {
+        let _ = wal.replay();
+        let _ = wal.replay_from_limit(first_lsn.saturating_add(1), 3);
+        let _ = wal.list_segments();
+    }
+}
+
+/// The key of the encrypted fuzz target and its seed corpus.
+pub const FUZZ_KEY: [u8; 32] = [0x5a; 32];
+
+/// Payload the encrypted seed corpus holds at `lsn`.
+pub fn fuzz_payload(lsn: u64) -> Vec<u8> {
+    (0..(lsn * 37 % 300) as usize).map(|i| (lsn as usize * 13 + i) as u8).collect()
+}
+
+/// Encrypted-record decoding: like [`segment_file`] with the key ring set.
+/// Oracle (E5): a record that replays as encrypted carries exactly the
+/// plaintext written at its LSN — mutations fail, they never decrypt.
+pub fn encrypted_segment(data: &[u8]) {
+    let ring = KeyRing::new(WalEncryptionKey::from_bytes(&FUZZ_KEY));
+    let Some((wal, _)) = open_fuzzed_segment(data, Some(ring)) else { return };
+    if let Ok(records) = wal.replay() {
+        for r in records.iter().filter(|r| r.is_encrypted()) {
+            assert_eq!(r.payload, fuzz_payload(r.header.lsn), "LSN {} decrypted to other bytes", r.header.lsn);
+        }
+    }
+}
+
+fn open_fuzzed_segment(data: &[u8], ring: Option<KeyRing>) -> Option<(SegmentedWal, u64)> {
+    let (&mode, rest) = data.split_first()?;
     let mut img = rest.to_vec();
     let mut first_lsn = 1;
     if mode & 1 != 0 && img.len() >= SEGMENT_HEADER_LEN {
@@ -72,25 +100,23 @@ pub fn segment_file(data: &[u8]) {
     let dir = Path::new("/fuzz");
     {
         use crate::io::{OpenMode, Storage};
-        let name = crate::segment::segment_file_name(first_lsn);
-        let f = sim.open(&dir.join(name), OpenMode { create: true, direct: false }).expect("sim open");
+        let create = OpenMode { create: true, direct: false };
+        let f = sim.open(&dir.join(crate::segment::segment_file_name(first_lsn)), create).expect("sim open");
         f.write_all_at(&img, 0).expect("sim write");
         if mode & 8 != 0 {
-            // A sealed predecessor makes the fuzzed file the newest of two.
-            let _ = sim.open(
-                &dir.join(crate::segment::segment_file_name(first_lsn.saturating_add(1))),
-                OpenMode { create: true, direct: false },
-            );
+            // An empty successor makes the fuzzed file a sealed predecessor.
+            let next = crate::segment::segment_file_name(first_lsn.saturating_add(1));
+            let _ = sim.open(&dir.join(next), create);
         }
     }
     let mut config = SegmentedWalConfig::new(dir);
     config.segment_target_size = 8 * 1024;
     config.writer_config.prepare_chunk_size = 4096;
-    if let Ok(wal) = SegmentedWal::open_with_storage(config, Arc::new(sim)) {
-        let _ = wal.replay();
-        let _ = wal.replay_from_limit(first_lsn.saturating_add(1), 3);
-        let _ = wal.list_segments();
+    let mut wal = SegmentedWal::open_with_storage(config, Arc::new(sim)).ok()?;
+    if let Some(ring) = ring {
+        wal.set_encryption_ring(ring).ok()?;
     }
+    Some((wal, first_lsn))
 }
 
 /// Rewrites the CRC of every record along the chain from the data start.

@@ -33,3 +33,8 @@ fn segment_scan_corpus() {
 fn operations_corpus() {
     replay("operations", directwal::fuzzing::operations);
 }
+
+#[test]
+fn encrypted_segment_corpus() {
+    replay("encrypted_segment", directwal::fuzzing::encrypted_segment);
+}
