@@ -261,7 +261,7 @@ impl SegmentedWal {
         }
         // D7/I6: never append into a segment of an earlier process: start a
         // fresh one (replacing an empty newest segment of the same name).
-        // E6: an encrypted WAL gets its next segment once a ring is set.
+        // I11 (E6): an encrypted WAL gets its next segment once a ring is set.
         if wal.required_key.is_none() {
             wal.start_segment()?;
         }
@@ -536,7 +536,7 @@ impl SegmentedWal {
         if self.ring.is_none()
             && let Some(key_id) = self.required_key
         {
-            // E6: fail closed; nothing is written.
+            // I11 (E6): fail closed; nothing is written.
             return Err(WalError::EncryptionRequired { key_id });
         }
         if let Some(active) = &self.active
@@ -645,7 +645,8 @@ impl SegmentedWal {
         self.switch_segment_unless(None)
     }
 
-    /// Starts a new segment unless the active one already encrypts with `key_id`.
+    /// Starts a new segment unless the active one already encrypts with
+    /// `key_id` (I11: no payload goes to a segment of the wrong key or in plain).
     fn switch_segment_unless(&mut self, key_id: Option<u32>) -> Result<()> {
         let Some(active) = self.active.as_ref() else { return Ok(()) };
         if active.encrypts_with() == key_id {
