@@ -4,12 +4,14 @@
 //! Environment: DIRECTWAL_BENCH_DIR (default: the target tmp dir, which must
 //! be on the disk under test), DIRECTWAL_BENCH_ROUNDS (default 3).
 
+use std::collections::BTreeMap;
 use std::fs::{File, OpenOptions};
 use std::os::unix::fs::{FileExt, OpenOptionsExt};
 use std::os::unix::io::AsRawFd;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
+use directwal::crypto::{KeyRing, WalEncryptionKey};
 use directwal::io::AlignedBuf;
 use directwal::{SegmentedWal, SegmentedWalConfig};
 
@@ -112,13 +114,20 @@ struct W1 {
     bytes_per_record: f64,
 }
 
-fn w1(base: &Path, prepare_chunk: Option<u64>) -> W1 {
+fn ring() -> KeyRing {
+    KeyRing::new(WalEncryptionKey::from_bytes(&[0x42; 32]))
+}
+
+fn w1(base: &Path, prepare_chunk: Option<u64>, encrypted: bool) -> W1 {
     let dir = fresh(base, "w1");
     let mut c = cfg(&dir);
     if let Some(chunk) = prepare_chunk {
         c.writer_config.prepare_chunk_size = chunk;
     }
     let mut wal = SegmentedWal::open(c).unwrap();
+    if encrypted {
+        wal.set_encryption_ring(ring()).unwrap();
+    }
     assert!(wal.direct_io_active(), "bench directory must support O_DIRECT");
     let payload = [0x5au8; 128];
     let t = Instant::now();
@@ -143,9 +152,12 @@ fn w2(base: &Path) -> (f64, PathBuf) {
     (W2_RECORDS as f64 / t.elapsed().as_secs_f64(), dir)
 }
 
-fn w3(base: &Path) -> f64 {
+fn w3(base: &Path, encrypted: bool) -> f64 {
     let dir = fresh(base, "w3");
     let mut wal = SegmentedWal::open(cfg(&dir)).unwrap();
+    if encrypted {
+        wal.set_encryption_ring(ring()).unwrap();
+    }
     let payload = vec![0x77u8; 4096];
     let t = Instant::now();
     for i in 1..=W3_RECORDS {
@@ -189,51 +201,38 @@ fn main() {
     let rounds: usize = std::env::var("DIRECTWAL_BENCH_ROUNDS").ok().and_then(|s| s.parse().ok()).unwrap_or(3);
     println!("directwal bench in {} ({rounds} rounds, medians)", base.display());
 
-    let keys = [
-        "ceiling_4k_zero_filled",
-        "ceiling_4k_growing",
-        "w1",
-        "w1_grow_per_block",
-        "w1_bytes_per_record",
-        "w2",
-        "ceiling_4m_prefilled_mbs",
-        "w3_mbs",
-        "ceiling_4m_growing_mbs",
-        "w5_open_s",
-        "w5_rec_s",
-        "w5_mbs",
-        "seq_read_mbs",
-        "ceiling_4m_fallocated_mbs",
-    ];
-    let mut m: Vec<Vec<f64>> = vec![Vec::new(); keys.len()];
+    let mut m: BTreeMap<&str, Vec<f64>> = BTreeMap::new();
+    let mut push = |k: &'static str, v: f64| m.entry(k).or_default().push(v);
     for r in 0..rounds {
         eprintln!("round {}/{rounds}", r + 1);
-        m[0].push(probe_sync_writes(&base, 4096, W1_RECORDS, Space::ZeroFilled));
-        m[1].push(probe_sync_writes(&base, 4096, W1_RECORDS, Space::Grow));
-        let a = w1(&base, None);
-        m[2].push(a.rate);
-        m[4].push(a.bytes_per_record);
-        m[3].push(w1(&base, Some(4096)).rate);
+        push("ceiling_4k_zero_filled", probe_sync_writes(&base, 4096, W1_RECORDS, Space::ZeroFilled));
+        push("ceiling_4k_growing", probe_sync_writes(&base, 4096, W1_RECORDS, Space::Grow));
+        let a = w1(&base, None, false);
+        push("w1", a.rate);
+        push("w1_bytes_per_record", a.bytes_per_record);
+        push("w1_enc", w1(&base, None, true).rate);
+        push("w1_grow_per_block", w1(&base, Some(4096), false).rate);
         let (rate, w2dir) = w2(&base);
-        m[5].push(rate);
-        m[6].push(probe_sync_writes(&base, 4 << 20, 32, Space::ZeroFilled) * 4.194304);
-        m[7].push(w3(&base));
-        m[8].push(probe_sync_writes(&base, 4 << 20, 32, Space::Grow) * 4.194304);
-        m[13].push(probe_sync_writes(&base, 4 << 20, 32, Space::Fallocated) * 4.194304);
+        push("w2", rate);
+        push("ceiling_4m_prefilled_mbs", probe_sync_writes(&base, 4 << 20, 32, Space::ZeroFilled) * 4.194304);
+        push("w3_mbs", w3(&base, false));
+        push("w3_enc_mbs", w3(&base, true));
+        push("ceiling_4m_growing_mbs", probe_sync_writes(&base, 4 << 20, 32, Space::Grow) * 4.194304);
+        push("ceiling_4m_fallocated_mbs", probe_sync_writes(&base, 4 << 20, 32, Space::Fallocated) * 4.194304);
         let (open_s, rec_s, mbs) = w5(&w2dir);
-        m[9].push(open_s);
-        m[10].push(rec_s);
-        m[11].push(mbs);
+        push("w5_open_s", open_s);
+        push("w5_rec_s", rec_s);
+        push("w5_mbs", mbs);
         let seg = std::fs::read_dir(&w2dir)
             .unwrap()
             .map(|e| e.unwrap().path())
             .filter(|p| p.extension().is_some_and(|x| x == "seg"))
             .max_by_key(|p| std::fs::metadata(p).unwrap().len())
             .unwrap();
-        m[12].push(probe_seq_read(&seg));
+        push("seq_read_mbs", probe_seq_read(&seg));
     }
-    let med: Vec<f64> = m.iter_mut().map(|v| median(v)).collect();
-    let g = |k: &str| med[keys.iter().position(|x| *x == k).unwrap()];
+    let med: BTreeMap<&str, f64> = m.iter_mut().map(|(k, v)| (*k, median(v))).collect();
+    let g = |k: &str| med[k];
     let header_plus_payload = (128 + directwal::layout::RECORD_HEADER_LEN) as f64;
     println!();
     println!("| workload | result | reference | ratio | target |");
@@ -249,6 +248,12 @@ fn main() {
         g("w1"),
         g("ceiling_4k_zero_filled"),
         g("w1") / g("ceiling_4k_zero_filled")
+    );
+    println!(
+        "| W1 encrypted (AES-256-GCM) | {:.0} rec/s | plain W1 {:.0} | {:.3} | >= 0.95 |",
+        g("w1_enc"),
+        g("w1"),
+        g("w1_enc") / g("w1")
     );
     println!(
         "| W1 zero-filling one block at a time (prepare_chunk_size = 4096) | {:.0} rec/s | W1 {:.0} | {:.3} | |",
@@ -267,6 +272,12 @@ fn main() {
         g("w3_mbs"),
         g("ceiling_4m_prefilled_mbs"),
         g("w3_mbs") / g("ceiling_4m_prefilled_mbs")
+    );
+    println!(
+        "| W3 encrypted (AES-256-GCM) | {:.1} MB/s | plain W3 {:.1} MB/s | {:.3} | >= 0.7 |",
+        g("w3_enc_mbs"),
+        g("w3_mbs"),
+        g("w3_enc_mbs") / g("w3_mbs")
     );
     println!(
         "| 4 MiB O_DIRECT pwrite+fdatasync, growing file | {:.1} MB/s | pre-filled {:.1} MB/s | {:.3} | |",
