@@ -53,6 +53,9 @@ pub trait StorageFile: Send + Sync {
     fn write_all_at(&self, buf: &[u8], offset: u64) -> io::Result<()>;
     /// Makes every completed write of this file durable (fdatasync).
     fn sync_data(&self) -> io::Result<()>;
+    /// Reserves `len` bytes at `offset` (fallocate, extending the size); they
+    /// read as zeros. `Unsupported` where the file system cannot.
+    fn allocate(&self, offset: u64, len: u64) -> io::Result<()>;
 }
 
 /// Read-only bytes of a whole file.
@@ -98,6 +101,22 @@ impl StorageFile for OsFile {
     }
     fn sync_data(&self) -> io::Result<()> {
         self.0.sync_data()
+    }
+    fn allocate(&self, offset: u64, len: u64) -> io::Result<()> {
+        let (Ok(off), Ok(len)) = (libc::off_t::try_from(offset), libc::off_t::try_from(len)) else {
+            return Err(io::Error::from_raw_os_error(libc::EFBIG));
+        };
+        // SAFETY: fallocate on a valid descriptor owned by self.0; no memory is passed.
+        match unsafe { libc::fallocate(self.0.as_raw_fd(), 0, off, len) } {
+            0 => Ok(()),
+            _ => {
+                let e = io::Error::last_os_error();
+                match e.raw_os_error() {
+                    Some(libc::EOPNOTSUPP) | Some(libc::ENOSYS) => Err(io::Error::new(io::ErrorKind::Unsupported, e)),
+                    _ => Err(e),
+                }
+            }
+        }
     }
 }
 

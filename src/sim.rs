@@ -227,6 +227,23 @@ impl StorageFile for SimFile {
         ino.pending.clear();
         Ok(())
     }
+
+    /// Modelled as a pending write of zeros beyond the current end (it may be
+    /// lost, in any part, at a crash, like any unsynced change).
+    fn allocate(&self, offset: u64, len: u64) -> io::Result<()> {
+        let mut st = lock(&self.state);
+        st.tick()?;
+        let ino = &mut st.inodes[self.inode];
+        let cur = ino.current.len() as u64;
+        let end = offset.saturating_add(len);
+        if end > cur {
+            let zeros = vec![0u8; (end - cur.max(offset)) as usize];
+            let at = cur.max(offset);
+            ino.pending.push((at, zeros.clone()));
+            apply(&mut ino.current, at, &zeros);
+        }
+        Ok(())
+    }
 }
 
 impl Storage for SimStorage {

@@ -14,10 +14,11 @@ use crate::error::{Result, WalError};
 use crate::format::{self, RecordFields, Seal, SegmentHeader};
 use crate::io::{AlignedBuf, OpenMode, Storage, StorageFile, is_direct_io_refusal};
 
-/// Pending bytes in one sync epoch above which growing the file is cheaper
-/// than zero-filling ahead: the journal commit a growing write costs is small
-/// next to the data itself (docs/DESIGN.md, "Preparing space").
-const GROW_WITHOUT_PREFILL_BYTES: u64 = 1 << 20;
+/// Bytes of one sync epoch from which space is reserved with fallocate
+/// rather than zero-filled: the journal work an allocated-but-unwritten
+/// extent costs at fdatasync is small next to that much data, while
+/// zero-filling would write it twice (docs/DESIGN.md, "Preparing space").
+const LARGE_EPOCH_BYTES: u64 = 1 << 20;
 
 /// The segment currently written.
 pub struct ActiveSegment {
@@ -192,10 +193,17 @@ impl ActiveSegment {
             return Ok(());
         }
         let epoch_bytes = need - self.durable_end;
-        if epoch_bytes.max(self.last_epoch_bytes) >= GROW_WITHOUT_PREFILL_BYTES {
-            // Large writes: let the data itself grow the file. Zero-filling
-            // ahead would write every byte twice.
-            self.prepared_end = need.next_multiple_of(self.block as u64);
+        if epoch_bytes.max(self.last_epoch_bytes) >= LARGE_EPOCH_BYTES {
+            // Large writes: zero-filling ahead would write every byte twice.
+            // Reserve the space instead (fallocate), which also keeps the data
+            // writes from meeting ENOSPC; grow with the data where unsupported.
+            let end = need.max(self.prepared_end + self.prepare_chunk).next_multiple_of(self.block as u64);
+            match self.file.allocate(self.prepared_end, end - self.prepared_end) {
+                Ok(()) => {}
+                Err(e) if e.kind() == std::io::ErrorKind::Unsupported => {}
+                Err(e) => return Err(WalError::io("fallocate", &self.path, e)),
+            }
+            self.prepared_end = end;
             return Ok(());
         }
         // Zero-filling must not overwrite buffered data that is not on disk

@@ -173,3 +173,45 @@ fn out_of_space_while_opening_a_fresh_segment_leaves_the_wal_reopenable() {
     faults.enospc.store(false, Ordering::SeqCst);
     assert_eq!(check_prefix(dir.path(), 10), 10);
 }
+
+#[test]
+fn out_of_space_during_a_large_write_is_refused_before_any_data_is_written() {
+    // Large sync epochs reserve space with fallocate (DESIGN "Preparing
+    // space"): running out is a typed, non-poisoning error at reservation,
+    // never a failed data write.
+    let dir = tempfile::tempdir().unwrap();
+    let (storage, faults) = faulty();
+    let mut c = cfg(dir.path());
+    c.segment_target_size = 64 << 20;
+    c.writer_config.prepare_chunk_size = 1 << 20;
+    let mut wal = SegmentedWal::open_with_storage(c.clone(), storage.clone()).unwrap();
+    let big = |lsn: u64| payload(lsn, 64 * 1024);
+    for _ in 0..40 {
+        let lsn = wal.next_lsn();
+        wal.append(1, 0, 0, &big(lsn)).unwrap();
+    }
+    wal.sync().unwrap(); // a 2.5 MiB epoch: the next ones reserve space
+    let acked = wal.next_lsn() - 1;
+    faults.enospc.store(true, Ordering::SeqCst);
+    let refused_at = loop {
+        let lsn = wal.next_lsn();
+        match wal.append(1, 0, 0, &big(lsn)) {
+            Ok(got) => assert_eq!(got, lsn),
+            Err(WalError::NoSpace { op, .. }) => {
+                assert_eq!(op, "fallocate");
+                assert_eq!(wal.next_lsn(), lsn, "no LSN consumed");
+                break lsn;
+            }
+            Err(e) => panic!("unexpected {e}"),
+        }
+        assert!(lsn < acked + 200, "space never ran out");
+    };
+    faults.enospc.store(false, Ordering::SeqCst);
+    assert_eq!(wal.append(1, 0, 0, &big(refused_at)).unwrap(), refused_at);
+    wal.sync().unwrap();
+    drop(wal);
+    let wal = SegmentedWal::open_with_storage(c, storage).unwrap();
+    let recs = wal.replay().unwrap();
+    assert_eq!(recs.len() as u64, refused_at);
+    assert!(recs.iter().all(|r| r.payload == big(r.header.lsn)));
+}

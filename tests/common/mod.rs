@@ -67,6 +67,12 @@ impl StorageFile for FaultyFile {
         }
         self.inner.sync_data()
     }
+    fn allocate(&self, offset: u64, len: u64) -> io::Result<()> {
+        if self.faults.enospc.load(Ordering::SeqCst) && offset + len > self.stat.metadata()?.len() {
+            return Err(io::Error::from_raw_os_error(libc::ENOSPC));
+        }
+        self.inner.allocate(offset, len)
+    }
 }
 
 impl Storage for FaultyStorage {
