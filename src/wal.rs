@@ -372,6 +372,11 @@ impl SegmentedWal {
                         self.sealed_set(sealed);
                         return Ok(true);
                     }
+                    // No mapping of the file may be alive while it is written
+                    // with O_DIRECT: the kernel cannot invalidate mapped pages,
+                    // and a later reader could see the old, zero seal block.
+                    drop(img);
+                    self.write_recovered_seal(f, &header, &seal)?;
                     seal
                 }
             };
@@ -410,9 +415,9 @@ impl SegmentedWal {
         *lock(&self.sealed) = sealed;
     }
 
-    /// Scans the unsealed newest segment, cuts a torn tail, makes what is kept
-    /// durable and seals it (I6). A segment with no record is left for
-    /// replacement and gets no seal.
+    /// Scans the unsealed newest segment and decides where it ends (cutting a
+    /// torn tail); returns the seal to write. A segment with no record is left
+    /// for replacement and gets no seal.
     fn recover_newest(
         &mut self,
         f: &segment::Found,
@@ -454,14 +459,20 @@ impl SegmentedWal {
             data_end: outcome.data_end,
             sealed_ms: writer::now_ms(),
         };
-        if outcome.records > 0 {
+        Ok(seal)
+    }
+
+    /// I6: makes what recovery kept durable, then seals the segment there.
+    fn write_recovered_seal(&self, f: &segment::Found, header: &SegmentHeader, seal: &Seal) -> Result<()> {
+        {
+            let (block, seed) = (header.block_size as usize, header.crc_seed());
             let (file, _) = writer::open_file(&*self.storage, &f.path, false, self.cfg.use_direct_io)?;
             // I6: what recovery keeps may only be in a cache (a crashed
             // process's buffered writes): make it durable before sealing.
             file.sync_data().map_err(|e| WalError::io("fdatasync", &f.path, e))?;
-            writer::write_seal(&*file, &f.path, block, seed, &seal)?;
+            writer::write_seal(&*file, &f.path, block, seed, seal)?;
         }
-        Ok(seal)
+        Ok(())
     }
 
     /// Creates the active segment at `next_lsn`, encrypted with the ring's
