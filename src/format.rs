@@ -376,6 +376,23 @@ pub fn check_record(
     seed: u32,
     expect_lsn: Option<u64>,
 ) -> Result<(RawHeader, std::ops::Range<usize>), RecordFault> {
+    check_record_in(seg, 0, offset, end, seed, expect_lsn)
+}
+
+/// [`check_record`] on a window of a segment: `seg[0]` is at segment offset
+/// `base`; `offset` and `end` are segment offsets, the returned range indexes
+/// `seg`.
+pub fn check_record_in(
+    seg: &[u8],
+    base: u64,
+    offset: u64,
+    end: u64,
+    seed: u32,
+    expect_lsn: Option<u64>,
+) -> Result<(RawHeader, std::ops::Range<usize>), RecordFault> {
+    let Some(rel) = offset.checked_sub(base) else { return Err(RecordFault::Truncated) };
+    let epoch_check_offset = offset;
+    let (offset, end) = (rel, end.saturating_sub(base));
     let end = end.min(seg.len() as u64);
     let o = offset as usize;
     if offset + RECORD_HEADER_LEN as u64 > end {
@@ -395,7 +412,7 @@ pub fn check_record(
     if hb[R_FLAGS + 2..RECORD_HEADER_LEN] != [0, 0] {
         return Err(RecordFault::BadField("reserved"));
     }
-    if h.fields.epoch_start as u64 > offset {
+    if h.fields.epoch_start as u64 > epoch_check_offset {
         return Err(RecordFault::BadField("epoch start beyond record"));
     }
     if let Some(lsn) = expect_lsn

@@ -34,6 +34,10 @@ pub trait Storage: Send + Sync + fmt::Debug + 'static {
     fn open(&self, path: &Path, mode: OpenMode) -> io::Result<Box<dyn StorageFile>>;
     /// A read-only image of the whole file (the real implementation maps it).
     fn read_image(&self, path: &Path) -> io::Result<FileImage>;
+    /// Reads up to `len` bytes at `offset` (fewer at the end of the file).
+    /// `direct`: bypass the page cache, to read a file another descriptor
+    /// writes with O_DIRECT (buffered reads could cache stale pages).
+    fn read_range(&self, path: &Path, offset: u64, len: usize, direct: bool) -> io::Result<Vec<u8>>;
     /// Size of a file in bytes.
     fn file_len(&self, path: &Path) -> io::Result<u64>;
     /// Atomic rename (replacing `to`).
@@ -165,6 +169,45 @@ impl Storage for OsStorage {
         // Replay and recovery read front to back: ask for aggressive readahead.
         let _ = map.advise(memmap2::Advice::Sequential);
         Ok(FileImage(ImageInner::Mapped(map)))
+    }
+
+    fn read_range(&self, path: &Path, offset: u64, len: usize, direct: bool) -> io::Result<Vec<u8>> {
+        const ALIGN: u64 = 4096;
+        if direct {
+            match OpenOptions::new().read(true).custom_flags(libc::O_DIRECT).open(path) {
+                Ok(f) => {
+                    // O_DIRECT wants aligned offsets, lengths and buffers.
+                    let start = offset / ALIGN * ALIGN;
+                    let end = (offset + len as u64).next_multiple_of(ALIGN);
+                    let mut buf = AlignedBuf::new((end - start) as usize, ALIGN as usize);
+                    let mut got = 0usize;
+                    while got < buf.len() {
+                        let n = f.read_at(&mut buf[got..], start + got as u64)?;
+                        if n == 0 {
+                            break;
+                        }
+                        got += n;
+                    }
+                    let from = (offset - start) as usize;
+                    let to = (from + len).min(got);
+                    return Ok(buf[from.min(to)..to].to_vec());
+                }
+                Err(e) if is_direct_io_refusal(&e) => {}
+                Err(e) => return Err(e),
+            }
+        }
+        let f = File::open(path)?;
+        let mut buf = vec![0u8; len];
+        let mut got = 0usize;
+        while got < len {
+            let n = f.read_at(&mut buf[got..], offset + got as u64)?;
+            if n == 0 {
+                break;
+            }
+            got += n;
+        }
+        buf.truncate(got);
+        Ok(buf)
     }
 
     fn file_len(&self, path: &Path) -> io::Result<u64> {

@@ -33,6 +33,7 @@ mod format;
 #[doc(hidden)]
 pub mod fuzzing;
 pub mod io;
+mod reader;
 mod record;
 mod recovery;
 mod segment;
@@ -42,6 +43,7 @@ mod writer;
 
 pub use error::{Result, WalError};
 pub use format::{MAX_PAYLOAD_SIZE, MAX_SEGMENT_TARGET_SIZE};
+pub use reader::{Page, WalCursor, WalReader};
 pub use record::{RecordHeader, RecordType, WalRecord};
 pub use recovery::TornTail;
 pub use segment::{SegmentMeta, parse_segment_name, segment_file_name};

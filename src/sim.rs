@@ -287,6 +287,15 @@ impl Storage for SimStorage {
         Ok(FileImage::from_bytes(Arc::from(st.inodes[i].current.as_slice())))
     }
 
+    fn read_range(&self, path: &Path, offset: u64, len: usize, _direct: bool) -> io::Result<Vec<u8>> {
+        let mut st = lock(&self.state);
+        st.tick()?;
+        let &i = st.dir.get(path).ok_or_else(|| not_found(path))?;
+        let c = &st.inodes[i].current;
+        let start = (offset as usize).min(c.len());
+        Ok(c[start..(start + len).min(c.len())].to_vec())
+    }
+
     fn file_len(&self, path: &Path) -> io::Result<u64> {
         let mut st = lock(&self.state);
         st.tick()?;

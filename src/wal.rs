@@ -1,7 +1,7 @@
 //! `SegmentedWal`: a directory of segments, one of them active.
 
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use tracing::{error, info, warn};
@@ -10,7 +10,8 @@ use crate::crypto::{KeyRing, SegmentCipher};
 use crate::error::{Result, WalError};
 use crate::format::{self, Cipher, FORMAT_VERSION, MAX_PAYLOAD_SIZE, RecordFields, Seal, SegmentHeader};
 use crate::io::{AlignedBuf, OsStorage, Storage};
-use crate::record::{RecordHeader, WalRecord};
+use crate::reader::{SealedSeg, Shared, View, WalReader};
+use crate::record::WalRecord;
 use crate::recovery::{self, TornTail};
 use crate::segment::{self, SegmentMeta};
 use crate::writer::{self, ActiveSegment, NewSegment};
@@ -147,15 +148,6 @@ pub struct WalStats {
     pub direct_io: bool,
 }
 
-/// A sealed segment kept in the catalog.
-#[derive(Debug, Clone)]
-struct Sealed {
-    name: String,
-    path: PathBuf,
-    header: SegmentHeader,
-    seal: Seal,
-}
-
 /// A segmented write-ahead log. See the crate documentation for an example.
 ///
 /// `SegmentedWal` is `Send`; share it between threads as `Mutex<SegmentedWal>`.
@@ -165,7 +157,8 @@ pub struct SegmentedWal {
     target: u64,
     cfg: WalWriterConfig,
     wal_id: u128,
-    sealed: Mutex<Vec<Sealed>>,
+    /// What readers see: sealed segments, the active watermark, the ring.
+    shared: Arc<Shared>,
     /// None only after a roll whose new segment could not be created yet.
     active: Option<ActiveSegment>,
     next_lsn: u64,
@@ -181,10 +174,6 @@ pub struct SegmentedWal {
     stats: WalStats,
     report: RecoveryReport,
     _lock: Box<dyn Send + Sync>,
-}
-
-fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
 fn random_u128() -> u128 {
@@ -234,6 +223,7 @@ impl SegmentedWal {
             storage.sync_dir(&dir).map_err(|e| WalError::io("fsync directory", &dir, e))?;
         }
 
+        let shared_storage = Arc::clone(&storage);
         let mut wal = SegmentedWal {
             // The header and seal blocks of a new segment are staged in the
             // buffer too, so it holds at least two blocks.
@@ -242,7 +232,11 @@ impl SegmentedWal {
             storage,
             target: config.segment_target_size.clamp(1, format::MAX_SEGMENT_TARGET_SIZE),
             wal_id: 0,
-            sealed: Mutex::new(Vec::new()),
+            shared: Arc::new(Shared {
+                dir: config.wal_dir.clone(),
+                storage: shared_storage,
+                view: std::sync::RwLock::new(View::default()),
+            }),
             active: None,
             next_lsn: 1,
             scratch: Vec::new(),
@@ -382,7 +376,7 @@ impl SegmentedWal {
             };
             expect_lsn = Some(seal.last_lsn + 1);
             self.next_lsn = seal.last_lsn + 1;
-            sealed.push(Sealed { name: f.name.clone(), path: f.path.clone(), header, seal });
+            sealed.push(Arc::new(SealedSeg::new(f.name.clone(), f.path.clone(), header, seal, None)));
         }
         debug_assert_eq!(sealed.last().map(|s| &s.name), Some(&newest.name));
         self.sealed_set(sealed);
@@ -411,8 +405,8 @@ impl SegmentedWal {
         Ok(())
     }
 
-    fn sealed_set(&mut self, sealed: Vec<Sealed>) {
-        *lock(&self.sealed) = sealed;
+    fn sealed_set(&mut self, sealed: Vec<Arc<SealedSeg>>) {
+        self.shared.update(|v| v.sealed = sealed);
     }
 
     /// Scans the unsealed newest segment and decides where it ends (cutting a
@@ -515,6 +509,11 @@ impl SegmentedWal {
             }
         }
         self.direct_io = seg.direct();
+        let view = seg.view.clone();
+        self.shared.update(|v| {
+            v.active = Some(view);
+            v.direct = seg.direct();
+        });
         self.stats.segments_created += 1;
         self.stats.direct_io = self.direct_io;
         self.active = Some(seg);
@@ -612,7 +611,12 @@ impl SegmentedWal {
             };
             let active = self.active.take().expect("active segment");
             info!(segment = %active.name, last_lsn = seal.last_lsn, records = seal.records, "sealed segment");
-            lock(&self.sealed).push(Sealed { name: active.name, path: active.path, header: active.header, seal });
+            let index = active.view.index_snapshot();
+            let sealed = SealedSeg::new(active.name, active.path, active.header, seal, Some(index));
+            self.shared.update(|v| {
+                v.sealed.push(Arc::new(sealed));
+                v.active = None;
+            });
         }
         // A failure here (ENOSPC) leaves no active segment; the next append retries.
         self.start_segment()
@@ -636,6 +640,7 @@ impl SegmentedWal {
         }
         let key_id = ring.current().key_id();
         info!(key_ids = ?ring, "encryption key ring set");
+        self.shared.update(|v| v.ring = Some(Arc::new(ring.clone())));
         self.ring = Some(ring);
         self.required_key = Some(key_id);
         self.switch_segment_unless(Some(key_id))
@@ -652,6 +657,7 @@ impl SegmentedWal {
         self.check_poison()?;
         self.ring = None;
         self.required_key = None;
+        self.shared.update(|v| v.ring = None);
         warn!(dir = %self.dir.display(), "encryption turned off: new records are written in plain");
         self.switch_segment_unless(None)
     }
@@ -668,6 +674,7 @@ impl SegmentedWal {
         }
         // Empty: replaced under the same name by the new segment (I6).
         self.active = None;
+        self.shared.update(|v| v.active = None);
         self.start_segment()
     }
 
@@ -718,22 +725,28 @@ impl SegmentedWal {
     /// fsyncing the directory after each deletion (D8). The active segment is
     /// never deleted.
     pub fn truncate_before(&self, lsn: u64) -> Result<TruncateResult> {
-        let mut sealed = lock(&self.sealed);
         let mut result = TruncateResult::default();
-        while let Some(oldest) = sealed.first() {
+        loop {
+            let Some(oldest) = self.shared.snapshot().sealed.first().cloned() else { break };
             if oldest.seal.last_lsn >= lsn {
                 break;
             }
             let size = self.storage.file_len(&oldest.path).unwrap_or(0);
             self.storage.remove_file(&oldest.path).map_err(|e| WalError::io("remove", &oldest.path, e))?;
-            let removed = sealed.remove(0);
+            // R4/D8: readers holding this segment keep their mapping.
+            self.shared.update(|v| v.sealed.retain(|s| !Arc::ptr_eq(s, &oldest)));
             // I9: each deletion is durable before the next, so a crash leaves a suffix.
             self.storage.sync_dir(&self.dir).map_err(|e| WalError::io("fsync directory", &self.dir, e))?;
             result.segments_deleted += 1;
             result.bytes_reclaimed += size;
-            info!(segment = %removed.name, last_lsn = removed.seal.last_lsn, "truncated segment");
+            info!(segment = %oldest.name, last_lsn = oldest.seal.last_lsn, "truncated segment");
         }
         Ok(result)
+    }
+
+    /// A reader that pages through this WAL without blocking it (SPEC §6).
+    pub fn reader(&self) -> WalReader {
+        WalReader::new(self.shared.clone())
     }
 
     /// Every durable record, in LSN order.
@@ -755,90 +768,25 @@ impl SegmentedWal {
     }
 
     /// Streams durable records from `from_lsn` to `f`, at most `max_records`,
-    /// reading one segment image at a time (nothing else is held in memory).
-    /// Returns whether more durable records follow.
+    /// through the reader (R6): sealed segments mapped, the active one read
+    /// in windows; nothing else is held in memory. Returns whether more
+    /// durable records follow.
     pub fn for_each_durable(&self, from_lsn: u64, max_records: usize, mut f: impl FnMut(WalRecord)) -> Result<bool> {
-        let durable_last = self.durable_lsn();
-        let mut spans: Vec<(String, PathBuf, SegmentHeader, u64, u64)> = lock(&self.sealed)
-            .iter()
-            .map(|s| (s.name.clone(), s.path.clone(), s.header.clone(), s.seal.data_end, s.seal.last_lsn))
-            .collect();
-        if let Some(a) = &self.active {
-            spans.push((a.name.clone(), a.path.clone(), a.header.clone(), a.durable_end, a.durable_last_lsn));
-        }
-        let oldest = spans.first().map_or(self.next_lsn, |s| s.2.first_lsn);
-        if from_lsn != 0 && from_lsn < oldest {
-            return Err(WalError::LsnTruncated { requested: from_lsn, oldest });
-        }
-        let from = from_lsn.max(oldest);
-        if max_records == 0 {
-            return Ok(from <= durable_last);
-        }
-        let mut emitted = 0usize;
-        for (name, path, header, end, last_lsn) in spans {
-            if last_lsn < from || header.first_lsn > last_lsn {
-                continue;
+        let mut taken = 0usize;
+        self.reader().for_each(from_lsn, |rec| {
+            if taken == max_records {
+                return false;
             }
-            let img = self.storage.read_image(&path).map_err(|e| WalError::io("read", &path, e))?;
-            let seed = header.crc_seed();
-            let cipher = match header.cipher {
-                Cipher::None => None,
-                Cipher::Aes256Gcm { key_id } => {
-                    let lsn = header.first_lsn.max(from);
-                    let segment = name.clone();
-                    let ring = self.ring.as_ref().ok_or(WalError::KeyRequired { segment, lsn })?;
-                    let segment = name.clone();
-                    let key = ring.get(key_id).ok_or(WalError::UnknownKey { key_id, segment, lsn })?;
-                    Some(SegmentCipher::new(key, header.wal_id, header.salt))
-                }
-            };
-            // I10: records are read only up to this segment's durable end.
-            let mut off = format::data_start(header.block_size as usize);
-            let mut lsn = header.first_lsn;
-            while lsn <= last_lsn && emitted < max_records {
-                let (h, payload) = format::check_record(&img, off, end, seed, Some(lsn)).map_err(|fault| {
-                    WalError::Corruption { segment: name.clone(), offset: off, lsn, reason: fault.describe() }
-                })?;
-                // E5/E6: in an encrypted segment every record must be encrypted
-                // and authentic; in a plain one none may claim to be.
-                let encrypted = h.fields.flags & format::FLAG_ENCRYPTED != 0;
-                let auth_failed = || WalError::AuthenticationFailed { segment: name.clone(), offset: off, lsn };
-                if encrypted != cipher.is_some() {
-                    return Err(auth_failed());
-                }
-                if lsn >= from {
-                    let payload = match &cipher {
-                        Some(c) => c.open(&h.fields, &img[payload]).ok_or_else(auth_failed)?,
-                        None => img[payload].to_vec(),
-                    };
-                    f(WalRecord {
-                        header: RecordHeader {
-                            lsn,
-                            record_type: h.fields.record_type,
-                            tenant_id: h.fields.tenant_id,
-                            vshard_id: h.fields.vshard_id,
-                            flags: h.fields.flags,
-                            payload_len: h.len,
-                        },
-                        payload,
-                    });
-                    emitted += 1;
-                }
-                off += format::record_size(h.len as usize) as u64;
-                lsn += 1;
-            }
-            if emitted == max_records {
-                // LSNs are contiguous across segments (D5).
-                return Ok(lsn <= durable_last);
-            }
-        }
-        Ok(false)
+            taken += 1;
+            f(rec);
+            true
+        })
     }
 
     /// Every segment, oldest first (the active one last, `sealed == false`).
     pub fn list_segments(&self) -> Result<Vec<SegmentMeta>> {
         let mut out = Vec::new();
-        for s in lock(&self.sealed).iter() {
+        for s in self.shared.snapshot().sealed.iter() {
             out.push(SegmentMeta {
                 path: s.path.clone(),
                 first_lsn: s.header.first_lsn,

@@ -13,6 +13,8 @@ use crate::crypto::{SegmentCipher, TAG_LEN};
 use crate::error::{Result, WalError};
 use crate::format::{self, RecordFields, Seal, SegmentHeader};
 use crate::io::{AlignedBuf, OpenMode, Storage, StorageFile, is_direct_io_refusal};
+use crate::reader::ActiveView;
+use std::sync::Arc;
 
 /// Bytes of one sync epoch from which space is reserved with fallocate
 /// rather than zero-filled: the journal work an allocated-but-unwritten
@@ -49,6 +51,8 @@ pub struct ActiveSegment {
     last_epoch_bytes: u64,
     /// Set when payloads of this segment are encrypted (its header says so).
     cipher: Option<SegmentCipher>,
+    /// What readers see of this segment: the watermark and sparse index.
+    pub view: Arc<ActiveView>,
     prepare_chunk: u64,
 }
 
@@ -116,6 +120,7 @@ impl ActiveSegment {
                 prepared_end: 0,
                 last_epoch_bytes: 0,
                 cipher,
+                view: Arc::new(ActiveView::new(name.clone(), path.clone(), n.header.clone())),
                 prepare_chunk: n.prepare_chunk,
             };
             // Header block + zero seal block.
@@ -249,6 +254,7 @@ impl ActiveSegment {
             }
         };
         let size = format::record_size(stored);
+        self.view.note(fields.lsn, self.data_end);
         if size <= buf.len() - self.buf_len {
             format::encode_record_with(self.seed, &fields, stored, &mut buf[self.buf_len..self.buf_len + size], fill);
             self.buf_len += size;
@@ -309,6 +315,8 @@ impl ActiveSegment {
         self.durable_end = self.data_end;
         self.durable_records = self.records;
         self.durable_last_lsn = self.last_lsn;
+        // R2: readers may read what this fdatasync made durable.
+        self.view.publish(self.durable_end, self.durable_last_lsn);
         // Keep the partly filled tail block at the front of the buffer.
         let full = self.buf_len / self.block * self.block;
         if full > 0 {

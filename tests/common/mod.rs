@@ -95,6 +95,9 @@ impl Storage for FaultyStorage {
     fn read_image(&self, path: &Path) -> io::Result<FileImage> {
         OsStorage.read_image(path)
     }
+    fn read_range(&self, path: &Path, offset: u64, len: usize, direct: bool) -> io::Result<Vec<u8>> {
+        OsStorage.read_range(path, offset, len, direct)
+    }
     fn file_len(&self, path: &Path) -> io::Result<u64> {
         OsStorage.file_len(path)
     }

@@ -1,0 +1,494 @@
+//! Readers (SPEC §6): paginated, lock-free readers over the WAL.
+//!
+//! The writer and its readers share a [`Shared`] view: sealed segments (each
+//! mapped once, with a sparse LSN → offset index built on first read) and the
+//! active segment's durable watermark, which the writer publishes after every
+//! completed fdatasync (R2). Readers never take the writer's lock: they clone
+//! `Arc`s out of a short read lock and read on their own. A sealed segment
+//! deleted by `truncate_before` stays readable through the mapping a reader
+//! holds (R4). The active segment is read with ranged reads, never mapped: the
+//! writer rewrites its tail block with O_DIRECT, and the kernel cannot
+//! invalidate pages that are mapped.
+
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, OnceLock, RwLock};
+
+use crate::crypto::{KeyRing, SegmentCipher};
+use crate::error::{Result, WalError};
+use crate::format::{self, Cipher, Seal, SegmentHeader};
+use crate::io::{FileImage, OsStorage, Storage};
+use crate::record::{RecordHeader, WalRecord};
+
+/// One sparse index entry every this many records.
+pub(crate) const INDEX_EVERY: u64 = 64;
+/// Bytes of the active segment read at a time.
+const ACTIVE_WINDOW: usize = 4 << 20;
+
+/// A sealed segment: immutable, mapped on first read.
+pub(crate) struct SealedSeg {
+    pub name: String,
+    pub path: PathBuf,
+    pub header: SegmentHeader,
+    pub seal: Seal,
+    image: OnceLock<Arc<FileImage>>,
+    index: OnceLock<Arc<Vec<(u64, u64)>>>,
+}
+
+impl SealedSeg {
+    pub fn new(name: String, path: PathBuf, header: SegmentHeader, seal: Seal, index: Option<Vec<(u64, u64)>>) -> Self {
+        let cell = OnceLock::new();
+        if let Some(ix) = index {
+            let _ = cell.set(Arc::new(ix));
+        }
+        SealedSeg { name, path, header, seal, image: OnceLock::new(), index: cell }
+    }
+}
+
+/// The active segment as readers see it.
+pub(crate) struct ActiveView {
+    pub name: String,
+    pub path: PathBuf,
+    pub header: SegmentHeader,
+    /// Published after every completed fdatasync: end first, then LSN.
+    durable_end: AtomicU64,
+    durable_last_lsn: AtomicU64,
+    /// Sparse index of this segment, appended by the writer.
+    index: Mutex<Vec<(u64, u64)>>,
+}
+
+impl ActiveView {
+    pub fn new(name: String, path: PathBuf, header: SegmentHeader) -> Self {
+        let start = format::data_start(header.block_size as usize);
+        let last = header.first_lsn - 1;
+        ActiveView {
+            name,
+            path,
+            header,
+            durable_end: AtomicU64::new(start),
+            durable_last_lsn: AtomicU64::new(last),
+            index: Mutex::new(Vec::new()),
+        }
+    }
+
+    /// Publishes a completed sync (R2): readers may now read up to here.
+    pub fn publish(&self, durable_end: u64, durable_last_lsn: u64) {
+        self.durable_end.store(durable_end, Ordering::Release);
+        self.durable_last_lsn.store(durable_last_lsn, Ordering::Release);
+    }
+
+    /// Notes where a record starts, for the sparse index.
+    pub fn note(&self, lsn: u64, offset: u64) {
+        if (lsn - self.header.first_lsn).is_multiple_of(INDEX_EVERY) {
+            lock(&self.index).push((lsn, offset));
+        }
+    }
+
+    /// (durable last LSN, durable end): the LSN is read first, so the end is
+    /// at least as new as it.
+    fn watermark(&self) -> (u64, u64) {
+        let lsn = self.durable_last_lsn.load(Ordering::Acquire);
+        (lsn, self.durable_end.load(Ordering::Acquire))
+    }
+
+    pub fn index_snapshot(&self) -> Vec<(u64, u64)> {
+        lock(&self.index).clone()
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// What readers see of the WAL.
+#[derive(Clone, Default)]
+pub(crate) struct View {
+    pub sealed: Vec<Arc<SealedSeg>>,
+    pub active: Option<Arc<ActiveView>>,
+    pub ring: Option<Arc<KeyRing>>,
+    /// Whether the writer uses O_DIRECT (reads of the active segment follow).
+    pub direct: bool,
+}
+
+/// State shared by the writer and all readers.
+pub(crate) struct Shared {
+    pub dir: PathBuf,
+    pub storage: Arc<dyn Storage>,
+    pub view: RwLock<View>,
+}
+
+impl Shared {
+    pub fn snapshot(&self) -> View {
+        self.view.read().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+    pub fn update<R>(&self, f: impl FnOnce(&mut View) -> R) -> R {
+        f(&mut self.view.write().unwrap_or_else(|p| p.into_inner()))
+    }
+}
+
+/// A page of records.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Page {
+    /// Records in LSN order.
+    pub records: Vec<WalRecord>,
+    /// The LSN to ask for next.
+    pub next_lsn: u64,
+    /// True exactly when durable records from `next_lsn` exist now.
+    pub has_more: bool,
+}
+
+/// A reader of the WAL: `Send + Sync`, cheap to clone, never blocks the writer.
+#[derive(Clone)]
+pub struct WalReader {
+    shared: Arc<Shared>,
+}
+
+impl std::fmt::Debug for WalReader {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("WalReader").field("dir", &self.shared.dir).finish()
+    }
+}
+
+/// Where one segment's records are read from.
+enum Source<'a> {
+    Sealed(&'a SealedSeg),
+    Active(&'a ActiveView),
+}
+
+impl WalReader {
+    pub(crate) fn new(shared: Arc<Shared>) -> Self {
+        WalReader { shared }
+    }
+
+    /// A read-only reader over a WAL directory that no writer in this process
+    /// holds. Sealed segments are read up to their seal; an unsealed newest
+    /// segment up to its last fully valid record (R2). Nothing is written.
+    pub fn open_dir(dir: &Path, ring: Option<KeyRing>) -> Result<Self> {
+        let storage: Arc<dyn Storage> = Arc::new(OsStorage);
+        let (found, _) = crate::segment::discover(&*storage, dir)?;
+        let mut sealed = Vec::new();
+        let mut wal_id = None;
+        for f in &found {
+            let img = storage.read_image(&f.path).map_err(|e| WalError::io("read", &f.path, e))?;
+            let (header, seal) = crate::segment::read_header_and_seal(&f.name, &img)?;
+            if *wal_id.get_or_insert(header.wal_id) != header.wal_id {
+                return Err(WalError::ForeignSegment {
+                    segment: f.name.clone(),
+                    expected: wal_id.unwrap_or(0),
+                    found: header.wal_id,
+                });
+            }
+            let seal = match seal? {
+                Some(seal) => seal,
+                None => {
+                    let start = format::data_start(header.block_size as usize);
+                    let out = crate::recovery::scan_unsealed(&f.name, &img, start, f.first_lsn, header.crc_seed())?;
+                    Seal { last_lsn: out.last_lsn, records: out.records, data_end: out.data_end, sealed_ms: 0 }
+                }
+            };
+            if seal.records > 0 {
+                sealed.push(Arc::new(SealedSeg::new(f.name.clone(), f.path.clone(), header, seal, None)));
+            }
+        }
+        let view = View { sealed, active: None, ring: ring.map(Arc::new), direct: false };
+        Ok(WalReader { shared: Arc::new(Shared { dir: dir.to_owned(), storage, view: RwLock::new(view) }) })
+    }
+
+    /// LSN of the last durable record (0 if none).
+    pub fn durable_lsn(&self) -> u64 {
+        durable_lsn(&self.shared.snapshot())
+    }
+
+    /// LSN of the oldest retained record.
+    pub fn oldest_lsn(&self) -> u64 {
+        let v = self.shared.snapshot();
+        v.sealed.first().map(|s| s.header.first_lsn).or(v.active.as_ref().map(|a| a.header.first_lsn)).unwrap_or(1)
+    }
+
+    /// Up to `max_records` durable records from `from_lsn` (0: the oldest),
+    /// stopping once their payloads reach `max_bytes` (a page holds at least
+    /// one record when one is available). `LsnTruncated` when `from_lsn` was
+    /// truncated away (R5).
+    pub fn read_page(&self, from_lsn: u64, max_records: usize, max_bytes: usize) -> Result<Page> {
+        let mut page = Page { records: Vec::new(), next_lsn: from_lsn, has_more: false };
+        let mut bytes = 0usize;
+        let view = self.shared.snapshot();
+        let has_more = self.scan(&view, from_lsn, |rec| {
+            if page.records.len() >= max_records || (!page.records.is_empty() && bytes + rec.payload.len() > max_bytes)
+            {
+                return false;
+            }
+            bytes += rec.payload.len();
+            page.next_lsn = rec.header.lsn + 1;
+            page.records.push(rec);
+            true
+        })?;
+        if page.records.is_empty() {
+            page.next_lsn = from_lsn.max(oldest(&view));
+        }
+        page.has_more = has_more;
+        Ok(page)
+    }
+
+    /// A cursor that pages forward from `from_lsn`.
+    pub fn cursor(&self, from_lsn: u64) -> WalCursor {
+        WalCursor { reader: self.clone(), next_lsn: from_lsn }
+    }
+
+    /// Streams durable records from `from_lsn` to `f` until it returns
+    /// false; returns whether durable records remain after the last taken.
+    pub(crate) fn for_each(&self, from_lsn: u64, f: impl FnMut(WalRecord) -> bool) -> Result<bool> {
+        let view = self.shared.snapshot();
+        self.scan(&view, from_lsn, f)
+    }
+
+    fn scan(&self, view: &View, from_lsn: u64, mut f: impl FnMut(WalRecord) -> bool) -> Result<bool> {
+        let oldest = oldest(view);
+        if from_lsn != 0 && from_lsn < oldest {
+            return Err(WalError::LsnTruncated { requested: from_lsn, oldest });
+        }
+        let from = from_lsn.max(oldest);
+        let durable = durable_lsn(view);
+        let mut sources: Vec<Source<'_>> = view.sealed.iter().map(|s| Source::Sealed(s)).collect();
+        if let Some(a) = &view.active {
+            sources.push(Source::Active(a));
+        }
+        // Binary search by first LSN (R3): the last segment starting at or before `from`.
+        let first_of = |s: &Source<'_>| match s {
+            Source::Sealed(s) => s.header.first_lsn,
+            Source::Active(a) => a.header.first_lsn,
+        };
+        let start = sources.partition_point(|s| first_of(s) <= from).saturating_sub(1);
+        let mut lsn = from;
+        for src in &sources[start..] {
+            if lsn > durable {
+                break;
+            }
+            let go_on = match src {
+                Source::Sealed(s) => self.scan_sealed(view, s, &mut lsn, &mut f)?,
+                Source::Active(a) => self.scan_active(view, a, &mut lsn, &mut f)?,
+            };
+            if !go_on {
+                return Ok(lsn <= durable);
+            }
+        }
+        Ok(false)
+    }
+
+    fn cipher(&self, view: &View, name: &str, header: &SegmentHeader, lsn: u64) -> Result<Option<SegmentCipher>> {
+        match header.cipher {
+            Cipher::None => Ok(None),
+            Cipher::Aes256Gcm { key_id } => {
+                let ring = view.ring.as_ref().ok_or(WalError::KeyRequired { segment: name.to_owned(), lsn })?;
+                let key = ring.get(key_id).ok_or(WalError::UnknownKey { key_id, segment: name.to_owned(), lsn })?;
+                Ok(Some(SegmentCipher::new(key, header.wal_id, header.salt)))
+            }
+        }
+    }
+
+    fn scan_sealed(
+        &self,
+        view: &View,
+        s: &SealedSeg,
+        lsn: &mut u64,
+        f: &mut impl FnMut(WalRecord) -> bool,
+    ) -> Result<bool> {
+        if *lsn > s.seal.last_lsn {
+            return Ok(true);
+        }
+        let img = match s.image.get() {
+            Some(img) => img.clone(),
+            None => {
+                let img = self.shared.storage.read_image(&s.path).map_err(|e| WalError::io("read", &s.path, e))?;
+                s.image.get_or_init(|| Arc::new(img)).clone()
+            }
+        };
+        let seed = s.header.crc_seed();
+        let index = match s.index.get() {
+            Some(ix) => ix.clone(),
+            None => {
+                let ix = build_index(&s.name, &img, &s.header, s.seal.data_end, s.seal.last_lsn)?;
+                s.index.get_or_init(|| Arc::new(ix)).clone()
+            }
+        };
+        let (mut at_lsn, mut off) =
+            seek(&index, *lsn, s.header.first_lsn, format::data_start(s.header.block_size as usize));
+        let cipher = self.cipher(view, &s.name, &s.header, *lsn)?;
+        // I10: never past the seal's data end.
+        while at_lsn <= s.seal.last_lsn {
+            let rec = decode(&s.name, &img, 0, off, s.seal.data_end, seed, at_lsn, cipher.as_ref(), at_lsn >= *lsn)?;
+            off += rec.1;
+            if let Some(rec) = rec.0 {
+                if !f(rec) {
+                    *lsn = at_lsn;
+                    return Ok(false);
+                }
+                *lsn = at_lsn + 1;
+            }
+            at_lsn += 1;
+        }
+        Ok(true)
+    }
+
+    fn scan_active(
+        &self,
+        view: &View,
+        a: &ActiveView,
+        lsn: &mut u64,
+        f: &mut impl FnMut(WalRecord) -> bool,
+    ) -> Result<bool> {
+        let (last, end) = a.watermark();
+        if *lsn > last {
+            return Ok(true);
+        }
+        let index = a.index_snapshot();
+        let (mut at_lsn, mut off) =
+            seek(&index, *lsn, a.header.first_lsn, format::data_start(a.header.block_size as usize));
+        let cipher = self.cipher(view, &a.name, &a.header, *lsn)?;
+        let seed = a.header.crc_seed();
+        let mut window: (u64, Vec<u8>) = (off, Vec::new());
+        // I10: never past the published durable end (R2).
+        while at_lsn <= last {
+            // Make the window hold the whole record at `off` (or all that is durable).
+            loop {
+                let w_end = window.0 + window.1.len() as u64;
+                let need_end = if off >= window.0 && off + format::RECORD_HEADER_LEN as u64 <= w_end {
+                    let h = format::read_header(&window.1[(off - window.0) as usize..]);
+                    off + format::record_size((h.len as usize).min(format::MAX_STORED_LEN)) as u64
+                } else {
+                    off + format::RECORD_HEADER_LEN as u64
+                };
+                if (off >= window.0 && need_end <= w_end) || (window.0 == off && w_end >= end) {
+                    break;
+                }
+                let len = (ACTIVE_WINDOW as u64).max(need_end - off).min(end.saturating_sub(off)) as usize;
+                let bytes = self
+                    .shared
+                    .storage
+                    .read_range(&a.path, off, len, view.direct)
+                    .map_err(|e| WalError::io("read", &a.path, e))?;
+                window = (off, bytes);
+            }
+            let rec = decode(&a.name, &window.1, window.0, off, end, seed, at_lsn, cipher.as_ref(), at_lsn >= *lsn)?;
+            off += rec.1;
+            if let Some(rec) = rec.0 {
+                if !f(rec) {
+                    *lsn = at_lsn;
+                    return Ok(false);
+                }
+                *lsn = at_lsn + 1;
+            }
+            at_lsn += 1;
+        }
+        Ok(true)
+    }
+}
+
+/// The sparse index entry at or before `lsn` (or the segment start).
+fn seek(index: &[(u64, u64)], lsn: u64, first_lsn: u64, data_start: u64) -> (u64, u64) {
+    match index.partition_point(|&(l, _)| l <= lsn) {
+        0 => (first_lsn, data_start),
+        i => index[i - 1],
+    }
+}
+
+/// Validates every record of a sealed segment once and notes every
+/// `INDEX_EVERY`-th offset.
+fn build_index(name: &str, img: &[u8], h: &SegmentHeader, end: u64, last_lsn: u64) -> Result<Vec<(u64, u64)>> {
+    let seed = h.crc_seed();
+    let mut off = format::data_start(h.block_size as usize);
+    let mut ix = Vec::new();
+    for lsn in h.first_lsn..=last_lsn {
+        if (lsn - h.first_lsn).is_multiple_of(INDEX_EVERY) {
+            ix.push((lsn, off));
+        }
+        let (rh, _) = format::check_record(img, off, end, seed, Some(lsn)).map_err(|fault| WalError::Corruption {
+            segment: name.to_owned(),
+            offset: off,
+            lsn,
+            reason: fault.describe(),
+        })?;
+        off += format::record_size(rh.len as usize) as u64;
+    }
+    Ok(ix)
+}
+
+/// Checks the record at `off` of `img` (expected LSN `lsn`) and, when `take`,
+/// decodes it (decrypting with `cipher`). Returns the record and its size.
+/// `img[0]` is at segment offset `base`; `off` and `end` are segment offsets.
+#[allow(clippy::too_many_arguments)]
+fn decode(
+    name: &str,
+    img: &[u8],
+    base: u64,
+    off: u64,
+    end: u64,
+    seed: u32,
+    lsn: u64,
+    cipher: Option<&SegmentCipher>,
+    take: bool,
+) -> Result<(Option<WalRecord>, u64)> {
+    let (h, payload) = format::check_record_in(img, base, off, end, seed, Some(lsn)).map_err(|fault| {
+        WalError::Corruption { segment: name.to_owned(), offset: off, lsn, reason: fault.describe() }
+    })?;
+    let size = format::record_size(h.len as usize) as u64;
+    if !take {
+        return Ok((None, size));
+    }
+    // E5/I11: in an encrypted segment every record is encrypted and authentic;
+    // in a plain one none may claim to be.
+    let auth_failed = || WalError::AuthenticationFailed { segment: name.to_owned(), offset: off, lsn };
+    let encrypted = h.fields.flags & format::FLAG_ENCRYPTED != 0;
+    if encrypted != cipher.is_some() {
+        return Err(auth_failed());
+    }
+    let payload = match cipher {
+        Some(c) => c.open(&h.fields, &img[payload]).ok_or_else(auth_failed)?,
+        None => img[payload].to_vec(),
+    };
+    let header = RecordHeader {
+        lsn,
+        record_type: h.fields.record_type,
+        tenant_id: h.fields.tenant_id,
+        vshard_id: h.fields.vshard_id,
+        flags: h.fields.flags,
+        payload_len: h.len,
+    };
+    Ok((Some(WalRecord { header, payload }), size))
+}
+
+fn oldest(view: &View) -> u64 {
+    view.sealed.first().map(|s| s.header.first_lsn).or(view.active.as_ref().map(|a| a.header.first_lsn)).unwrap_or(1)
+}
+
+fn durable_lsn(view: &View) -> u64 {
+    match &view.active {
+        Some(a) => {
+            let (last, _) = a.watermark();
+            last
+        }
+        None => view.sealed.last().map_or(0, |s| s.seal.last_lsn),
+    }
+}
+
+/// Pages forward through the WAL, resuming where the last page ended.
+#[derive(Debug, Clone)]
+pub struct WalCursor {
+    reader: WalReader,
+    next_lsn: u64,
+}
+
+impl WalCursor {
+    /// The next page; an empty page with `has_more == false` when the reader
+    /// has caught up with the durable end (call again later to follow).
+    pub fn next_page(&mut self, max_records: usize, max_bytes: usize) -> Result<Page> {
+        let page = self.reader.read_page(self.next_lsn, max_records, max_bytes)?;
+        self.next_lsn = page.next_lsn;
+        Ok(page)
+    }
+
+    /// The LSN the next page starts at.
+    pub fn position(&self) -> u64 {
+        self.next_lsn
+    }
+}
