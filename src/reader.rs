@@ -210,10 +210,13 @@ impl WalReader {
     /// one record when one is available). `LsnTruncated` when `from_lsn` was
     /// truncated away (R5).
     pub fn read_page(&self, from_lsn: u64, max_records: usize, max_bytes: usize) -> Result<Page> {
+        self.read_page_in(&self.shared.snapshot(), from_lsn, max_records, max_bytes)
+    }
+
+    fn read_page_in(&self, view: &View, from_lsn: u64, max_records: usize, max_bytes: usize) -> Result<Page> {
         let mut page = Page { records: Vec::new(), next_lsn: from_lsn, has_more: false };
         let mut bytes = 0usize;
-        let view = self.shared.snapshot();
-        let has_more = self.scan(&view, from_lsn, |rec| {
+        let has_more = self.scan(view, from_lsn, |rec| {
             if page.records.len() >= max_records || (!page.records.is_empty() && bytes + rec.payload.len() > max_bytes)
             {
                 return false;
@@ -224,7 +227,7 @@ impl WalReader {
             true
         })?;
         if page.records.is_empty() {
-            page.next_lsn = from_lsn.max(oldest(&view));
+            page.next_lsn = from_lsn.max(oldest(view));
         }
         page.has_more = has_more;
         Ok(page)
@@ -232,7 +235,7 @@ impl WalReader {
 
     /// A cursor that pages forward from `from_lsn`.
     pub fn cursor(&self, from_lsn: u64) -> WalCursor {
-        WalCursor { reader: self.clone(), next_lsn: from_lsn }
+        WalCursor { reader: self.clone(), next_lsn: from_lsn, pinned: None }
     }
 
     /// Streams durable records from `from_lsn` to `f` until it returns
@@ -264,6 +267,14 @@ impl WalReader {
             if lsn > durable {
                 break;
             }
+            // Never skip LSNs: a gap (segments truncated under a cursor that
+            // pinned an older one) ends the page, or is LsnTruncated at once.
+            if first_of(src) > lsn {
+                if lsn == from {
+                    return Err(WalError::LsnTruncated { requested: lsn, oldest: first_of(src) });
+                }
+                return Ok(true);
+            }
             let go_on = match src {
                 Source::Sealed(s) => self.scan_sealed(view, s, &mut lsn, &mut f)?,
                 Source::Active(a) => self.scan_active(view, a, &mut lsn, &mut f)?,
@@ -273,6 +284,15 @@ impl WalReader {
             }
         }
         Ok(false)
+    }
+
+    /// The segment's mapping, made on first use and kept while it is referenced.
+    fn map(&self, s: &SealedSeg) -> Result<Arc<FileImage>> {
+        if let Some(img) = s.image.get() {
+            return Ok(img.clone());
+        }
+        let img = self.shared.storage.read_image(&s.path).map_err(|e| WalError::io("read", &s.path, e))?;
+        Ok(s.image.get_or_init(|| Arc::new(img)).clone())
     }
 
     fn cipher(&self, view: &View, name: &str, header: &SegmentHeader, lsn: u64) -> Result<Option<SegmentCipher>> {
@@ -296,13 +316,7 @@ impl WalReader {
         if *lsn > s.seal.last_lsn {
             return Ok(true);
         }
-        let img = match s.image.get() {
-            Some(img) => img.clone(),
-            None => {
-                let img = self.shared.storage.read_image(&s.path).map_err(|e| WalError::io("read", &s.path, e))?;
-                s.image.get_or_init(|| Arc::new(img)).clone()
-            }
-        };
+        let img = self.map(s)?;
         let seed = s.header.crc_seed();
         let index = match s.index.get() {
             Some(ix) => ix.clone(),
@@ -471,19 +485,44 @@ fn durable_lsn(view: &View) -> u64 {
     }
 }
 
-/// Pages forward through the WAL, resuming where the last page ended.
-#[derive(Debug, Clone)]
+/// Pages forward through the WAL, resuming where the last page ended. The
+/// sealed segment it is in the middle of stays readable even if
+/// `truncate_before` deletes it (D8, R4): the cursor holds its mapping.
+#[derive(Clone)]
 pub struct WalCursor {
     reader: WalReader,
     next_lsn: u64,
+    pinned: Option<Arc<SealedSeg>>,
+}
+
+impl std::fmt::Debug for WalCursor {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("WalCursor").field("next_lsn", &self.next_lsn).finish()
+    }
 }
 
 impl WalCursor {
     /// The next page; an empty page with `has_more == false` when the reader
     /// has caught up with the durable end (call again later to follow).
     pub fn next_page(&mut self, max_records: usize, max_bytes: usize) -> Result<Page> {
-        let page = self.reader.read_page(self.next_lsn, max_records, max_bytes)?;
+        let mut view = self.reader.shared.snapshot();
+        if let Some(p) = &self.pinned
+            && !view.sealed.iter().any(|s| Arc::ptr_eq(s, p))
+            && p.header.first_lsn < oldest(&view)
+        {
+            // Truncated under us: keep reading the segment we are in.
+            view.sealed.insert(0, p.clone());
+        }
+        let page = self.reader.read_page_in(&view, self.next_lsn, max_records, max_bytes)?;
         self.next_lsn = page.next_lsn;
+        self.pinned = view
+            .sealed
+            .iter()
+            .find(|s| s.header.first_lsn <= self.next_lsn && self.next_lsn <= s.seal.last_lsn)
+            .cloned();
+        if let Some(p) = &self.pinned {
+            self.reader.map(p)?;
+        }
         Ok(page)
     }
 
