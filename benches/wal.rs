@@ -13,7 +13,7 @@ use std::time::Instant;
 
 use directwal::crypto::{KeyRing, WalEncryptionKey};
 use directwal::io::AlignedBuf;
-use directwal::{SegmentedWal, SegmentedWalConfig};
+use directwal::{SegmentedWal, SegmentedWalConfig, WalReader};
 
 const W1_RECORDS: u64 = 3_000;
 const W2_RECORDS: u64 = 1_000_000;
@@ -170,6 +170,81 @@ fn w3(base: &Path, encrypted: bool) -> f64 {
     (W3_RECORDS * 4096) as f64 / 1e6 / t.elapsed().as_secs_f64()
 }
 
+/// Reopen W2's log (cold cache) and page through it with a cursor in
+/// 10k-record pages: records/s.
+fn w5p(dir: &Path) -> f64 {
+    let segs: Vec<PathBuf> = std::fs::read_dir(dir).unwrap().map(|e| e.unwrap().path()).collect();
+    let wal = SegmentedWal::open(cfg(dir)).unwrap();
+    segs.iter().for_each(|p| evict(p));
+    let t = Instant::now();
+    let mut cursor = wal.reader().cursor(0);
+    let mut n = 0u64;
+    loop {
+        let page = cursor.next_page(10_000, usize::MAX).unwrap();
+        n += page.records.len() as u64;
+        if !page.has_more {
+            break;
+        }
+    }
+    assert_eq!(n, W2_RECORDS);
+    n as f64 / t.elapsed().as_secs_f64()
+}
+
+/// Runs `work` while 4 reader threads follow the WAL in 1,000-record pages
+/// (polling every millisecond once caught up, as replication followers do).
+fn with_readers<T>(reader: WalReader, readers: usize, work: impl FnOnce() -> T) -> T {
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let handles: Vec<_> = (0..readers)
+        .map(|_| {
+            let (reader, stop) = (reader.clone(), stop.clone());
+            std::thread::spawn(move || {
+                let mut cursor = reader.cursor(0);
+                while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                    let page = cursor.next_page(1_000, usize::MAX).unwrap();
+                    if page.records.is_empty() {
+                        std::thread::sleep(std::time::Duration::from_millis(1));
+                    }
+                }
+            })
+        })
+        .collect();
+    let out = work();
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    handles.into_iter().for_each(|h| h.join().unwrap());
+    out
+}
+
+/// W1 and W2 (records/s) with `readers` concurrent readers.
+fn writers_with_readers(base: &Path, readers: usize) -> (f64, f64) {
+    let dir = fresh(base, "wr");
+    let mut wal = SegmentedWal::open(cfg(&dir)).unwrap();
+    let payload = [0x11u8; 128];
+    let w1 = with_readers(wal.reader(), readers, || {
+        let t = Instant::now();
+        for _ in 0..W1_RECORDS {
+            wal.append(1, 0, 0, &payload).unwrap();
+            wal.sync().unwrap();
+        }
+        W1_RECORDS as f64 / t.elapsed().as_secs_f64()
+    });
+    drop(wal);
+    let dir = fresh(base, "wr");
+    let mut wal = SegmentedWal::open(cfg(&dir)).unwrap();
+    let n = W2_RECORDS / 2;
+    let w2 = with_readers(wal.reader(), readers, || {
+        let t = Instant::now();
+        for i in 0..n {
+            wal.append(1, 0, 0, &payload).unwrap();
+            if i % 10_000 == 9_999 {
+                wal.sync().unwrap(); // readers see durable data only
+            }
+        }
+        wal.sync().unwrap();
+        n as f64 / t.elapsed().as_secs_f64()
+    });
+    (w1, w2)
+}
+
 /// Reopen W2's log (cold cache) and replay it: (open s, records/s, MB/s, segment bytes).
 fn w5(dir: &Path) -> (f64, f64, f64) {
     let segs: Vec<PathBuf> = std::fs::read_dir(dir).unwrap().map(|e| e.unwrap().path()).collect();
@@ -223,6 +298,13 @@ fn main() {
         push("w5_open_s", open_s);
         push("w5_rec_s", rec_s);
         push("w5_mbs", mbs);
+        push("w5p_rec_s", w5p(&w2dir));
+        let (w1_0, w2_0) = writers_with_readers(&base, 0);
+        let (w1_4, w2_4) = writers_with_readers(&base, 4);
+        push("w1_no_readers", w1_0);
+        push("w1_4_readers", w1_4);
+        push("w2s_no_readers", w2_0);
+        push("w2s_4_readers", w2_4);
         let seg = std::fs::read_dir(&w2dir)
             .unwrap()
             .map(|e| e.unwrap().path())
@@ -297,6 +379,24 @@ fn main() {
         g("w5_mbs"),
         g("seq_read_mbs"),
         g("w5_mbs") / g("seq_read_mbs")
+    );
+    println!(
+        "| W5p: W2's log in 10k-record pages (cold) | {:.0} rec/s | one full replay {:.0} rec/s | time {:.3} x | <= 1.2 x |",
+        g("w5p_rec_s"),
+        g("w5_rec_s"),
+        g("w5_rec_s") / g("w5p_rec_s")
+    );
+    println!(
+        "| W1 with 4 readers following | {:.0} rec/s | without readers {:.0} | {:.3} | >= 0.9 |",
+        g("w1_4_readers"),
+        g("w1_no_readers"),
+        g("w1_4_readers") / g("w1_no_readers")
+    );
+    println!(
+        "| W2 (500k, sync every 10k) with 4 readers following | {:.0} rec/s | without readers {:.0} | {:.3} | >= 0.9 |",
+        g("w2s_4_readers"),
+        g("w2s_no_readers"),
+        g("w2s_4_readers") / g("w2s_no_readers")
     );
     println!("| open of W2's log (cold, {} MB) | {:.4} s | | | |", W2_RECORDS * 160 / 1_000_000, g("w5_open_s"));
     let _ = std::fs::remove_dir_all(&base);

@@ -23,7 +23,7 @@ use crate::record::{RecordHeader, WalRecord};
 /// One sparse index entry every this many records.
 pub(crate) const INDEX_EVERY: u64 = 64;
 /// Bytes of the active segment read at a time.
-const ACTIVE_WINDOW: usize = 4 << 20;
+const ACTIVE_WINDOW: usize = 1 << 20;
 
 /// A sealed segment: immutable, mapped on first read.
 pub(crate) struct SealedSeg {
@@ -32,16 +32,26 @@ pub(crate) struct SealedSeg {
     pub header: SegmentHeader,
     pub seal: Seal,
     image: OnceLock<Arc<FileImage>>,
-    index: OnceLock<Arc<Vec<(u64, u64)>>>,
+    index: Mutex<SparseIndex>,
+}
+
+/// Every `INDEX_EVERY`-th record's (LSN, offset) below `frontier`; grown by
+/// reads that pass the frontier, so a segment is indexed in the same pass
+/// that first reads it.
+struct SparseIndex {
+    entries: Vec<(u64, u64)>,
+    /// (LSN, offset) of the first record not yet indexed.
+    frontier: (u64, u64),
 }
 
 impl SealedSeg {
     pub fn new(name: String, path: PathBuf, header: SegmentHeader, seal: Seal, index: Option<Vec<(u64, u64)>>) -> Self {
-        let cell = OnceLock::new();
-        if let Some(ix) = index {
-            let _ = cell.set(Arc::new(ix));
-        }
-        SealedSeg { name, path, header, seal, image: OnceLock::new(), index: cell }
+        let start = (header.first_lsn, format::data_start(header.block_size as usize));
+        let index = match index {
+            Some(entries) => SparseIndex { entries, frontier: (seal.last_lsn + 1, seal.data_end) },
+            None => SparseIndex { entries: Vec::new(), frontier: start },
+        };
+        SealedSeg { name, path, header, seal, image: OnceLock::new(), index: Mutex::new(index) }
     }
 }
 
@@ -55,7 +65,20 @@ pub(crate) struct ActiveView {
     durable_last_lsn: AtomicU64,
     /// Sparse index of this segment, appended by the writer.
     index: Mutex<Vec<(u64, u64)>>,
+    /// The most recently written bytes of the file, mirrored by the writer,
+    /// so followers near the end read memory instead of the device.
+    tail: Mutex<Tail>,
 }
+
+/// A copy of the file bytes `[start, start + bytes.len())`.
+#[derive(Default)]
+struct Tail {
+    start: u64,
+    bytes: Vec<u8>,
+}
+
+/// Bytes of recent writes kept in memory for followers.
+const TAIL_CACHE_BYTES: usize = 8 << 20;
 
 impl ActiveView {
     pub fn new(name: String, path: PathBuf, header: SegmentHeader) -> Self {
@@ -68,7 +91,39 @@ impl ActiveView {
             durable_end: AtomicU64::new(start),
             durable_last_lsn: AtomicU64::new(last),
             index: Mutex::new(Vec::new()),
+            tail: Mutex::new(Tail::default()),
         }
+    }
+
+    /// Mirrors bytes the writer wrote at `offset` (called for every write).
+    pub fn mirror(&self, offset: u64, bytes: &[u8]) {
+        let mut t = lock(&self.tail);
+        let t_end = t.start + t.bytes.len() as u64;
+        if offset < t.start || offset > t_end {
+            t.start = offset;
+            t.bytes.clear();
+        }
+        let keep = (offset - t.start) as usize;
+        t.bytes.truncate(keep);
+        t.bytes.extend_from_slice(bytes);
+        if t.bytes.len() > 2 * TAIL_CACHE_BYTES {
+            let drop = t.bytes.len() - TAIL_CACHE_BYTES;
+            t.bytes.drain(..drop);
+            t.start += drop as u64;
+        }
+    }
+
+    /// Copies `[offset, end)` from the mirrored tail, if it holds all of it.
+    fn copy_tail(&self, offset: u64, end: u64) -> Option<Vec<u8>> {
+        let t = lock(&self.tail);
+        let t_end = t.start + t.bytes.len() as u64;
+        (offset >= t.start && end <= t_end && offset <= end)
+            .then(|| t.bytes[(offset - t.start) as usize..(end - t.start) as usize].to_vec())
+    }
+
+    /// The index entry at or before `lsn`.
+    fn seek(&self, lsn: u64) -> (u64, u64) {
+        seek(&lock(&self.index), lsn, self.header.first_lsn, format::data_start(self.header.block_size as usize))
     }
 
     /// Publishes a completed sync (R2): readers may now read up to here.
@@ -214,7 +269,8 @@ impl WalReader {
     }
 
     fn read_page_in(&self, view: &View, from_lsn: u64, max_records: usize, max_bytes: usize) -> Result<Page> {
-        let mut page = Page { records: Vec::new(), next_lsn: from_lsn, has_more: false };
+        let mut page =
+            Page { records: Vec::with_capacity(max_records.min(1 << 16)), next_lsn: from_lsn, has_more: false };
         let mut bytes = 0usize;
         let has_more = self.scan(view, from_lsn, |rec| {
             if page.records.len() >= max_records || (!page.records.is_empty() && bytes + rec.payload.len() > max_bytes)
@@ -318,30 +374,51 @@ impl WalReader {
         }
         let img = self.map(s)?;
         let seed = s.header.crc_seed();
-        let index = match s.index.get() {
-            Some(ix) => ix.clone(),
-            None => {
-                let ix = build_index(&s.name, &img, &s.header, s.seal.data_end, s.seal.last_lsn)?;
-                s.index.get_or_init(|| Arc::new(ix)).clone()
+        let (first, start) = (s.header.first_lsn, format::data_start(s.header.block_size as usize));
+        // Seek through the index; past its frontier, read on from the
+        // frontier and extend the index on the way.
+        let (extend_from, (mut at_lsn, mut off)) = {
+            let ix = lock(&s.index);
+            if *lsn < ix.frontier.0 {
+                (None, seek(&ix.entries, *lsn, first, start))
+            } else {
+                (Some(ix.frontier), ix.frontier)
             }
         };
-        let (mut at_lsn, mut off) =
-            seek(&index, *lsn, s.header.first_lsn, format::data_start(s.header.block_size as usize));
+        let mut new_entries = Vec::new();
         let cipher = self.cipher(view, &s.name, &s.header, *lsn)?;
+        let mut go_on = true;
         // I10: never past the seal's data end.
         while at_lsn <= s.seal.last_lsn {
+            if extend_from.is_some() && (at_lsn - first).is_multiple_of(INDEX_EVERY) {
+                new_entries.push((at_lsn, off));
+            }
             let rec = decode(&s.name, &img, 0, off, s.seal.data_end, seed, at_lsn, cipher.as_ref(), at_lsn >= *lsn)?;
-            off += rec.1;
             if let Some(rec) = rec.0 {
                 if !f(rec) {
                     *lsn = at_lsn;
-                    return Ok(false);
+                    go_on = false;
+                    break;
                 }
                 *lsn = at_lsn + 1;
             }
+            off += rec.1;
             at_lsn += 1;
         }
-        Ok(true)
+        if let Some(from) = extend_from {
+            // The record we stopped at was not consumed: the frontier is at it,
+            // so its entry (if any) is pushed again by the next extension.
+            if new_entries.last() == Some(&(at_lsn, off)) {
+                new_entries.pop();
+            }
+            let mut ix = lock(&s.index);
+            // Another reader may have extended it meanwhile; only a contiguous extension applies.
+            if ix.frontier == from {
+                ix.entries.extend(new_entries);
+                ix.frontier = (at_lsn, off);
+            }
+        }
+        Ok(go_on)
     }
 
     fn scan_active(
@@ -355,9 +432,7 @@ impl WalReader {
         if *lsn > last {
             return Ok(true);
         }
-        let index = a.index_snapshot();
-        let (mut at_lsn, mut off) =
-            seek(&index, *lsn, a.header.first_lsn, format::data_start(a.header.block_size as usize));
+        let (mut at_lsn, mut off) = a.seek(*lsn);
         let cipher = self.cipher(view, &a.name, &a.header, *lsn)?;
         let seed = a.header.crc_seed();
         let mut window: (u64, Vec<u8>) = (off, Vec::new());
@@ -375,12 +450,15 @@ impl WalReader {
                 if (off >= window.0 && need_end <= w_end) || (window.0 == off && w_end >= end) {
                     break;
                 }
-                let len = (ACTIVE_WINDOW as u64).max(need_end - off).min(end.saturating_sub(off)) as usize;
-                let bytes = self
-                    .shared
-                    .storage
-                    .read_range(&a.path, off, len, view.direct)
-                    .map_err(|e| WalError::io("read", &a.path, e))?;
+                let len = (ACTIVE_WINDOW as u64).max(need_end - off).min(end.saturating_sub(off));
+                let bytes = match a.copy_tail(off, off + len) {
+                    Some(bytes) => bytes,
+                    None => self
+                        .shared
+                        .storage
+                        .read_range(&a.path, off, len as usize, view.direct)
+                        .map_err(|e| WalError::io("read", &a.path, e))?,
+                };
                 window = (off, bytes);
             }
             let rec = decode(&a.name, &window.1, window.0, off, end, seed, at_lsn, cipher.as_ref(), at_lsn >= *lsn)?;
@@ -404,27 +482,6 @@ fn seek(index: &[(u64, u64)], lsn: u64, first_lsn: u64, data_start: u64) -> (u64
         0 => (first_lsn, data_start),
         i => index[i - 1],
     }
-}
-
-/// Validates every record of a sealed segment once and notes every
-/// `INDEX_EVERY`-th offset.
-fn build_index(name: &str, img: &[u8], h: &SegmentHeader, end: u64, last_lsn: u64) -> Result<Vec<(u64, u64)>> {
-    let seed = h.crc_seed();
-    let mut off = format::data_start(h.block_size as usize);
-    let mut ix = Vec::new();
-    for lsn in h.first_lsn..=last_lsn {
-        if (lsn - h.first_lsn).is_multiple_of(INDEX_EVERY) {
-            ix.push((lsn, off));
-        }
-        let (rh, _) = format::check_record(img, off, end, seed, Some(lsn)).map_err(|fault| WalError::Corruption {
-            segment: name.to_owned(),
-            offset: off,
-            lsn,
-            reason: fault.describe(),
-        })?;
-        off += format::record_size(rh.len as usize) as u64;
-    }
-    Ok(ix)
 }
 
 /// Checks the record at `off` of `img` (expected LSN `lsn`) and, when `take`,

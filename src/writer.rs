@@ -290,6 +290,7 @@ impl ActiveSegment {
     /// Writes a completely filled buffer (no fdatasync).
     fn write_full_buffer(&mut self, buf: &mut AlignedBuf) -> Result<()> {
         self.write(&buf[..], self.buf_file_off)?;
+        self.view.mirror(self.buf_file_off, &buf[..]);
         self.buf_file_off += buf.len() as u64;
         self.buf_len = 0;
         Ok(())
@@ -308,6 +309,7 @@ impl ActiveSegment {
             // I4: the first block written may be the tail block of the last
             // sync; its durable prefix is rewritten with identical bytes.
             self.write(&buf[..padded], self.buf_file_off)?;
+            self.view.mirror(self.buf_file_off, &buf[..padded]);
         }
         self.file.sync_data().map_err(|e| WalError::io("fdatasync", &self.path, e))?;
         let made_durable = self.records - self.durable_records;
