@@ -29,6 +29,8 @@ pub struct TornTail {
     pub reason: String,
     /// Valid records of the same unfinished write found after the hole and dropped.
     pub dropped_records: u64,
+    /// Bytes cut: from `offset` to the last non-zero byte after it.
+    pub bytes_cut: u64,
 }
 
 /// Scans the records of an unsealed segment image.
@@ -99,7 +101,14 @@ pub fn scan_unsealed(
         }
     }
     if fault != RecordFault::Zero || dropped > 0 {
-        outcome.torn = Some(TornTail { offset: hole, lsn, reason: fault.describe(), dropped_records: dropped });
+        let last_nonzero = img[hole as usize..].iter().rposition(|&b| b != 0).map_or(0, |i| i as u64 + 1);
+        outcome.torn = Some(TornTail {
+            offset: hole,
+            lsn,
+            reason: fault.describe(),
+            dropped_records: dropped,
+            bytes_cut: last_nonzero,
+        });
     }
     Ok(outcome)
 }
@@ -151,6 +160,8 @@ mod tests {
         assert_eq!(out.records, 2);
         let torn = out.torn.unwrap();
         assert_eq!((torn.offset, torn.lsn, torn.dropped_records), (offs[2], 3, 2));
+        // Cut from the hole to the end of the last (dropped) record.
+        assert_eq!(torn.bytes_cut, offs[4] + record_size(100) as u64 - offs[2] - 4 /* zero padding */);
     }
 
     #[test]

@@ -267,7 +267,7 @@ impl SegmentedWal {
             dir = %wal.dir.display(),
             segments = report.segments,
             recovered_records = report.recovered_records,
-            torn_bytes_cut = report.torn_tail.as_ref().map(|t| t.offset).is_some(),
+            torn_bytes_cut = report.torn_tail.as_ref().map_or(0, |t| t.bytes_cut),
             next_lsn = wal.next_lsn,
             direct_io = wal.direct_io,
             open_ms = report.open_time.as_secs_f64() * 1e3,
@@ -442,6 +442,7 @@ impl SegmentedWal {
                 lsn = t.lsn,
                 reason = %t.reason,
                 dropped_records = t.dropped_records,
+                bytes_cut = t.bytes_cut,
                 "cut torn final write"
             );
         }
@@ -458,15 +459,12 @@ impl SegmentedWal {
 
     /// I6: makes what recovery kept durable, then seals the segment there.
     fn write_recovered_seal(&self, f: &segment::Found, header: &SegmentHeader, seal: &Seal) -> Result<()> {
-        {
-            let (block, seed) = (header.block_size as usize, header.crc_seed());
-            let (file, _) = writer::open_file(&*self.storage, &f.path, false, self.cfg.use_direct_io)?;
-            // I6: what recovery keeps may only be in a cache (a crashed
-            // process's buffered writes): make it durable before sealing.
-            file.sync_data().map_err(|e| WalError::io("fdatasync", &f.path, e))?;
-            writer::write_seal(&*file, &f.path, block, seed, seal)?;
-        }
-        Ok(())
+        let (block, seed) = (header.block_size as usize, header.crc_seed());
+        let (file, _) = writer::open_file(&*self.storage, &f.path, false, self.cfg.use_direct_io)?;
+        // I6: what recovery keeps may only be in a cache (a crashed
+        // process's buffered writes): make it durable before sealing.
+        file.sync_data().map_err(|e| WalError::io("fdatasync", &f.path, e))?;
+        writer::write_seal(&*file, &f.path, block, seed, seal)
     }
 
     /// Creates the active segment at `next_lsn`, encrypted with the ring's
