@@ -27,6 +27,7 @@
 
 #![deny(missing_docs)]
 
+mod commit;
 pub mod crypto;
 mod error;
 mod format;
@@ -41,6 +42,7 @@ pub mod sim;
 mod wal;
 mod writer;
 
+pub use commit::WalHandle;
 pub use error::{Result, WalError};
 pub use format::{MAX_PAYLOAD_SIZE, MAX_SEGMENT_TARGET_SIZE};
 pub use reader::{Page, WalCursor, WalReader};

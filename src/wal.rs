@@ -125,6 +125,13 @@ pub struct RecoveryReport {
     pub open_time: Duration,
 }
 
+/// A flush between its write and its fdatasync (group commit).
+pub(crate) struct Flush {
+    pub file: Arc<dyn crate::io::StorageFile>,
+    pub target: writer::FlushTarget,
+    pub path: PathBuf,
+}
+
 /// Counters (SPEC §12).
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct WalStats {
@@ -575,24 +582,67 @@ impl SegmentedWal {
 
     /// Makes every record appended so far durable (write + fdatasync).
     pub fn sync(&mut self) -> Result<()> {
+        let started = Instant::now();
+        let Some(flush) = self.begin_flush()? else { return Ok(()) };
+        let synced = flush.file.sync_data();
+        self.finish_flush(flush, synced, started)
+    }
+
+    /// First half of a sync, under the writer's lock: writes what was
+    /// appended (I4). `None` when everything appended is already durable.
+    pub(crate) fn begin_flush(&mut self) -> Result<Option<Flush>> {
         self.check_poison()?;
-        let Some(active) = self.active.as_mut() else {
-            return Ok(());
-        };
-        let t = Instant::now();
-        match active.sync(&mut self.buf) {
-            Ok(0) => Ok(()),
-            Ok(n) => {
-                let us = writer::micros_since(t);
-                self.stats.syncs += 1;
-                self.stats.synced_records += n;
-                self.stats.records_per_sync = self.stats.synced_records as f64 / self.stats.syncs as f64;
-                self.stats.sync_time_us_total += us;
-                self.stats.sync_time_us_max = self.stats.sync_time_us_max.max(us);
-                Ok(())
+        let Some(active) = self.active.as_mut() else { return Ok(None) };
+        match active.write_out(&mut self.buf) {
+            Ok(target) if target.end > active.durable_end => {
+                Ok(Some(Flush { file: active.file(), target, path: active.path.clone() }))
             }
+            Ok(_) => Ok(None),
             Err(e) => Err(self.poison(e)),
         }
+    }
+
+    /// Second half, under the lock again after `flush.file`'s fdatasync
+    /// (issued without the lock) returned `synced`. A failure poisons (I3).
+    pub(crate) fn finish_flush(&mut self, flush: Flush, synced: std::io::Result<()>, started: Instant) -> Result<()> {
+        if let Err(e) = synced {
+            return Err(self.poison(WalError::io("fdatasync", &flush.path, e)));
+        }
+        // Rolls wait for flushes in flight, so the flushed segment is still
+        // active; if not, nothing can be claimed durable.
+        let Some(active) = self.active.as_mut().filter(|a| a.path == flush.path) else {
+            let e =
+                WalError::Poisoned { first_failure: format!("{} was replaced during its flush", flush.path.display()) };
+            return Err(self.poison(e));
+        };
+        let n = active.mark_durable(flush.target);
+        if n > 0 {
+            let us = writer::micros_since(started);
+            self.stats.syncs += 1;
+            self.stats.synced_records += n;
+            self.stats.records_per_sync = self.stats.synced_records as f64 / self.stats.syncs as f64;
+            self.stats.sync_time_us_total += us;
+            self.stats.sync_time_us_max = self.stats.sync_time_us_max.max(us);
+        }
+        Ok(())
+    }
+
+    /// Whether appending `len` payload bytes would write to a file or roll
+    /// the segment: such an append must not run while a flush's fdatasync is
+    /// in flight (I5: nothing may reach the disk after an unsynced epoch).
+    pub(crate) fn append_writes(&self, len: usize) -> bool {
+        match &self.active {
+            None => true,
+            Some(a) => {
+                (a.records > 0 && a.data_bytes() + a.record_size(len) as u64 > self.target)
+                    || a.append_writes(self.buf.len(), len)
+            }
+        }
+    }
+
+    /// Fails when the writer is poisoned.
+    pub(crate) fn ensure_healthy(&self) -> Result<()> {
+        self.check_poison()
     }
 
     /// Seals the active segment and starts the next one. A no-op when the

@@ -26,7 +26,7 @@ const LARGE_EPOCH_BYTES: u64 = 1 << 20;
 pub struct ActiveSegment {
     pub name: String,
     pub path: PathBuf,
-    file: Box<dyn StorageFile>,
+    file: Arc<dyn StorageFile>,
     pub header: SegmentHeader,
     pub seed: u32,
     block: usize,
@@ -39,6 +39,8 @@ pub struct ActiveSegment {
     pub data_end: u64,
     /// End of the data covered by a completed fdatasync.
     pub durable_end: u64,
+    /// What the latest `write_out` wrote (durable once its fdatasync returns).
+    flushed: FlushTarget,
     /// Records covered by a completed fdatasync, and the LSN of the last one.
     pub durable_records: u64,
     pub durable_last_lsn: u64,
@@ -54,6 +56,14 @@ pub struct ActiveSegment {
     /// What readers see of this segment: the watermark and sparse index.
     pub view: Arc<ActiveView>,
     prepare_chunk: u64,
+}
+
+/// What a flush wrote: it becomes durable when the fdatasync after it returns.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FlushTarget {
+    pub end: u64,
+    pub records: u64,
+    pub last_lsn: u64,
 }
 
 /// Everything needed to create a segment file.
@@ -104,7 +114,7 @@ impl ActiveSegment {
             let mut seg = ActiveSegment {
                 name: name.clone(),
                 path: path.clone(),
-                file,
+                file: Arc::from(file),
                 seed: n.header.crc_seed(),
                 header: n.header.clone(),
                 block,
@@ -113,6 +123,7 @@ impl ActiveSegment {
                 buf_len: 0,
                 data_end: start,
                 durable_end: start,
+                flushed: FlushTarget { end: start, records: 0, last_lsn: n.header.first_lsn - 1 },
                 durable_records: 0,
                 durable_last_lsn: n.header.first_lsn - 1,
                 records: 0,
@@ -282,9 +293,23 @@ impl ActiveSegment {
         Ok(())
     }
 
-    /// Epoch start stamped on records appended now (I5): the durable end.
+    /// Epoch start stamped on records appended now (I5): the end of the data
+    /// already handed to a flush. Such a record is written only by a later
+    /// flush, after that data's fdatasync completed (the group-commit handle
+    /// holds back writes while a flush is in flight; `sync` finishes it first).
     pub fn epoch_start(&self) -> u32 {
-        self.durable_end as u32
+        self.flushed.end as u32
+    }
+
+    /// Whether appending a payload of `len` bytes would write to the file
+    /// (the buffer of `buf_cap` bytes fills).
+    pub fn append_writes(&self, buf_cap: usize, len: usize) -> bool {
+        self.buf_len + self.record_size(len) >= buf_cap
+    }
+
+    /// The file, for an fdatasync issued without the writer's lock.
+    pub fn file(&self) -> Arc<dyn StorageFile> {
+        self.file.clone()
     }
 
     /// Writes a completely filled buffer (no fdatasync).
@@ -296,12 +321,14 @@ impl ActiveSegment {
         Ok(())
     }
 
-    /// Writes everything appended and fdatasyncs (D1). On error the caller
-    /// must poison the writer (I3): the state of the file is unknown.
-    /// Returns the number of records this sync made durable.
-    pub fn sync(&mut self, buf: &mut AlignedBuf) -> Result<u64> {
-        if self.data_end == self.durable_end {
-            return Ok(0);
+    /// Writes everything appended since the last flush, from the block that
+    /// holds the durable end (I4), without fdatasync, and keeps the partly
+    /// filled tail block at the front of the buffer. Returns what is written
+    /// so far; it is durable once an fdatasync after this returns. On error
+    /// the caller must poison the writer (I3).
+    pub fn write_out(&mut self, buf: &mut AlignedBuf) -> Result<FlushTarget> {
+        if self.data_end == self.flushed.end {
+            return Ok(self.flushed);
         }
         if self.buf_len > 0 {
             let padded = self.buf_len.next_multiple_of(self.block);
@@ -311,22 +338,43 @@ impl ActiveSegment {
             self.write(&buf[..padded], self.buf_file_off)?;
             self.view.mirror(self.buf_file_off, &buf[..padded]);
         }
-        self.file.sync_data().map_err(|e| WalError::io("fdatasync", &self.path, e))?;
-        let made_durable = self.records - self.durable_records;
-        self.last_epoch_bytes = self.data_end - self.durable_end;
-        self.durable_end = self.data_end;
-        self.durable_records = self.records;
-        self.durable_last_lsn = self.last_lsn;
-        // R2: readers may read what this fdatasync made durable.
-        self.view.publish(self.durable_end, self.durable_last_lsn);
-        // Keep the partly filled tail block at the front of the buffer.
+        self.flushed = FlushTarget { end: self.data_end, records: self.records, last_lsn: self.last_lsn };
         let full = self.buf_len / self.block * self.block;
         if full > 0 {
             buf.copy_within(full..self.buf_len, 0);
             self.buf_file_off += full as u64;
             self.buf_len -= full;
         }
-        Ok(made_durable)
+        Ok(self.flushed)
+    }
+
+    /// Records that an fdatasync issued after `write_out` returned `t` has
+    /// completed; publishes it to readers (R2). Returns the records it made
+    /// durable.
+    pub fn mark_durable(&mut self, t: FlushTarget) -> u64 {
+        if t.end <= self.durable_end {
+            return 0;
+        }
+        let made_durable = t.records - self.durable_records;
+        self.last_epoch_bytes = t.end - self.durable_end;
+        self.durable_end = t.end;
+        self.durable_records = t.records;
+        self.durable_last_lsn = t.last_lsn;
+        // R2: readers may read what this fdatasync made durable.
+        self.view.publish(self.durable_end, self.durable_last_lsn);
+        made_durable
+    }
+
+    /// Writes everything appended and fdatasyncs (D1). On error the caller
+    /// must poison the writer (I3): the state of the file is unknown.
+    /// Returns the number of records this sync made durable.
+    pub fn sync(&mut self, buf: &mut AlignedBuf) -> Result<u64> {
+        if self.data_end == self.durable_end {
+            return Ok(0);
+        }
+        let t = self.write_out(buf)?;
+        self.file.sync_data().map_err(|e| WalError::io("fdatasync", &self.path, e))?;
+        Ok(self.mark_durable(t))
     }
 
     /// Seals the segment (I7): all data durable, then the seal block written

@@ -1,0 +1,202 @@
+//! Group commit (SPEC §7, C2): many threads commit through one `WalHandle`;
+//! one fdatasync serves every record appended before it started.
+//!
+//! Leader/follower: a committer whose record is not durable yet and finds no
+//! flush in flight becomes the leader. Under the lock it writes everything
+//! appended so far; it then releases the lock for the fdatasync, takes it
+//! again to publish the result and wakes everyone. Records appended while the
+//! fdatasync runs wait in the buffer for the next flush. An append that
+//! would itself write to the file (its buffer fills, or the segment rolls)
+//! waits until the flush in flight has completed: its bytes must not reach
+//! the disk before the data they follow is durable (DESIGN I5). A failed
+//! fdatasync fails every waiter and poisons the WAL (I3).
+
+use std::path::Path;
+use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+use std::time::Instant;
+
+use crate::error::{Result, WalError};
+use crate::io::Storage;
+use crate::reader::WalReader;
+use crate::record::WalRecord;
+use crate::wal::{SegmentedWal, SegmentedWalConfig, TruncateResult, WalStats};
+
+/// A cloneable, thread-safe handle for group commit.
+///
+/// ```
+/// # fn main() -> Result<(), directwal::WalError> {
+/// let dir = tempfile::tempdir().unwrap();
+/// let wal = directwal::WalHandle::open(directwal::SegmentedWalConfig::new(dir.path()))?;
+/// let threads: Vec<_> = (0..4u8)
+///     .map(|t| {
+///         let wal = wal.clone();
+///         std::thread::spawn(move || wal.append_durable(1, 0, 0, &[t; 16]).unwrap())
+///     })
+///     .collect();
+/// for t in threads {
+///     let lsn = t.join().unwrap(); // durable when append_durable returned
+///     assert!(lsn >= 1 && lsn <= 4);
+/// }
+/// # Ok(()) }
+/// ```
+#[derive(Clone)]
+pub struct WalHandle {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    state: Mutex<State>,
+    /// Signalled when a flush completes (or fails).
+    flushed: Condvar,
+}
+
+struct State {
+    wal: SegmentedWal,
+    /// A leader is between its write and the end of its fdatasync.
+    flushing: bool,
+}
+
+/// Wakes every committer waiting for a flush when dropped.
+struct WakeOnDrop<'a>(&'a Condvar);
+
+impl Drop for WakeOnDrop<'_> {
+    fn drop(&mut self) {
+        self.0.notify_all();
+    }
+}
+
+impl std::fmt::Debug for WalHandle {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("WalHandle").field("wal", &self.lock().wal).finish()
+    }
+}
+
+impl WalHandle {
+    /// Opens (or creates) the WAL in `config.wal_dir`.
+    pub fn open(config: SegmentedWalConfig) -> Result<Self> {
+        Ok(Self::from_wal(SegmentedWal::open(config)?))
+    }
+
+    /// Opens the WAL on a custom storage (tests, the crash simulator).
+    pub fn open_with_storage(config: SegmentedWalConfig, storage: Arc<dyn Storage>) -> Result<Self> {
+        Ok(Self::from_wal(SegmentedWal::open_with_storage(config, storage)?))
+    }
+
+    /// Wraps an open WAL.
+    pub fn from_wal(wal: SegmentedWal) -> Self {
+        WalHandle {
+            inner: Arc::new(Inner { state: Mutex::new(State { wal, flushing: false }), flushed: Condvar::new() }),
+        }
+    }
+
+    fn lock(&self) -> MutexGuard<'_, State> {
+        self.inner.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn wait<'a>(&self, guard: MutexGuard<'a, State>) -> MutexGuard<'a, State> {
+        self.inner.flushed.wait(guard).unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Appends a record and returns its LSN once it is durable.
+    pub fn append_durable(&self, record_type: u16, tenant_id: u32, vshard_id: u16, payload: &[u8]) -> Result<u64> {
+        let lsn = self.append(record_type, tenant_id, vshard_id, payload)?;
+        self.wait_durable(lsn)?;
+        Ok(lsn)
+    }
+
+    /// Appends a record without waiting for durability; returns its LSN.
+    pub fn append(&self, record_type: u16, tenant_id: u32, vshard_id: u16, payload: &[u8]) -> Result<u64> {
+        let mut st = self.lock();
+        // I5: nothing reaches the file while a flush's fdatasync is in flight.
+        while st.flushing && st.wal.append_writes(payload.len()) {
+            st = self.wait(st);
+        }
+        st.wal.append(record_type, tenant_id, vshard_id, payload)
+    }
+
+    /// Makes every record appended so far durable (joining a flush in flight).
+    pub fn sync(&self) -> Result<()> {
+        let last = self.lock().wal.next_lsn() - 1;
+        self.wait_durable(last)
+    }
+
+    /// Returns once `lsn` is durable, leading a flush if none is in flight.
+    pub fn wait_durable(&self, lsn: u64) -> Result<()> {
+        let mut st = self.lock();
+        loop {
+            if st.wal.durable_lsn() >= lsn {
+                return Ok(());
+            }
+            st.wal.ensure_healthy()?;
+            if st.flushing {
+                st = self.wait(st);
+                continue;
+            }
+            let started = Instant::now();
+            let Some(flush) = st.wal.begin_flush()? else {
+                // Not durable, not in flight, nothing to write: `lsn` was never appended.
+                return Err(WalError::InvalidConfig(format!("LSN {lsn} was not appended")));
+            };
+            st.flushing = true;
+            drop(st);
+            // C2: the lock is not held across fdatasync.
+            let synced = flush.file.sync_data();
+            st = self.lock();
+            st.flushing = false;
+            // Followers are woken whatever happens next, unwinding included.
+            let _wake = WakeOnDrop(&self.inner.flushed);
+            st.wal.finish_flush(flush, synced, started)?;
+        }
+    }
+
+    /// The LSN the next append will get.
+    pub fn next_lsn(&self) -> u64 {
+        self.lock().wal.next_lsn()
+    }
+
+    /// LSN of the last durable record.
+    pub fn durable_lsn(&self) -> u64 {
+        self.lock().wal.durable_lsn()
+    }
+
+    /// Counters since open.
+    pub fn stats(&self) -> WalStats {
+        self.lock().wal.stats()
+    }
+
+    /// A lock-free reader (SPEC §6).
+    pub fn reader(&self) -> WalReader {
+        self.lock().wal.reader()
+    }
+
+    /// See [`SegmentedWal::replay`].
+    pub fn replay(&self) -> Result<Vec<WalRecord>> {
+        self.reader_replay(0, usize::MAX).map(|(r, _)| r)
+    }
+
+    /// See [`SegmentedWal::replay_from`].
+    pub fn replay_from(&self, from_lsn: u64) -> Result<Vec<WalRecord>> {
+        self.reader_replay(from_lsn, usize::MAX).map(|(r, _)| r)
+    }
+
+    /// See [`SegmentedWal::replay_from_limit`].
+    pub fn replay_from_limit(&self, from_lsn: u64, max_records: usize) -> Result<(Vec<WalRecord>, bool)> {
+        self.reader_replay(from_lsn, max_records)
+    }
+
+    fn reader_replay(&self, from_lsn: u64, max_records: usize) -> Result<(Vec<WalRecord>, bool)> {
+        // Read through the reader: no writer lock held while reading.
+        let page = self.reader().read_page(from_lsn, max_records, usize::MAX)?;
+        Ok((page.records, page.has_more))
+    }
+
+    /// See [`SegmentedWal::truncate_before`].
+    pub fn truncate_before(&self, lsn: u64) -> Result<TruncateResult> {
+        self.lock().wal.truncate_before(lsn)
+    }
+
+    /// The WAL directory.
+    pub fn wal_dir(&self) -> std::path::PathBuf {
+        Path::to_path_buf(self.lock().wal.wal_dir())
+    }
+}
