@@ -107,7 +107,7 @@ impl WalHandle {
     /// Appends a record without waiting for durability; returns its LSN.
     pub fn append(&self, record_type: u16, tenant_id: u32, vshard_id: u16, payload: &[u8]) -> Result<u64> {
         let mut st = self.lock();
-        // I5: nothing reaches the file while a flush's fdatasync is in flight.
+        // I12: nothing reaches the file while a flush's fdatasync is in flight.
         while st.flushing && st.wal.append_writes(payload.len()) {
             st = self.wait(st);
         }

@@ -629,7 +629,7 @@ impl SegmentedWal {
 
     /// Whether appending `len` payload bytes would write to a file or roll
     /// the segment: such an append must not run while a flush's fdatasync is
-    /// in flight (I5: nothing may reach the disk after an unsynced epoch).
+    /// in flight (I12: no write overtakes an unsynced epoch).
     pub(crate) fn append_writes(&self, len: usize) -> bool {
         match &self.active {
             None => true,

@@ -295,8 +295,9 @@ impl ActiveSegment {
 
     /// Epoch start stamped on records appended now (I5): the end of the data
     /// already handed to a flush. Such a record is written only by a later
-    /// flush, after that data's fdatasync completed (the group-commit handle
-    /// holds back writes while a flush is in flight; `sync` finishes it first).
+    /// flush, after that data's fdatasync completed (I12: the group-commit
+    /// handle holds back writes while a flush is in flight; `sync` finishes
+    /// it first).
     pub fn epoch_start(&self) -> u32 {
         self.flushed.end as u32
     }
