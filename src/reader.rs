@@ -11,7 +11,7 @@
 //! invalidate pages that are mapped.
 
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, OnceLock, RwLock};
 
 use crate::crypto::{KeyRing, SegmentCipher};
@@ -65,9 +65,12 @@ pub(crate) struct ActiveView {
     durable_last_lsn: AtomicU64,
     /// Sparse index of this segment, appended by the writer.
     index: Mutex<Vec<(u64, u64)>>,
-    /// The most recently written bytes of the file, mirrored by the writer,
-    /// so followers near the end read memory instead of the device.
+    /// The most recently written bytes of the file, mirrored by the writer
+    /// while readers exist, so followers near the end read memory instead of
+    /// the device.
     tail: Mutex<Tail>,
+    /// Live `WalReader`s of this WAL (shared with `Shared::readers`).
+    readers: Arc<AtomicUsize>,
 }
 
 /// A copy of the file bytes `[start, start + bytes.len())`.
@@ -81,7 +84,7 @@ struct Tail {
 const TAIL_CACHE_BYTES: usize = 8 << 20;
 
 impl ActiveView {
-    pub fn new(name: String, path: PathBuf, header: SegmentHeader) -> Self {
+    pub fn new(name: String, path: PathBuf, header: SegmentHeader, readers: Arc<AtomicUsize>) -> Self {
         let start = format::data_start(header.block_size as usize);
         let last = header.first_lsn - 1;
         ActiveView {
@@ -92,12 +95,21 @@ impl ActiveView {
             durable_last_lsn: AtomicU64::new(last),
             index: Mutex::new(Vec::new()),
             tail: Mutex::new(Tail::default()),
+            readers,
         }
     }
 
     /// Mirrors bytes the writer wrote at `offset` (called for every write).
+    /// Without readers nothing is copied, and the mirror is emptied: after
+    /// writes it did not see, older mirrored bytes may be stale.
     pub fn mirror(&self, offset: u64, bytes: &[u8]) {
         let mut t = lock(&self.tail);
+        if self.readers.load(Ordering::Relaxed) == 0 {
+            if !t.bytes.is_empty() {
+                t.bytes = Vec::new();
+            }
+            return;
+        }
         let t_end = t.start + t.bytes.len() as u64;
         if offset < t.start || offset > t_end {
             t.start = offset;
@@ -170,6 +182,8 @@ pub(crate) struct Shared {
     pub dir: PathBuf,
     pub storage: Arc<dyn Storage>,
     pub view: RwLock<View>,
+    /// Live readers: the writer mirrors its writes for them only.
+    pub readers: Arc<AtomicUsize>,
 }
 
 impl Shared {
@@ -193,9 +207,20 @@ pub struct Page {
 }
 
 /// A reader of the WAL: `Send + Sync`, cheap to clone, never blocks the writer.
-#[derive(Clone)]
 pub struct WalReader {
     shared: Arc<Shared>,
+}
+
+impl Clone for WalReader {
+    fn clone(&self) -> Self {
+        WalReader::new(self.shared.clone())
+    }
+}
+
+impl Drop for WalReader {
+    fn drop(&mut self) {
+        self.shared.readers.fetch_sub(1, Ordering::Relaxed);
+    }
 }
 
 impl std::fmt::Debug for WalReader {
@@ -212,6 +237,7 @@ enum Source<'a> {
 
 impl WalReader {
     pub(crate) fn new(shared: Arc<Shared>) -> Self {
+        shared.readers.fetch_add(1, Ordering::Relaxed);
         WalReader { shared }
     }
 
@@ -246,7 +272,8 @@ impl WalReader {
             }
         }
         let view = View { sealed, active: None, ring: ring.map(Arc::new), direct: false };
-        Ok(WalReader { shared: Arc::new(Shared { dir: dir.to_owned(), storage, view: RwLock::new(view) }) })
+        let readers = Arc::new(AtomicUsize::new(0));
+        Ok(WalReader::new(Arc::new(Shared { dir: dir.to_owned(), storage, view: RwLock::new(view), readers })))
     }
 
     /// LSN of the last durable record (0 if none).

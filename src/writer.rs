@@ -73,6 +73,8 @@ pub struct NewSegment<'a> {
     /// Its `cipher` must describe `cipher`.
     pub header: SegmentHeader,
     pub cipher: Option<SegmentCipher>,
+    /// Live readers of the WAL (the writer mirrors its writes for them).
+    pub readers: Arc<std::sync::atomic::AtomicUsize>,
     pub direct: bool,
     pub prepare_bytes: u64,
     pub prepare_chunk: u64,
@@ -131,7 +133,7 @@ impl ActiveSegment {
                 prepared_end: 0,
                 last_epoch_bytes: 0,
                 cipher,
-                view: Arc::new(ActiveView::new(name.clone(), path.clone(), n.header.clone())),
+                view: Arc::new(ActiveView::new(name.clone(), path.clone(), n.header.clone(), n.readers.clone())),
                 prepare_chunk: n.prepare_chunk,
             };
             // Header block + zero seal block.
