@@ -1,0 +1,418 @@
+//! SPEC §8 workloads against directwal and its peers, in one run, one table.
+//!
+//! `cargo run --release -p bench-peers --ignore-rust-version` (nodedb-wal 0.6
+//! declares a newer rust-version than this toolchain). Environment:
+//! BENCH_DIR (default: ./target/tmp/peers, on the disk under test).
+//!
+//! Durability is the same for everyone: a record counts as committed only
+//! after an fdatasync covering it returned. raft-engine is durable only via
+//! `write(batch, true)` (its `sync()` does not sync); okaywal's
+//! `EntryWriter::commit` syncs; File + fdatasync is the floor.
+
+use std::fs::{File, OpenOptions};
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
+
+const W1_N: usize = 2_000;
+const W2_N: usize = 1_000_000;
+const W3_N: usize = 16_000;
+const W3_EVERY: usize = 1_000;
+const W4_PER_THREAD_4: usize = 1_000;
+const W4_PER_THREAD_32: usize = 300;
+
+fn fresh(base: &Path, name: &str) -> PathBuf {
+    let p = base.join(name);
+    let _ = std::fs::remove_dir_all(&p);
+    std::fs::create_dir_all(&p).unwrap();
+    p
+}
+
+/// (records/s) of `threads` threads each committing `per` records through `commit`.
+fn threaded(threads: usize, per: usize, commit: Arc<dyn Fn(&[u8]) + Send + Sync>) -> f64 {
+    let t = Instant::now();
+    let hs: Vec<_> = (0..threads)
+        .map(|_| {
+            let c = commit.clone();
+            std::thread::spawn(move || {
+                let p = [0x44u8; 128];
+                for _ in 0..per {
+                    c(&p);
+                }
+            })
+        })
+        .collect();
+    hs.into_iter().for_each(|h| h.join().unwrap());
+    (threads * per) as f64 / t.elapsed().as_secs_f64()
+}
+
+/// Results of one system: W1, W2, W3 (MB/s), W4(4), W4(32), W5.
+#[derive(Default, Clone, Copy)]
+struct Row {
+    w1: f64,
+    w2: f64,
+    w3: f64,
+    w4_4: f64,
+    w4_32: f64,
+    w5: f64,
+}
+
+fn rate(n: usize, t: Instant) -> f64 {
+    n as f64 / t.elapsed().as_secs_f64()
+}
+
+// ---------------------------------------------------------------- directwal
+fn directwal(base: &Path) -> Row {
+    use directwal::{SegmentedWal, SegmentedWalConfig, WalHandle};
+    let mut r = Row::default();
+    let p = [0x5au8; 128];
+    let dir = fresh(base, "dw1");
+    let mut w = SegmentedWal::open(SegmentedWalConfig::new(&dir)).unwrap();
+    let t = Instant::now();
+    for _ in 0..W1_N {
+        w.append(1, 0, 0, &p).unwrap();
+        w.sync().unwrap();
+    }
+    r.w1 = rate(W1_N, t);
+    drop(w);
+    let dir = fresh(base, "dw2");
+    let mut w = SegmentedWal::open(SegmentedWalConfig::new(&dir)).unwrap();
+    let t = Instant::now();
+    for _ in 0..W2_N {
+        w.append(1, 0, 0, &p).unwrap();
+    }
+    w.sync().unwrap();
+    r.w2 = rate(W2_N, t);
+    drop(w);
+    let t = Instant::now();
+    let w = SegmentedWal::open(SegmentedWalConfig::new(&dir)).unwrap();
+    let mut n = 0usize;
+    w.for_each_durable(0, usize::MAX, |_| n += 1).unwrap();
+    assert_eq!(n, W2_N);
+    r.w5 = rate(n, t);
+    drop(w);
+    let dir = fresh(base, "dw3");
+    let mut w = SegmentedWal::open(SegmentedWalConfig::new(&dir)).unwrap();
+    let big = vec![0x77u8; 4096];
+    let t = Instant::now();
+    for i in 1..=W3_N {
+        w.append(1, 0, 0, &big).unwrap();
+        if i % W3_EVERY == 0 {
+            w.sync().unwrap();
+        }
+    }
+    r.w3 = (W3_N * 4096) as f64 / 1e6 / t.elapsed().as_secs_f64();
+    drop(w);
+    for (threads, per, out) in [(4, W4_PER_THREAD_4, &mut r.w4_4), (32, W4_PER_THREAD_32, &mut r.w4_32)] {
+        let dir = fresh(base, "dw4");
+        let h = WalHandle::open(SegmentedWalConfig::new(&dir)).unwrap();
+        *out = threaded(
+            threads,
+            per,
+            Arc::new(move |p: &[u8]| {
+                h.append_durable(1, 0, 0, p).unwrap();
+            }),
+        );
+    }
+    r
+}
+
+// --------------------------------------------------------------- nodedb-wal
+fn nodedb(base: &Path) -> Row {
+    use nodedb_wal::{SegmentedWal, SegmentedWalConfig};
+    let mut r = Row::default();
+    let p = [0x5au8; 128];
+    let dir = fresh(base, "nd1");
+    let mut w = SegmentedWal::open(SegmentedWalConfig::new(dir.clone())).unwrap();
+    let t = Instant::now();
+    for _ in 0..W1_N {
+        w.append(1, 0, 0, 0, &p).unwrap();
+        w.sync().unwrap();
+    }
+    r.w1 = rate(W1_N, t);
+    drop(w);
+    let dir = fresh(base, "nd2");
+    let mut w = SegmentedWal::open(SegmentedWalConfig::new(dir.clone())).unwrap();
+    let t = Instant::now();
+    for _ in 0..W2_N {
+        w.append(1, 0, 0, 0, &p).unwrap();
+    }
+    w.sync().unwrap();
+    r.w2 = rate(W2_N, t);
+    drop(w);
+    let t = Instant::now();
+    let w = SegmentedWal::open(SegmentedWalConfig::new(dir.clone())).unwrap();
+    let n = w.replay().unwrap().len();
+    r.w5 = rate(n, t);
+    if n != W2_N {
+        eprintln!("nodedb-wal: replay after reopen returned {n} of {W2_N} acknowledged records; W5 reported as 0");
+        r.w5 = 0.0;
+    }
+    drop(w);
+    let dir = fresh(base, "nd3");
+    let mut w = SegmentedWal::open(SegmentedWalConfig::new(dir.clone())).unwrap();
+    let big = vec![0x77u8; 4096];
+    let t = Instant::now();
+    for i in 1..=W3_N {
+        w.append(1, 0, 0, 0, &big).unwrap();
+        if i % W3_EVERY == 0 {
+            w.sync().unwrap();
+        }
+    }
+    r.w3 = (W3_N * 4096) as f64 / 1e6 / t.elapsed().as_secs_f64();
+    drop(w);
+    for (threads, per, out) in [(4, W4_PER_THREAD_4, &mut r.w4_4), (32, W4_PER_THREAD_32, &mut r.w4_32)] {
+        let dir = fresh(base, "nd4");
+        let w = Mutex::new(SegmentedWal::open(SegmentedWalConfig::new(dir)).unwrap());
+        *out = threaded(
+            threads,
+            per,
+            Arc::new(move |p: &[u8]| {
+                let mut w = w.lock().unwrap();
+                w.append(1, 0, 0, 0, p).unwrap();
+                w.sync().unwrap();
+            }),
+        );
+    }
+    r
+}
+
+// ------------------------------------------------------------------ okaywal
+#[derive(Debug, Default)]
+struct Count(Arc<std::sync::atomic::AtomicUsize>);
+
+impl okaywal::LogManager for Count {
+    fn recover(&mut self, entry: &mut okaywal::Entry<'_>) -> std::io::Result<()> {
+        while let okaywal::ReadChunkResult::Chunk(mut chunk) = entry.read_chunk()? {
+            let _ = chunk.read_all()?;
+            self.0.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        }
+        Ok(())
+    }
+    fn checkpoint_to(
+        &mut self,
+        _last: okaywal::EntryId,
+        _entries: &mut okaywal::SegmentReader,
+        _wal: &okaywal::WriteAheadLog,
+    ) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+fn okay(base: &Path) -> Row {
+    use okaywal::WriteAheadLog;
+    let mut r = Row::default();
+    let p = [0x5au8; 128];
+    let open = |d: &Path| WriteAheadLog::recover(d, Count::default()).unwrap();
+    let dir = fresh(base, "ok1");
+    let w = open(&dir);
+    let t = Instant::now();
+    for _ in 0..W1_N {
+        let mut e = w.begin_entry().unwrap();
+        e.write_chunk(&p).unwrap();
+        e.commit().unwrap();
+    }
+    r.w1 = rate(W1_N, t);
+    w.shutdown().unwrap();
+    let dir = fresh(base, "ok2");
+    let w = open(&dir);
+    let t = Instant::now();
+    let mut e = w.begin_entry().unwrap();
+    for _ in 0..W2_N {
+        e.write_chunk(&p).unwrap();
+    }
+    e.commit().unwrap();
+    r.w2 = rate(W2_N, t);
+    w.shutdown().unwrap();
+    let counter = Count::default();
+    let seen = counter.0.clone();
+    let t = Instant::now();
+    let w = WriteAheadLog::recover(&dir, counter).unwrap();
+    let n = seen.load(std::sync::atomic::Ordering::Relaxed);
+    r.w5 = rate(n, t);
+    if n != W2_N {
+        eprintln!("okaywal: recovery saw {n} of {W2_N} chunks; W5 reported as 0");
+        r.w5 = 0.0;
+    }
+    w.shutdown().unwrap();
+    let dir = fresh(base, "ok3");
+    let w = open(&dir);
+    let big = vec![0x77u8; 4096];
+    let t = Instant::now();
+    for _ in 0..W3_N / W3_EVERY {
+        let mut e = w.begin_entry().unwrap();
+        for _ in 0..W3_EVERY {
+            e.write_chunk(&big).unwrap();
+        }
+        e.commit().unwrap();
+    }
+    r.w3 = (W3_N * 4096) as f64 / 1e6 / t.elapsed().as_secs_f64();
+    w.shutdown().unwrap();
+    for (threads, per, out) in [(4, W4_PER_THREAD_4, &mut r.w4_4), (32, W4_PER_THREAD_32, &mut r.w4_32)] {
+        let dir = fresh(base, "ok4");
+        let w = open(&dir);
+        *out = threaded(
+            threads,
+            per,
+            Arc::new(move |p: &[u8]| {
+                let mut e = w.begin_entry().unwrap();
+                e.write_chunk(p).unwrap();
+                e.commit().unwrap();
+            }),
+        );
+    }
+    r
+}
+
+// -------------------------------------------------------------- raft-engine
+fn raft(base: &Path) -> Row {
+    use raft_engine::{Config, Engine, LogBatch};
+    let mut r = Row::default();
+    let open = |d: &Path| Engine::open(Config { dir: d.to_str().unwrap().to_owned(), ..Default::default() }).unwrap();
+    let dir = fresh(base, "re1");
+    let e = open(&dir);
+    let t = Instant::now();
+    for i in 0..W1_N as u64 {
+        let mut b = LogBatch::default();
+        b.put(1, i.to_be_bytes().to_vec(), vec![0x5a; 128]).unwrap();
+        e.write(&mut b, true).unwrap();
+    }
+    r.w1 = rate(W1_N, t);
+    drop(e);
+    let dir = fresh(base, "re2");
+    let e = open(&dir);
+    let t = Instant::now();
+    let mut b = LogBatch::default();
+    for i in 0..W2_N as u64 {
+        b.put(1, i.to_be_bytes().to_vec(), vec![0x5a; 128]).unwrap();
+        if i % 10_000 == 9_999 {
+            e.write(&mut b, false).unwrap();
+        }
+    }
+    e.write(&mut b, true).unwrap();
+    r.w2 = rate(W2_N, t);
+    drop(e);
+    // W5 for raft-engine: reopening replays the whole log into its memtables.
+    let t = Instant::now();
+    let e = open(&dir);
+    r.w5 = rate(W2_N, t);
+    drop(e);
+    let dir = fresh(base, "re3");
+    let e = open(&dir);
+    let t = Instant::now();
+    let mut b = LogBatch::default();
+    for i in 1..=W3_N as u64 {
+        b.put(1, i.to_be_bytes().to_vec(), vec![0x77; 4096]).unwrap();
+        if i % W3_EVERY as u64 == 0 {
+            e.write(&mut b, true).unwrap();
+        }
+    }
+    r.w3 = (W3_N * 4096) as f64 / 1e6 / t.elapsed().as_secs_f64();
+    drop(e);
+    for (threads, per, out) in [(4, W4_PER_THREAD_4, &mut r.w4_4), (32, W4_PER_THREAD_32, &mut r.w4_32)] {
+        let dir = fresh(base, "re4");
+        let e = Arc::new(open(&dir));
+        let key = Arc::new(std::sync::atomic::AtomicU64::new(0));
+        *out = threaded(
+            threads,
+            per,
+            Arc::new(move |p: &[u8]| {
+                let k = key.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                let mut b = LogBatch::default();
+                b.put(1, k.to_be_bytes().to_vec(), p.to_vec()).unwrap();
+                e.write(&mut b, true).unwrap();
+            }),
+        );
+    }
+    r
+}
+
+// ------------------------------------------------------------ File + fdatasync
+fn file(base: &Path) -> Row {
+    let mut r = Row::default();
+    let p = [0x5au8; 128];
+    let dir = fresh(base, "f");
+    let open = |n: &str| OpenOptions::new().create(true).append(true).open(dir.join(n)).unwrap();
+    let mut f = open("w1");
+    let t = Instant::now();
+    for _ in 0..W1_N {
+        f.write_all(&p).unwrap();
+        f.sync_data().unwrap();
+    }
+    r.w1 = rate(W1_N, t);
+    let mut f = std::io::BufWriter::with_capacity(1 << 20, open("w2"));
+    let t = Instant::now();
+    for _ in 0..W2_N {
+        f.write_all(&p).unwrap();
+    }
+    let f: File = f.into_inner().unwrap();
+    f.sync_data().unwrap();
+    r.w2 = rate(W2_N, t);
+    let mut f = std::io::BufWriter::with_capacity(4 << 20, open("w3"));
+    let big = vec![0x77u8; 4096];
+    let t = Instant::now();
+    for i in 1..=W3_N {
+        f.write_all(&big).unwrap();
+        if i % W3_EVERY == 0 {
+            f.flush().unwrap();
+            f.get_ref().sync_data().unwrap();
+        }
+    }
+    r.w3 = (W3_N * 4096) as f64 / 1e6 / t.elapsed().as_secs_f64();
+    for (threads, per, out) in [(4, W4_PER_THREAD_4, &mut r.w4_4), (32, W4_PER_THREAD_32, &mut r.w4_32)] {
+        let f = Mutex::new(open(&format!("w4-{threads}")));
+        *out = threaded(
+            threads,
+            per,
+            Arc::new(move |p: &[u8]| {
+                let mut f = f.lock().unwrap();
+                f.write_all(p).unwrap();
+                f.sync_data().unwrap();
+            }),
+        );
+    }
+    r
+}
+
+fn main() {
+    let base = std::env::var_os("BENCH_DIR").map(PathBuf::from).unwrap_or_else(|| PathBuf::from("target/tmp/peers"));
+    std::fs::create_dir_all(&base).unwrap();
+    let systems: [(&str, fn(&Path) -> Row); 5] = [
+        ("directwal", directwal),
+        ("nodedb-wal 0.6", nodedb),
+        ("okaywal 0.3", okay),
+        ("raft-engine 0.4", raft),
+        ("File+fdatasync", file),
+    ];
+    let mut rows = Vec::new();
+    for (name, f) in systems {
+        eprintln!("running {name} ...");
+        rows.push((name, f(&base)));
+    }
+    let _ = std::fs::remove_dir_all(&base);
+    let cols: [(&str, fn(&Row) -> f64); 6] = [
+        ("W1 rec/s", |r| r.w1),
+        ("W2 rec/s", |r| r.w2),
+        ("W3 MB/s", |r| r.w3),
+        ("W4(4) rec/s", |r| r.w4_4),
+        ("W4(32) rec/s", |r| r.w4_32),
+        ("W5 rec/s", |r| r.w5),
+    ];
+    print!("| system |");
+    cols.iter().for_each(|(c, _)| print!(" {c} |"));
+    println!();
+    println!("|---|{}", "---|".repeat(cols.len()));
+    for (name, r) in &rows {
+        print!("| {name} |");
+        cols.iter().for_each(|(_, g)| print!(" {:.0} |", g(r)));
+        println!();
+    }
+    print!("| directwal / best peer |");
+    for (_, g) in &cols {
+        let best = rows[1..rows.len() - 1].iter().map(|(_, r)| g(r)).fold(0.0, f64::max);
+        print!(" {:.2} |", g(&rows[0].1) / best);
+    }
+    println!();
+    println!("(W5 of File+fdatasync not measured; raft-engine's W5 is its reopen, which replays the log)");
+}
