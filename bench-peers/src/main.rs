@@ -29,8 +29,15 @@ fn fresh(base: &Path, name: &str) -> PathBuf {
     p
 }
 
+/// One durable commit of a payload, callable from many threads.
+type Commit = Arc<dyn Fn(&[u8]) + Send + Sync>;
+/// A system under test: runs every workload in a directory.
+type System = (&'static str, fn(&Path) -> Row);
+/// A table column: its title and how to read it from a row.
+type Column = (&'static str, fn(&Row) -> f64);
+
 /// (records/s) of `threads` threads each committing `per` records through `commit`.
-fn threaded(threads: usize, per: usize, commit: Arc<dyn Fn(&[u8]) + Send + Sync>) -> f64 {
+fn threaded(threads: usize, per: usize, commit: Commit) -> f64 {
     let t = Instant::now();
     let hs: Vec<_> = (0..threads)
         .map(|_| {
@@ -378,7 +385,7 @@ fn file(base: &Path) -> Row {
 fn main() {
     let base = std::env::var_os("BENCH_DIR").map(PathBuf::from).unwrap_or_else(|| PathBuf::from("target/tmp/peers"));
     std::fs::create_dir_all(&base).unwrap();
-    let systems: [(&str, fn(&Path) -> Row); 5] = [
+    let systems: [System; 5] = [
         ("directwal", directwal),
         ("nodedb-wal 0.6", nodedb),
         ("okaywal 0.3", okay),
@@ -391,7 +398,7 @@ fn main() {
         rows.push((name, f(&base)));
     }
     let _ = std::fs::remove_dir_all(&base);
-    let cols: [(&str, fn(&Row) -> f64); 6] = [
+    let cols: [Column; 6] = [
         ("W1 rec/s", |r| r.w1),
         ("W2 rec/s", |r| r.w2),
         ("W3 MB/s", |r| r.w3),
