@@ -12,8 +12,8 @@
 //! fdatasync fails every waiter and poisons the WAL (I3).
 
 use std::path::Path;
-use std::sync::{Arc, Condvar, Mutex, MutexGuard};
-use std::time::Instant;
+use std::sync::{Arc, Condvar, Mutex, MutexGuard, Weak};
+use std::time::{Duration, Instant};
 
 use crate::error::{Result, WalError};
 use crate::io::Storage;
@@ -42,6 +42,29 @@ use crate::wal::{SegmentedWal, SegmentedWalConfig, TruncateResult, WalStats};
 #[derive(Clone)]
 pub struct WalHandle {
     inner: Arc<Inner>,
+    policy: SyncPolicy,
+}
+
+/// When [`WalHandle::commit`] makes a record durable (SPEC C3). Each handle
+/// clone carries its own policy; all share one WAL.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum SyncPolicy {
+    /// `commit` returns once the record is durable (group commit).
+    #[default]
+    EveryCommit,
+    /// `commit` returns at once; records become durable when `max_bytes` of
+    /// payload are pending (the committer that crosses it flushes) or at the
+    /// latest about `max_delay` after they were appended (a background
+    /// flusher). A crash may lose up to that window.
+    Batched {
+        /// Longest a record stays pending.
+        max_delay: Duration,
+        /// Pending payload bytes that trigger a flush.
+        max_bytes: usize,
+    },
+    /// `commit` never syncs; records become durable at the next explicit
+    /// `sync` (from any handle) or when the WAL is dropped.
+    None,
 }
 
 struct Inner {
@@ -54,6 +77,11 @@ struct State {
     wal: SegmentedWal,
     /// A leader is between its write and the end of its fdatasync.
     flushing: bool,
+    /// Payload bytes appended through `commit` since the last flush began.
+    pending_bytes: usize,
+    /// The shortest `max_delay` of any Batched handle: the background
+    /// flusher (started with the first one) syncs at least this often.
+    flush_period: Option<Duration>,
 }
 
 /// Wakes every committer waiting for a flush when dropped.
@@ -84,8 +112,56 @@ impl WalHandle {
 
     /// Wraps an open WAL.
     pub fn from_wal(wal: SegmentedWal) -> Self {
+        let state = State { wal, flushing: false, pending_bytes: 0, flush_period: None };
         WalHandle {
-            inner: Arc::new(Inner { state: Mutex::new(State { wal, flushing: false }), flushed: Condvar::new() }),
+            inner: Arc::new(Inner { state: Mutex::new(state), flushed: Condvar::new() }),
+            policy: SyncPolicy::EveryCommit,
+        }
+    }
+
+    /// A handle on the same WAL whose `commit` follows `policy` (C3).
+    pub fn with_policy(&self, policy: SyncPolicy) -> WalHandle {
+        if let SyncPolicy::Batched { max_delay, .. } = policy {
+            let mut st = self.lock();
+            if st.flush_period.is_none() {
+                let weak = Arc::downgrade(&self.inner);
+                std::thread::Builder::new()
+                    .name("directwal-flusher".into())
+                    .spawn(move || background_flush(weak))
+                    .expect("spawn the flusher thread");
+            }
+            st.flush_period = Some(st.flush_period.map_or(max_delay, |p| p.min(max_delay)));
+        }
+        WalHandle { inner: self.inner.clone(), policy }
+    }
+
+    fn from_inner(inner: Arc<Inner>) -> Self {
+        WalHandle { inner, policy: SyncPolicy::EveryCommit }
+    }
+
+    /// This handle's policy.
+    pub fn policy(&self) -> SyncPolicy {
+        self.policy
+    }
+
+    /// Appends a record and makes it durable as this handle's policy says;
+    /// returns its LSN.
+    pub fn commit(&self, record_type: u16, tenant_id: u32, vshard_id: u16, payload: &[u8]) -> Result<u64> {
+        match self.policy {
+            SyncPolicy::EveryCommit => self.append_durable(record_type, tenant_id, vshard_id, payload),
+            SyncPolicy::None => self.append(record_type, tenant_id, vshard_id, payload),
+            SyncPolicy::Batched { max_bytes, .. } => {
+                let lsn = self.append(record_type, tenant_id, vshard_id, payload)?;
+                let flush_now = {
+                    let mut st = self.lock();
+                    st.pending_bytes += payload.len();
+                    st.pending_bytes >= max_bytes
+                };
+                if flush_now {
+                    self.wait_durable(lsn)?;
+                }
+                Ok(lsn)
+            }
         }
     }
 
@@ -138,6 +214,7 @@ impl WalHandle {
                 return Err(WalError::InvalidConfig(format!("LSN {lsn} was not appended")));
             };
             st.flushing = true;
+            st.pending_bytes = 0;
             drop(st);
             // C2: the lock is not held across fdatasync.
             let synced = flush.file.sync_data();
@@ -198,5 +275,29 @@ impl WalHandle {
     /// The WAL directory.
     pub fn wal_dir(&self) -> std::path::PathBuf {
         Path::to_path_buf(self.lock().wal.wal_dir())
+    }
+}
+
+/// Makes pending records durable at least every `flush_period` until the
+/// WAL is dropped (it holds the WAL only while it syncs).
+fn background_flush(inner: Weak<Inner>) {
+    let mut last = Instant::now();
+    loop {
+        let Some(period) = inner.upgrade().and_then(|i| WalHandle::from_inner(i).lock().flush_period) else { return };
+        std::thread::sleep(period.min(Duration::from_millis(10)));
+        if last.elapsed() < period {
+            continue;
+        }
+        last = Instant::now();
+        let Some(inner) = inner.upgrade() else { return };
+        let handle = WalHandle::from_inner(inner);
+        let pending = {
+            let st = handle.lock();
+            st.wal.durable_lsn() < st.wal.next_lsn() - 1
+        };
+        // Errors (a poisoned WAL) reach committers through their own calls.
+        if pending && handle.sync().is_err() {
+            return;
+        }
     }
 }

@@ -42,7 +42,7 @@ pub mod sim;
 mod wal;
 mod writer;
 
-pub use commit::WalHandle;
+pub use commit::{SyncPolicy, WalHandle};
 pub use error::{Result, WalError};
 pub use format::{MAX_PAYLOAD_SIZE, MAX_SEGMENT_TARGET_SIZE};
 pub use reader::{Page, WalCursor, WalReader};

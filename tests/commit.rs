@@ -147,3 +147,40 @@ fn concurrent_commits_survive_crashes_at_any_point() {
     println!("group-commit crash points: {points} of {total_ops} operations");
     assert!(points > 100);
 }
+
+#[test]
+fn sync_policies_per_handle() {
+    use directwal::SyncPolicy;
+    use std::time::{Duration, Instant};
+    let dir = tempfile::tempdir().unwrap();
+    let base = WalHandle::open(cfg(dir.path())).unwrap();
+
+    // None: commits never sync by themselves.
+    let lazy = base.with_policy(SyncPolicy::None);
+    for i in 0..50 {
+        lazy.commit(1, 0, 0, &body(0, i, 40)).unwrap();
+    }
+    assert_eq!(lazy.durable_lsn(), 0);
+    // An EveryCommit commit makes everything before it durable too.
+    let strict = base.with_policy(SyncPolicy::EveryCommit);
+    let lsn = strict.commit(1, 0, 0, b"strict").unwrap();
+    assert_eq!((lsn, strict.durable_lsn()), (51, 51));
+
+    // Batched by bytes: the commit that crosses max_bytes flushes.
+    let batched = base.with_policy(SyncPolicy::Batched { max_delay: Duration::from_secs(3600), max_bytes: 1_000 });
+    for i in 0..3 {
+        batched.commit(1, 0, 0, &body(1, i, 300)).unwrap();
+    }
+    assert_eq!(batched.durable_lsn(), 51, "below max_bytes nothing is flushed");
+    let fourth = batched.commit(1, 0, 0, &body(1, 3, 300)).unwrap();
+    assert_eq!(batched.durable_lsn(), fourth);
+
+    // Batched by delay: a lone commit becomes durable within about max_delay.
+    let timed = base.with_policy(SyncPolicy::Batched { max_delay: Duration::from_millis(20), max_bytes: usize::MAX });
+    let lone = timed.commit(1, 0, 0, b"lone").unwrap();
+    let t = Instant::now();
+    while timed.durable_lsn() < lone {
+        assert!(t.elapsed() < Duration::from_secs(5), "the background flusher never synced");
+        std::thread::sleep(Duration::from_millis(5));
+    }
+}
