@@ -12,6 +12,7 @@
 //! fdatasync fails every waiter and poisons the WAL (I3).
 
 use std::path::Path;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, Weak};
 use std::time::{Duration, Instant};
 
@@ -71,6 +72,28 @@ struct Inner {
     state: Mutex<State>,
     /// Signalled when a flush completes (or fails).
     flushed: Condvar,
+    /// Threads inside `append_durable`.
+    committers: AtomicUsize,
+}
+
+/// Longest a leader waits for committers about to append (an fdatasync
+/// takes ~100 µs here).
+const GATHER: Duration = Duration::from_micros(30);
+
+/// Counts a thread inside `append_durable` for as long as it lives.
+struct Committing<'a>(&'a AtomicUsize);
+
+impl<'a> Committing<'a> {
+    fn enter(n: &'a AtomicUsize) -> Self {
+        n.fetch_add(1, Ordering::Relaxed);
+        Committing(n)
+    }
+}
+
+impl Drop for Committing<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::Relaxed);
+    }
 }
 
 struct State {
@@ -114,7 +137,11 @@ impl WalHandle {
     pub fn from_wal(wal: SegmentedWal) -> Self {
         let state = State { wal, flushing: false, pending_bytes: 0, flush_period: None };
         WalHandle {
-            inner: Arc::new(Inner { state: Mutex::new(state), flushed: Condvar::new() }),
+            inner: Arc::new(Inner {
+                state: Mutex::new(state),
+                flushed: Condvar::new(),
+                committers: AtomicUsize::new(0),
+            }),
             policy: SyncPolicy::EveryCommit,
         }
     }
@@ -175,6 +202,7 @@ impl WalHandle {
 
     /// Appends a record and returns its LSN once it is durable.
     pub fn append_durable(&self, record_type: u16, tenant_id: u32, vshard_id: u16, payload: &[u8]) -> Result<u64> {
+        let _active = Committing::enter(&self.inner.committers);
         let lsn = self.append(record_type, tenant_id, vshard_id, payload)?;
         self.wait_durable(lsn)?;
         Ok(lsn)
@@ -206,6 +234,25 @@ impl WalHandle {
             st.wal.ensure_healthy()?;
             if st.flushing {
                 st = self.wait(st);
+                continue;
+            }
+            // Gather: committers inside append_durable that have not appended
+            // yet (typically the one the last flush just released) get a
+            // moment to join this flush; nothing is written meanwhile (I12).
+            let deadline = Instant::now() + GATHER;
+            let mut waited = false;
+            while st.wal.next_lsn() - 1 - st.wal.durable_lsn() < self.inner.committers.load(Ordering::Relaxed) as u64
+                && Instant::now() < deadline
+            {
+                drop(st);
+                std::thread::yield_now();
+                st = self.lock();
+                waited = true;
+                if st.flushing || st.wal.durable_lsn() >= lsn {
+                    break;
+                }
+            }
+            if waited && (st.flushing || st.wal.durable_lsn() >= lsn) {
                 continue;
             }
             let started = Instant::now();
