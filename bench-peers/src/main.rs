@@ -2,7 +2,8 @@
 //!
 //! `cargo run --release -p bench-peers --ignore-rust-version` (nodedb-wal 0.6
 //! declares a newer rust-version than this toolchain). Environment:
-//! BENCH_DIR (default: ./target/tmp/peers, on the disk under test).
+//! BENCH_DIR (default: ./target/tmp/peers, on the disk under test),
+//! BENCH_ROUNDS (default 3; medians of interleaved rounds).
 //!
 //! Durability is the same for everyone: a record counts as committed only
 //! after an fdatasync covering it returned. raft-engine is durable only via
@@ -392,11 +393,38 @@ fn main() {
         ("raft-engine 0.4", raft),
         ("File+fdatasync", file),
     ];
-    let mut rows = Vec::new();
-    for (name, f) in systems {
-        eprintln!("running {name} ...");
-        rows.push((name, f(&base)));
+    // Rounds interleave the systems (rotating who goes first, since the
+    // disk is shared and noisy); each cell is the median over rounds.
+    let rounds: usize = std::env::var("BENCH_ROUNDS").ok().and_then(|v| v.parse().ok()).unwrap_or(3);
+    let mut runs: Vec<Vec<Row>> = vec![Vec::new(); systems.len()];
+    for round in 0..rounds {
+        for k in 0..systems.len() {
+            let i = (k + round) % systems.len();
+            eprintln!("round {}/{rounds}: {} ...", round + 1, systems[i].0);
+            runs[i].push((systems[i].1)(&base));
+        }
     }
+    let median = |v: &mut Vec<f64>| {
+        v.sort_by(|a, b| a.partial_cmp(b).unwrap());
+        v[v.len() / 2]
+    };
+    let rows: Vec<(&str, Row)> = systems
+        .iter()
+        .zip(&runs)
+        .map(|((name, _), rs)| {
+            let m = |g: fn(&Row) -> f64| median(&mut rs.iter().map(g).collect());
+            let row = Row {
+                w1: m(|r| r.w1),
+                w2: m(|r| r.w2),
+                w3: m(|r| r.w3),
+                w4_4: m(|r| r.w4_4),
+                w4_32: m(|r| r.w4_32),
+                w5: m(|r| r.w5),
+            };
+            (*name, row)
+        })
+        .collect();
+    println!("medians of {rounds} interleaved rounds");
     let _ = std::fs::remove_dir_all(&base);
     let cols: [Column; 6] = [
         ("W1 rec/s", |r| r.w1),
