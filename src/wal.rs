@@ -618,6 +618,12 @@ impl SegmentedWal {
             return Err(self.poison(e));
         };
         let n = active.mark_durable(flush.target);
+        self.count_sync(n, started);
+        Ok(())
+    }
+
+    /// Stats of a sync that made `n` records durable (none: not counted).
+    fn count_sync(&mut self, n: u64, started: Instant) {
         if n > 0 {
             let us = writer::micros_since(started);
             self.stats.syncs += 1;
@@ -626,7 +632,6 @@ impl SegmentedWal {
             self.stats.sync_time_us_total += us;
             self.stats.sync_time_us_max = self.stats.sync_time_us_max.max(us);
         }
-        Ok(())
     }
 
     /// Whether appending `len` payload bytes would write to a file or roll
@@ -655,10 +660,13 @@ impl SegmentedWal {
             if active.records == 0 {
                 return Ok(());
             }
+            let (started, durable_before) = (Instant::now(), active.durable_records);
             let seal = match active.seal(&mut self.buf) {
                 Ok(seal) => seal,
                 Err(e) => return Err(self.poison(e)),
             };
+            // The seal's sync counts like any other.
+            self.count_sync(seal.records - durable_before, started);
             let active = self.active.take().expect("active segment");
             info!(segment = %active.name, last_lsn = seal.last_lsn, records = seal.records, "sealed segment");
             let index = active.view.index_snapshot();

@@ -253,3 +253,15 @@ fn a_write_buffer_smaller_than_two_blocks_works() {
     wal.sync().unwrap();
     assert_records(&wal, 1, 100, 300);
 }
+
+#[test]
+fn stats_count_every_record_made_durable_including_by_rolls() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut wal = SegmentedWal::open(cfg(dir.path(), 8 * 1024)).unwrap();
+    append_n(&mut wal, 300, 100); // rolls several times, each roll syncs
+    wal.sync().unwrap();
+    let s = wal.stats();
+    assert!(wal.list_segments().unwrap().len() > 3);
+    assert_eq!((s.appends, s.synced_records), (300, 300));
+    assert!(s.syncs > 1 && s.records_per_sync > 1.0, "{s:?}");
+}
