@@ -104,7 +104,7 @@ impl ActiveSegment {
     /// prepared space made durable, then renamed into place and the
     /// directory fsynced. Fails without side effects visible to recovery.
     pub fn create(mut n: NewSegment<'_>, buf: &mut AlignedBuf) -> Result<Self> {
-        debug_assert_eq!(n.cipher.as_ref().map(|c| c.descriptor()), segment_cipher_of(&n.header));
+        debug_assert_eq!(n.cipher.as_ref().map_or(format::Cipher::None, |c| c.descriptor()), n.header.cipher);
         let cipher = n.cipher.take();
         let name = crate::segment::segment_file_name(n.header.first_lsn);
         let path = n.dir.join(&name);
@@ -239,10 +239,7 @@ impl ActiveSegment {
 
     /// Whether this segment encrypts with the ring key `key_id` (None: plain).
     pub fn encrypts_with(&self) -> Option<u32> {
-        self.cipher.as_ref().map(|c| match c.descriptor() {
-            format::Cipher::Aes256Gcm { key_id } => key_id,
-            format::Cipher::None => unreachable!("a cipher describes itself as encrypted"),
-        })
+        crate::segment::key_id(&self.header)
     }
 
     /// Appends one record to the buffer, writing out full buffers as needed.
@@ -397,13 +394,6 @@ pub fn write_seal(file: &dyn StorageFile, path: &Path, block: usize, seed: u32, 
     seal.encode(seed, &mut b);
     file.write_all_at(&b, block as u64).map_err(|e| WalError::io("write seal", path, e))?;
     file.sync_data().map_err(|e| WalError::io("fdatasync", path, e))
-}
-
-fn segment_cipher_of(h: &SegmentHeader) -> Option<format::Cipher> {
-    match h.cipher {
-        format::Cipher::None => None,
-        c => Some(c),
-    }
 }
 
 /// Milliseconds since the Unix epoch (for operator-facing timestamps only).
