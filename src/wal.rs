@@ -173,7 +173,8 @@ pub struct SegmentedWal {
     scratch: Vec<u8>,
     poisoned: Option<String>,
     /// Keys for encrypting new segments and decrypting old ones.
-    ring: Option<KeyRing>,
+    /// Shared with the readers' view: one copy of the key material (E7).
+    ring: Option<Arc<KeyRing>>,
     /// E6: the key new records must be encrypted with, from the newest
     /// segment on disk or the ring; appends are refused without a ring.
     required_key: Option<u32>,
@@ -698,7 +699,8 @@ impl SegmentedWal {
         }
         let key_id = ring.current().key_id();
         info!(key_ids = ?ring, "encryption key ring set");
-        self.shared.update(|v| v.ring = Some(Arc::new(ring.clone())));
+        let ring = Arc::new(ring);
+        self.shared.update(|v| v.ring = Some(ring.clone()));
         self.ring = Some(ring);
         self.required_key = Some(key_id);
         self.switch_segment_unless(Some(key_id))
@@ -706,7 +708,7 @@ impl SegmentedWal {
 
     /// The key ring, if one is set.
     pub fn encryption_ring(&self) -> Option<&KeyRing> {
-        self.ring.as_ref()
+        self.ring.as_deref()
     }
 
     /// Turns encryption off (E6): an explicit call that starts a new, plain
