@@ -76,16 +76,23 @@ fn works_on_tmpfs_with_or_without_o_direct() {
     assert_eq!(check_prefix(dir.path(), 20), 20);
 }
 
-#[test]
-fn failed_fdatasync_poisons_the_writer_until_reopen() {
-    let dir = tempfile::tempdir().unwrap();
+/// A WAL on fault-injecting storage holding 10 acknowledged records and one
+/// appended but not yet synced.
+fn ten_acknowledged_one_pending(dir: &std::path::Path) -> (SegmentedWal, std::sync::Arc<common::Faults>) {
     let (storage, faults) = faulty();
-    let mut wal = SegmentedWal::open_with_storage(cfg(dir.path()), storage).unwrap();
+    let mut wal = SegmentedWal::open_with_storage(cfg(dir), storage).unwrap();
     for _ in 0..10 {
         append(&mut wal).unwrap();
     }
     wal.sync().unwrap();
     append(&mut wal).unwrap();
+    (wal, faults)
+}
+
+#[test]
+fn failed_fdatasync_poisons_the_writer_until_reopen() {
+    let dir = tempfile::tempdir().unwrap();
+    let (mut wal, faults) = ten_acknowledged_one_pending(dir.path());
     faults.eio_sync.store(true, Ordering::SeqCst);
     let first = wal.sync().unwrap_err();
     assert!(matches!(first, WalError::Io { op: "fdatasync", .. }), "{first:?}");
@@ -104,13 +111,7 @@ fn failed_fdatasync_poisons_the_writer_until_reopen() {
 #[test]
 fn failed_write_poisons_the_writer() {
     let dir = tempfile::tempdir().unwrap();
-    let (storage, faults) = faulty();
-    let mut wal = SegmentedWal::open_with_storage(cfg(dir.path()), storage).unwrap();
-    for _ in 0..10 {
-        append(&mut wal).unwrap();
-    }
-    wal.sync().unwrap();
-    append(&mut wal).unwrap();
+    let (mut wal, faults) = ten_acknowledged_one_pending(dir.path());
     faults.eio_write_after.store(0, Ordering::SeqCst);
     assert!(matches!(wal.sync(), Err(WalError::Io { op: "write", .. })));
     faults.eio_write_after.store(-1, Ordering::SeqCst);
