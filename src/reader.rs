@@ -299,7 +299,8 @@ impl WalReader {
         let mut page =
             Page { records: Vec::with_capacity(max_records.min(1 << 16)), next_lsn: from_lsn, has_more: false };
         let mut bytes = 0usize;
-        let has_more = self.scan(view, from_lsn, |rec| {
+        let taken = std::cell::Cell::new(0usize);
+        let has_more = self.scan(view, from_lsn, &|| taken.get() < max_records, |rec| {
             if page.records.len() >= max_records || (!page.records.is_empty() && bytes + rec.payload.len() > max_bytes)
             {
                 return false;
@@ -307,6 +308,7 @@ impl WalReader {
             bytes += rec.payload.len();
             page.next_lsn = rec.header.lsn + 1;
             page.records.push(rec);
+            taken.set(page.records.len());
             true
         })?;
         if page.records.is_empty() {
@@ -325,10 +327,20 @@ impl WalReader {
     /// false; returns whether durable records remain after the last taken.
     pub(crate) fn for_each(&self, from_lsn: u64, f: impl FnMut(WalRecord) -> bool) -> Result<bool> {
         let view = self.shared.snapshot();
-        self.scan(&view, from_lsn, f)
+        self.scan(&view, from_lsn, &|| true, f)
     }
 
-    fn scan(&self, view: &View, from_lsn: u64, mut f: impl FnMut(WalRecord) -> bool) -> Result<bool> {
+    /// Streams records from `from_lsn` to `f` until it returns false.
+    /// `room` is asked before each record is decoded: a page that is full
+    /// stops without reading the record after it, so damage there cannot
+    /// fail a page that does not include it.
+    fn scan(
+        &self,
+        view: &View,
+        from_lsn: u64,
+        room: &dyn Fn() -> bool,
+        mut f: impl FnMut(WalRecord) -> bool,
+    ) -> Result<bool> {
         let oldest = oldest(view);
         if from_lsn != 0 && from_lsn < oldest {
             return Err(WalError::LsnTruncated { requested: from_lsn, oldest });
@@ -359,8 +371,8 @@ impl WalReader {
                 return Ok(true);
             }
             let go_on = match src {
-                Source::Sealed(s) => self.scan_sealed(view, s, &mut lsn, &mut f)?,
-                Source::Active(a) => self.scan_active(view, a, &mut lsn, &mut f)?,
+                Source::Sealed(s) => self.scan_sealed(view, s, &mut lsn, room, &mut f)?,
+                Source::Active(a) => self.scan_active(view, a, &mut lsn, room, &mut f)?,
             };
             if !go_on {
                 return Ok(lsn <= durable);
@@ -394,6 +406,7 @@ impl WalReader {
         view: &View,
         s: &SealedSeg,
         lsn: &mut u64,
+        room: &dyn Fn() -> bool,
         f: &mut impl FnMut(WalRecord) -> bool,
     ) -> Result<bool> {
         if *lsn > s.seal.last_lsn {
@@ -419,6 +432,11 @@ impl WalReader {
         while at_lsn <= s.seal.last_lsn {
             if extend_from.is_some() && (at_lsn - first).is_multiple_of(INDEX_EVERY) {
                 new_entries.push((at_lsn, off));
+            }
+            if at_lsn >= *lsn && !room() {
+                *lsn = at_lsn;
+                go_on = false;
+                break;
             }
             let rec = decode(&s.name, &img, 0, off, s.seal.data_end, seed, at_lsn, cipher.as_ref(), at_lsn >= *lsn)?;
             if let Some(rec) = rec.0 {
@@ -453,6 +471,7 @@ impl WalReader {
         view: &View,
         a: &ActiveView,
         lsn: &mut u64,
+        room: &dyn Fn() -> bool,
         f: &mut impl FnMut(WalRecord) -> bool,
     ) -> Result<bool> {
         let (last, end) = a.watermark();
@@ -465,6 +484,10 @@ impl WalReader {
         let mut window: (u64, Vec<u8>) = (off, Vec::new());
         // I10: never past the published durable end (R2).
         while at_lsn <= last {
+            if at_lsn >= *lsn && !room() {
+                *lsn = at_lsn;
+                return Ok(false);
+            }
             // Make the window hold the whole record at `off` (or all that is durable).
             loop {
                 let w_end = window.0 + window.1.len() as u64;

@@ -196,3 +196,27 @@ fn readers_coming_and_going_always_see_exactly_the_written_bytes() {
         }
     }
 }
+
+#[test]
+fn a_full_page_does_not_read_the_record_after_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut wal = SegmentedWal::open(cfg(dir.path())).unwrap();
+    fill(&mut wal, 200);
+    drop(wal);
+    // Damage LSN 10 of the first (sealed) segment.
+    let first = &common::segment_files(dir.path())[0];
+    let size = directwal::layout::record_size(100) as u64;
+    let off = directwal::layout::data_start(4096) + 9 * size + 40;
+    let mut bytes = std::fs::read(first).unwrap();
+    bytes[off as usize] ^= 1;
+    std::fs::write(first, bytes).unwrap();
+    let r = WalReader::open_dir(dir.path(), None).unwrap();
+    // Pages that end at LSN 9 succeed; the one that includes LSN 10 names it.
+    let p = r.read_page(1, 9, usize::MAX).unwrap();
+    assert_eq!((p.records.len(), p.next_lsn, p.has_more), (9, 10, true));
+    assert_eq!(r.read_page(9, 1, usize::MAX).unwrap().records[0].header.lsn, 9);
+    match r.read_page(9, 2, usize::MAX) {
+        Err(WalError::Corruption { lsn, offset, .. }) => assert_eq!((lsn, offset), (10, off - 40)),
+        other => panic!("expected corruption at LSN 10, got {other:?}"),
+    }
+}
