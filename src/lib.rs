@@ -27,6 +27,7 @@
 
 #![deny(missing_docs)]
 
+pub mod check;
 mod commit;
 pub mod crypto;
 mod error;
