@@ -5,196 +5,62 @@
 //! be on the disk under test), DIRECTWAL_BENCH_ROUNDS (default 3).
 
 use std::collections::BTreeMap;
-use std::fs::{File, OpenOptions};
-use std::os::unix::fs::{FileExt, OpenOptionsExt};
-use std::os::unix::io::AsRawFd;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use directwal::crypto::{KeyRing, WalEncryptionKey};
-use directwal::io::AlignedBuf;
-use directwal::{SegmentedWal, SegmentedWalConfig, WalHandle, WalReader};
+use directwal::{SegmentedWal, SegmentedWalConfig, WalReader};
+
+// The workloads and probes `directwal bench` runs, so both measure the same.
+#[path = "../cli/src/workloads.rs"]
+mod workloads;
+use workloads::{Space, evict, median};
 
 const W1_RECORDS: u64 = 3_000;
 const W2_RECORDS: u64 = 1_000_000;
 const W3_RECORDS: u64 = 32_000;
 const W3_SYNC_EVERY: u64 = 1_000;
 
-fn median(v: &mut [f64]) -> f64 {
-    v.sort_by(|a, b| a.partial_cmp(b).unwrap());
-    v[v.len() / 2]
-}
-
 fn fresh(base: &Path, name: &str) -> PathBuf {
-    let p = base.join(name);
-    let _ = std::fs::remove_dir_all(&p);
-    std::fs::create_dir_all(&p).unwrap();
-    p
+    workloads::fresh(base, name).unwrap()
 }
 
-fn evict(path: &Path) {
-    if let Ok(f) = File::open(path) {
-        let _ = f.sync_all();
-        // SAFETY: posix_fadvise on a valid open descriptor; no memory is passed.
-        unsafe { libc::posix_fadvise(f.as_raw_fd(), 0, 0, libc::POSIX_FADV_DONTNEED) };
-    }
-}
+fn no_tick(_: u64) {}
 
-/// How a probe file's space is prepared before the timed writes.
-#[derive(Clone, Copy, PartialEq)]
-enum Space {
-    Grow,
-    ZeroFilled,
-    Fallocated,
-}
-
-/// pwrite `block` bytes at increasing offsets + fdatasync each, O_DIRECT.
 fn probe_sync_writes(dir: &Path, block: usize, count: u64, space: Space) -> f64 {
-    let path = dir.join("probe");
-    let f = OpenOptions::new()
-        .read(true)
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .custom_flags(libc::O_DIRECT)
-        .open(&path)
-        .unwrap();
-    let mut buf = AlignedBuf::new(block, 4096);
-    if space == Space::Fallocated {
-        // SAFETY: fallocate on a valid open descriptor; no memory is passed.
-        let rc = unsafe { libc::fallocate(f.as_raw_fd(), 0, 0, (block as u64 * count) as libc::off_t) };
-        assert_eq!(rc, 0);
-        f.sync_all().unwrap();
-    }
-    if space == Space::ZeroFilled {
-        let zero = AlignedBuf::new(4 << 20, 4096);
-        let total = block as u64 * count;
-        let mut off = 0;
-        while off < total {
-            f.write_all_at(&zero, off).unwrap();
-            off += zero.len() as u64;
-        }
-        f.sync_all().unwrap();
-    }
-    buf.iter_mut().enumerate().for_each(|(i, b)| *b = i as u8);
-    let t = Instant::now();
-    for i in 0..count {
-        f.write_all_at(&buf, i * block as u64).unwrap();
-        f.sync_data().unwrap();
-    }
-    let secs = t.elapsed().as_secs_f64();
-    drop(f);
-    std::fs::remove_file(path).unwrap();
-    count as f64 / secs
-}
-
-/// Buffered sequential read of a cold file, MB/s.
-fn probe_seq_read(path: &Path) -> f64 {
-    evict(path);
-    let f = File::open(path).unwrap();
-    let mut buf = vec![0u8; 1 << 20];
-    let mut off = 0u64;
-    let t = Instant::now();
-    loop {
-        let n = f.read_at(&mut buf, off).unwrap();
-        if n == 0 {
-            break;
-        }
-        off += n as u64;
-    }
-    off as f64 / 1e6 / t.elapsed().as_secs_f64()
+    workloads::probe_sync_writes(dir, block, count, space, &no_tick).unwrap()
 }
 
 fn cfg(dir: &Path) -> SegmentedWalConfig {
     SegmentedWalConfig::new(dir)
 }
 
-struct W1 {
-    rate: f64,
-    bytes_per_record: f64,
-}
-
 fn ring() -> KeyRing {
     KeyRing::new(WalEncryptionKey::from_bytes(&[0x42; 32]))
 }
 
-fn w1(base: &Path, prepare_chunk: Option<u64>, encrypted: bool) -> W1 {
-    let dir = fresh(base, "w1");
-    let mut c = cfg(&dir);
+fn w1(base: &Path, prepare_chunk: Option<u64>, encrypted: bool) -> workloads::W1 {
+    let mut c = cfg(&fresh(base, "w1"));
     if let Some(chunk) = prepare_chunk {
         c.writer_config.prepare_chunk_size = chunk;
     }
-    let mut wal = SegmentedWal::open(c).unwrap();
-    if encrypted {
-        wal.set_encryption_ring(ring()).unwrap();
-    }
-    assert!(wal.direct_io_active(), "bench directory must support O_DIRECT");
-    let payload = [0x5au8; 128];
-    let t = Instant::now();
-    for _ in 0..W1_RECORDS {
-        wal.append(1, 0, 0, &payload).unwrap();
-        wal.sync().unwrap();
-    }
-    let rate = W1_RECORDS as f64 / t.elapsed().as_secs_f64();
-    let used: u64 = wal.list_segments().unwrap().iter().map(|s| s.used_bytes).sum();
-    W1 { rate, bytes_per_record: used as f64 / W1_RECORDS as f64 }
+    let r = workloads::w1(c, W1_RECORDS, encrypted.then(ring).as_ref(), &no_tick).unwrap();
+    assert!(r.direct_io, "bench directory must support O_DIRECT");
+    r
 }
 
 fn w2(base: &Path) -> (f64, PathBuf) {
     let dir = fresh(base, "w2");
-    let mut wal = SegmentedWal::open(cfg(&dir)).unwrap();
-    let payload = [0x33u8; 128];
-    let t = Instant::now();
-    for _ in 0..W2_RECORDS {
-        wal.append(1, 0, 0, &payload).unwrap();
-    }
-    wal.sync().unwrap();
-    (W2_RECORDS as f64 / t.elapsed().as_secs_f64(), dir)
+    (workloads::w2(&dir, W2_RECORDS, &no_tick).unwrap(), dir)
 }
 
 fn w3(base: &Path, encrypted: bool) -> f64 {
     let dir = fresh(base, "w3");
-    let mut wal = SegmentedWal::open(cfg(&dir)).unwrap();
-    if encrypted {
-        wal.set_encryption_ring(ring()).unwrap();
-    }
-    let payload = vec![0x77u8; 4096];
-    let t = Instant::now();
-    for i in 1..=W3_RECORDS {
-        wal.append(1, 0, 0, &payload).unwrap();
-        if i % W3_SYNC_EVERY == 0 {
-            wal.sync().unwrap();
-        }
-    }
-    wal.sync().unwrap();
-    (W3_RECORDS * 4096) as f64 / 1e6 / t.elapsed().as_secs_f64()
+    workloads::w3(&dir, W3_RECORDS, W3_SYNC_EVERY, encrypted.then(ring).as_ref(), &no_tick).unwrap()
 }
 
-/// W4: `threads` threads each commit `per_thread` 128 B records and wait for
-/// each; returns (records/s, p99 commit latency in ms).
 fn w4(base: &Path, threads: usize, per_thread: usize) -> (f64, f64) {
-    let dir = fresh(base, "w4");
-    let wal = WalHandle::open(cfg(&dir)).unwrap();
-    let t = Instant::now();
-    let handles: Vec<_> = (0..threads)
-        .map(|_| {
-            let wal = wal.clone();
-            std::thread::spawn(move || {
-                let payload = [0x44u8; 128];
-                (0..per_thread)
-                    .map(|_| {
-                        let t = Instant::now();
-                        wal.append_durable(1, 0, 0, &payload).unwrap();
-                        t.elapsed().as_secs_f64()
-                    })
-                    .collect::<Vec<f64>>()
-            })
-        })
-        .collect();
-    let mut lat: Vec<f64> = handles.into_iter().flat_map(|h| h.join().unwrap()).collect();
-    let rate = lat.len() as f64 / t.elapsed().as_secs_f64();
-    lat.sort_by(|a, b| a.partial_cmp(b).unwrap());
-    (rate, lat[lat.len() * 99 / 100] * 1e3)
+    workloads::w4(&fresh(base, "w4"), threads, per_thread, &no_tick).unwrap()
 }
 
 /// Reopen W2's log (cold cache) and page through it with a cursor in
@@ -272,21 +138,11 @@ fn writers_with_readers(base: &Path, readers: usize) -> (f64, f64) {
     (w1, w2)
 }
 
-/// Reopen W2's log (cold cache) and replay it: (open s, records/s, MB/s, segment bytes).
+/// Reopen W2's log (cold cache) and replay it: (open s, records/s, MB/s).
 fn w5(dir: &Path) -> (f64, f64, f64) {
-    let segs: Vec<PathBuf> = std::fs::read_dir(dir).unwrap().map(|e| e.unwrap().path()).collect();
-    segs.iter().for_each(|p| evict(p));
-    let t = Instant::now();
-    let wal = SegmentedWal::open(cfg(dir)).unwrap();
-    let open_s = t.elapsed().as_secs_f64();
-    segs.iter().for_each(|p| evict(p));
-    let t = Instant::now();
-    let mut n = 0u64;
-    wal.for_each_durable(0, usize::MAX, |_| n += 1).unwrap();
-    let secs = t.elapsed().as_secs_f64();
-    assert_eq!(n, W2_RECORDS);
-    let bytes = W2_RECORDS as f64 * directwal::layout::record_size(128) as f64;
-    (open_s, n as f64 / secs, bytes / 1e6 / secs)
+    let r = workloads::w5(dir, None, &no_tick).unwrap();
+    assert_eq!(r.records, W2_RECORDS);
+    (r.open_s, r.rate, r.mb_s)
 }
 
 fn main() {
@@ -338,13 +194,7 @@ fn main() {
         push("w1_4_readers", w1_4);
         push("w2s_no_readers", w2_0);
         push("w2s_4_readers", w2_4);
-        let seg = std::fs::read_dir(&w2dir)
-            .unwrap()
-            .map(|e| e.unwrap().path())
-            .filter(|p| p.extension().is_some_and(|x| x == "seg"))
-            .max_by_key(|p| std::fs::metadata(p).unwrap().len())
-            .unwrap();
-        push("seq_read_mbs", probe_seq_read(&seg));
+        push("seq_read_mbs", workloads::probe_seq_read(&w2dir).unwrap());
     }
     let med: BTreeMap<&str, f64> = m.iter_mut().map(|(k, v)| (*k, median(v))).collect();
     let g = |k: &str| med[k];

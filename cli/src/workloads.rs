@@ -1,0 +1,265 @@
+//! The SPEC §8 workloads and the device probes they are compared with.
+//! Shared by `directwal bench` and `cargo bench --bench wal` (which includes
+//! this file), so both measure exactly the same thing. Each workload calls
+//! `tick(n)` as it completes records, for progress bars.
+
+use std::fs::{File, OpenOptions};
+use std::os::unix::fs::{FileExt, OpenOptionsExt};
+use std::os::unix::io::AsRawFd;
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use directwal::crypto::KeyRing;
+use directwal::io::AlignedBuf;
+use directwal::{SegmentedWal, SegmentedWalConfig, WalHandle};
+
+/// Boxed error of a workload.
+pub type BenchResult<T> = Result<T, Box<dyn std::error::Error + Send + Sync>>;
+
+/// Median of `v` (sorted in place).
+#[allow(dead_code)] // the CLI runs each workload once
+pub fn median(v: &mut [f64]) -> f64 {
+    v.sort_by(|a, b| a.total_cmp(b));
+    v[v.len() / 2]
+}
+
+/// An empty directory `base/name`.
+pub fn fresh(base: &Path, name: &str) -> BenchResult<PathBuf> {
+    let p = base.join(name);
+    if p.exists() {
+        std::fs::remove_dir_all(&p)?;
+    }
+    std::fs::create_dir_all(&p)?;
+    Ok(p)
+}
+
+/// Drops `path` from the page cache, so the next read comes from the disk.
+pub fn evict(path: &Path) {
+    if let Ok(f) = File::open(path) {
+        let _ = f.sync_all();
+        // SAFETY: posix_fadvise on a valid open descriptor; no memory is passed.
+        unsafe { libc::posix_fadvise(f.as_raw_fd(), 0, 0, libc::POSIX_FADV_DONTNEED) };
+    }
+}
+
+/// Drops every file of `dir` from the page cache.
+pub fn evict_dir(dir: &Path) -> BenchResult<()> {
+    for e in std::fs::read_dir(dir)? {
+        evict(&e?.path());
+    }
+    Ok(())
+}
+
+/// How a probe file's space is prepared before the timed writes.
+#[derive(Clone, Copy, PartialEq, Eq)]
+#[allow(dead_code)] // the CLI probes only zero-filled space
+pub enum Space {
+    /// The file grows with each write.
+    Grow,
+    /// Written with zeros and synced first.
+    ZeroFilled,
+    /// fallocate'd and synced first.
+    Fallocated,
+}
+
+/// The device ceiling: `count` pwrites of `block` bytes at increasing
+/// offsets with O_DIRECT, each followed by fdatasync. Returns writes/s.
+pub fn probe_sync_writes(dir: &Path, block: usize, count: u64, space: Space, tick: &dyn Fn(u64)) -> BenchResult<f64> {
+    let path = dir.join("probe");
+    let f = OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .custom_flags(libc::O_DIRECT)
+        .open(&path)?;
+    let total = block as u64 * count;
+    match space {
+        Space::Grow => {}
+        Space::Fallocated => {
+            // SAFETY: fallocate on a valid open descriptor; no memory is passed.
+            let rc = unsafe { libc::fallocate(f.as_raw_fd(), 0, 0, total as libc::off_t) };
+            if rc != 0 {
+                return Err(std::io::Error::last_os_error().into());
+            }
+            f.sync_all()?;
+        }
+        Space::ZeroFilled => {
+            let zero = AlignedBuf::new(4 << 20, 4096);
+            let mut off = 0;
+            while off < total {
+                f.write_all_at(&zero, off)?;
+                off += zero.len() as u64;
+            }
+            f.sync_all()?;
+        }
+    }
+    let mut buf = AlignedBuf::new(block, 4096);
+    buf.iter_mut().enumerate().for_each(|(i, b)| *b = i as u8);
+    let t = Instant::now();
+    for i in 0..count {
+        f.write_all_at(&buf, i * block as u64)?;
+        f.sync_data()?;
+        tick(1);
+    }
+    let secs = t.elapsed().as_secs_f64();
+    drop(f);
+    std::fs::remove_file(path)?;
+    Ok(count as f64 / secs)
+}
+
+/// Buffered sequential read of the files of `dir` from a cold cache, MB/s.
+pub fn probe_seq_read(dir: &Path) -> BenchResult<f64> {
+    evict_dir(dir)?;
+    let mut buf = vec![0u8; 1 << 20];
+    let mut bytes = 0u64;
+    let t = Instant::now();
+    for e in std::fs::read_dir(dir)? {
+        let f = File::open(e?.path())?;
+        let mut off = 0u64;
+        loop {
+            let n = f.read_at(&mut buf, off)?;
+            if n == 0 {
+                break;
+            }
+            off += n as u64;
+        }
+        bytes += off;
+    }
+    Ok(bytes as f64 / 1e6 / t.elapsed().as_secs_f64())
+}
+
+fn open(config: SegmentedWalConfig, ring: Option<&KeyRing>) -> BenchResult<SegmentedWal> {
+    let mut wal = SegmentedWal::open(config)?;
+    if let Some(ring) = ring {
+        wal.set_encryption_ring(ring.clone())?;
+    }
+    Ok(wal)
+}
+
+/// W1 result.
+pub struct W1 {
+    /// Durable records per second.
+    pub rate: f64,
+    /// Bytes of the log per record.
+    pub bytes_per_record: f64,
+    /// Whether the WAL wrote with O_DIRECT.
+    pub direct_io: bool,
+}
+
+/// W1: `n` 128-byte records, each appended and synced before the next.
+pub fn w1(config: SegmentedWalConfig, n: u64, ring: Option<&KeyRing>, tick: &dyn Fn(u64)) -> BenchResult<W1> {
+    let mut wal = open(config, ring)?;
+    let payload = [0x5au8; 128];
+    let t = Instant::now();
+    for _ in 0..n {
+        wal.append(1, 0, 0, &payload)?;
+        wal.sync()?;
+        tick(1);
+    }
+    let rate = n as f64 / t.elapsed().as_secs_f64();
+    let used: u64 = wal.list_segments()?.iter().map(|s| s.used_bytes).sum();
+    Ok(W1 { rate, bytes_per_record: used as f64 / n as f64, direct_io: wal.direct_io_active() })
+}
+
+/// W2: `n` 128-byte records appended, one sync at the end. Records/s.
+pub fn w2(dir: &Path, n: u64, tick: &dyn Fn(u64)) -> BenchResult<f64> {
+    let mut wal = open(SegmentedWalConfig::new(dir), None)?;
+    let payload = [0x33u8; 128];
+    let t = Instant::now();
+    for i in 1..=n {
+        wal.append(1, 0, 0, &payload)?;
+        if i % 65_536 == 0 {
+            tick(65_536);
+        }
+    }
+    wal.sync()?;
+    tick(n % 65_536);
+    Ok(n as f64 / t.elapsed().as_secs_f64())
+}
+
+/// W3: `n` 4 KiB records, a sync every `every`. MB/s of payload.
+pub fn w3(dir: &Path, n: u64, every: u64, ring: Option<&KeyRing>, tick: &dyn Fn(u64)) -> BenchResult<f64> {
+    let mut wal = open(SegmentedWalConfig::new(dir), ring)?;
+    let payload = vec![0x77u8; 4096];
+    let t = Instant::now();
+    for i in 1..=n {
+        wal.append(1, 0, 0, &payload)?;
+        if i % every == 0 {
+            wal.sync()?;
+            tick(every);
+        }
+    }
+    wal.sync()?;
+    tick(n % every);
+    Ok((n * 4096) as f64 / 1e6 / t.elapsed().as_secs_f64())
+}
+
+/// W4: `threads` threads each commit `per_thread` 128-byte records through
+/// one `WalHandle`, waiting for each. Returns (records/s, p99 latency ms).
+pub fn w4(dir: &Path, threads: usize, per_thread: usize, tick: &(dyn Fn(u64) + Sync)) -> BenchResult<(f64, f64)> {
+    let wal = WalHandle::open(SegmentedWalConfig::new(dir))?;
+    let t = Instant::now();
+    let mut lat: Vec<f64> = std::thread::scope(|s| {
+        let workers: Vec<_> = (0..threads)
+            .map(|_| {
+                let wal = wal.clone();
+                s.spawn(move || -> directwal::Result<Vec<f64>> {
+                    let payload = [0x44u8; 128];
+                    let mut lat = Vec::with_capacity(per_thread);
+                    for _ in 0..per_thread {
+                        let t = Instant::now();
+                        wal.append_durable(1, 0, 0, &payload)?;
+                        lat.push(t.elapsed().as_secs_f64());
+                        tick(1);
+                    }
+                    Ok(lat)
+                })
+            })
+            .collect();
+        let mut all = Vec::with_capacity(threads * per_thread);
+        for w in workers {
+            all.extend(w.join().expect("a W4 thread panicked")?);
+        }
+        Ok::<_, directwal::WalError>(all)
+    })?;
+    let rate = lat.len() as f64 / t.elapsed().as_secs_f64();
+    lat.sort_by(|a, b| a.total_cmp(b));
+    Ok((rate, lat[(lat.len() * 99 / 100).min(lat.len() - 1)] * 1e3))
+}
+
+/// W5 result.
+pub struct W5 {
+    /// Seconds to open (recover) the log, cold.
+    pub open_s: f64,
+    /// Records replayed per second, cold.
+    pub rate: f64,
+    /// Megabytes of log replayed per second.
+    pub mb_s: f64,
+    /// Records replayed.
+    pub records: u64,
+}
+
+/// W5: reopen the log in `dir` from a cold cache and replay all of it.
+pub fn w5(dir: &Path, ring: Option<&KeyRing>, tick: &dyn Fn(u64)) -> BenchResult<W5> {
+    evict_dir(dir)?;
+    let t = Instant::now();
+    let mut wal = SegmentedWal::open(SegmentedWalConfig::new(dir))?;
+    let open_s = t.elapsed().as_secs_f64();
+    if let Some(ring) = ring {
+        wal.set_encryption_ring(ring.clone())?;
+    }
+    evict_dir(dir)?;
+    let t = Instant::now();
+    let (mut records, mut bytes) = (0u64, 0u64);
+    wal.for_each_durable(0, usize::MAX, |rec| {
+        records += 1;
+        bytes += directwal::layout::record_size(rec.payload.len()) as u64;
+        if records.is_multiple_of(65_536) {
+            tick(65_536);
+        }
+    })?;
+    let secs = t.elapsed().as_secs_f64();
+    tick(records % 65_536);
+    Ok(W5 { open_s, rate: records as f64 / secs, mb_s: bytes as f64 / 1e6 / secs, records })
+}
