@@ -35,6 +35,10 @@ mod format;
 #[doc(hidden)]
 pub mod fuzzing;
 pub mod io;
+#[cfg(feature = "openraft")]
+// openraft's traits fix the error type, `StorageError`, at ~200 bytes.
+#[allow(clippy::result_large_err)]
+pub mod raft;
 mod reader;
 mod record;
 mod recovery;

@@ -1,0 +1,439 @@
+//! A Raft log store for openraft 0.9 (`storage-v2`) on directwal — feature
+//! `openraft` (SPEC §11).
+//!
+//! Everything the store keeps is a record in one WAL, log-structured:
+//!
+//! | record type | payload (JSON)  | meaning                                         |
+//! |-------------|-----------------|-------------------------------------------------|
+//! | `ENTRY`     | the entry       | entry at its log index; drops any entries at or after that index |
+//! | `VOTE`      | `Vote`          | the latest vote (made durable before `save_vote` returns) |
+//! | `COMMITTED` | `Option<LogId>` | the latest committed log id                     |
+//! | `TRUNCATE`  | `LogId`         | entries at or after `log_id.index` are gone     |
+//! | `PURGE`     | `LogId`         | entries up to `log_id.index` are gone           |
+//!
+//! On open the records are replayed in LSN order to rebuild the index
+//! (log index → WAL LSN) and the vote, committed and purged ids; entries are
+//! read from the WAL on demand through a [`WalReader`]. The WAL recovers a
+//! prefix of the records (D4), and every prefix of this record sequence is a
+//! consistent store, so a crash image reopens to a consistent log (I13).
+//!
+//! Invariants (docs/DESIGN.md):
+//! - I13 every prefix of the records is a consistent store;
+//! - I14 `append` calls its callback only once the entries' records are
+//!   durable; entries are readable as soon as `append` returns (from memory
+//!   until durable, then from the WAL);
+//! - I15 `purge` deletes a WAL segment only when every record in it is dead:
+//!   vote and committed are written again first, and the cut is at the first
+//!   live entry (or the purge record).
+
+pub mod kv;
+
+use std::collections::BTreeMap;
+use std::fmt::Debug;
+use std::ops::{Bound, RangeBounds};
+use std::sync::mpsc;
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use openraft::storage::{LogFlushed, LogState, RaftLogReader, RaftLogStorage};
+use openraft::{AnyError, LogId, OptionalSend, RaftLogId, RaftTypeConfig, StorageError, StorageIOError, Vote};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+
+use crate::{Result as WalResult, SegmentedWalConfig, WalError, WalHandle, WalReader, WalRecord};
+
+/// Record type of a log entry.
+pub const REC_ENTRY: u16 = 0x5201;
+/// Record type of a vote.
+pub const REC_VOTE: u16 = 0x5202;
+/// Record type of the committed log id.
+pub const REC_COMMITTED: u16 = 0x5203;
+/// Record type of a suffix truncation.
+pub const REC_TRUNCATE: u16 = 0x5204;
+/// Record type of a purge.
+pub const REC_PURGE: u16 = 0x5205;
+
+/// Entries read from the WAL per page.
+const READ_PAGE: usize = 1024;
+
+type NodeIdOf<C> = <C as RaftTypeConfig>::NodeId;
+
+/// What the store knows, rebuilt from the records on open.
+struct State<C: RaftTypeConfig> {
+    /// Log index → (WAL LSN of its record, log id). LSNs increase with the
+    /// index: an entry is appended only after every later one was dropped.
+    index: BTreeMap<u64, (u64, LogId<NodeIdOf<C>>)>,
+    /// Entries whose records are not known to be durable yet (I14).
+    unflushed: BTreeMap<u64, C::Entry>,
+    last_purged: Option<LogId<NodeIdOf<C>>>,
+    vote: Option<Vote<NodeIdOf<C>>>,
+    committed: Option<LogId<NodeIdOf<C>>>,
+}
+
+impl<C: RaftTypeConfig> State<C> {
+    fn drop_from(&mut self, index: u64) {
+        self.index.split_off(&index);
+        self.unflushed.split_off(&index);
+    }
+
+    fn drop_through(&mut self, index: u64) {
+        self.index = self.index.split_off(&(index + 1));
+        self.unflushed = self.unflushed.split_off(&(index + 1));
+    }
+}
+
+/// The openraft log store (`RaftLogStorage` + `RaftLogReader`) on a directwal WAL.
+pub struct LogStore<C: RaftTypeConfig> {
+    wal: WalHandle,
+    state: Arc<Mutex<State<C>>>,
+    /// Taken by `drop`, which then joins the flusher.
+    flushes: Option<mpsc::Sender<(u64, LogFlushed<C>)>>,
+    flusher: Option<std::thread::JoinHandle<()>>,
+}
+
+impl<C: RaftTypeConfig> Drop for LogStore<C> {
+    /// Completes the pending callbacks and stops the flusher, so the WAL
+    /// (and its directory lock) is released when the store is.
+    fn drop(&mut self) {
+        drop(self.flushes.take());
+        if let Some(t) = self.flusher.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+/// A reader of the store's entries, for openraft's replication tasks.
+pub struct LogReader<C: RaftTypeConfig> {
+    reader: WalReader,
+    state: Arc<Mutex<State<C>>>,
+}
+
+fn lock<C: RaftTypeConfig>(state: &Mutex<State<C>>) -> MutexGuard<'_, State<C>> {
+    // The state is only changed after the WAL accepted the record, so a
+    // panic elsewhere cannot leave it half-updated.
+    state.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+fn io_err<NID: openraft::NodeId>(e: impl std::error::Error + 'static) -> StorageError<NID> {
+    StorageIOError::write_logs(AnyError::new(&e)).into()
+}
+
+fn read_err<NID: openraft::NodeId>(e: impl std::error::Error + 'static) -> StorageError<NID> {
+    StorageIOError::read_logs(AnyError::new(&e)).into()
+}
+
+fn decode<T: DeserializeOwned>(rec: &WalRecord) -> WalResult<T> {
+    serde_json::from_slice(&rec.payload).map_err(|e| WalError::Corruption {
+        segment: String::new(),
+        offset: 0,
+        lsn: rec.header.lsn,
+        reason: format!("raft record type {:#06x} does not decode: {e}", rec.header.record_type),
+    })
+}
+
+impl<C> LogStore<C>
+where
+    C: RaftTypeConfig,
+    C::Entry: Serialize + DeserializeOwned + Clone,
+{
+    /// Opens (or creates) the store in `config.wal_dir`, rebuilding its
+    /// index from the records.
+    pub fn open(config: SegmentedWalConfig) -> WalResult<Self> {
+        Self::from_handle(WalHandle::open(config)?)
+    }
+
+    /// The store on an open WAL (for a custom `Storage`, e.g. the crash simulator).
+    pub fn from_handle(wal: WalHandle) -> WalResult<Self> {
+        let mut state = State::<C> {
+            index: BTreeMap::new(),
+            unflushed: BTreeMap::new(),
+            last_purged: None,
+            vote: None,
+            committed: None,
+        };
+        let mut cursor = wal.reader().cursor(0);
+        loop {
+            let page = cursor.next_page(READ_PAGE, 8 << 20)?;
+            for rec in &page.records {
+                match rec.header.record_type {
+                    // I13: each record applies to whatever prefix precedes it.
+                    REC_ENTRY => {
+                        let entry: C::Entry = decode(rec)?;
+                        let log_id = entry.get_log_id().clone();
+                        state.drop_from(log_id.index);
+                        state.index.insert(log_id.index, (rec.header.lsn, log_id));
+                    }
+                    REC_VOTE => state.vote = Some(decode(rec)?),
+                    REC_COMMITTED => state.committed = decode(rec)?,
+                    REC_TRUNCATE => state.drop_from(decode::<LogId<NodeIdOf<C>>>(rec)?.index),
+                    REC_PURGE => {
+                        let log_id: LogId<NodeIdOf<C>> = decode(rec)?;
+                        state.drop_through(log_id.index);
+                        state.last_purged = Some(log_id);
+                    }
+                    other => {
+                        return Err(WalError::Corruption {
+                            segment: String::new(),
+                            offset: 0,
+                            lsn: rec.header.lsn,
+                            reason: format!("record type {other:#06x} is not a raft store record"),
+                        });
+                    }
+                }
+            }
+            if !page.has_more {
+                break;
+            }
+        }
+        let state = Arc::new(Mutex::new(state));
+        let (flushes, rx) = mpsc::channel();
+        let (w, s) = (wal.clone(), state.clone());
+        let flusher = std::thread::Builder::new()
+            .name("directwal-raft-flush".into())
+            .spawn(move || flusher(w, s, rx))
+            .map_err(|e| WalError::io("spawn flusher thread", std::path::Path::new(""), e))?;
+        Ok(LogStore { wal, state, flushes: Some(flushes), flusher: Some(flusher) })
+    }
+
+    /// The WAL under the store.
+    pub fn wal(&self) -> &WalHandle {
+        &self.wal
+    }
+
+    fn append_record(&self, record_type: u16, value: &impl Serialize) -> WalResult<u64> {
+        let bytes = serde_json::to_vec(value).map_err(|e| WalError::InvalidConfig(format!("serialize: {e}")))?;
+        self.wal.append(record_type, 0, 0, &bytes)
+    }
+}
+
+/// I14: one thread waits for durability and completes the callbacks in
+/// order; the group commit of `WalHandle` makes one fdatasync serve every
+/// append that arrived meanwhile.
+fn flusher<C: RaftTypeConfig>(wal: WalHandle, state: Arc<Mutex<State<C>>>, rx: mpsc::Receiver<(u64, LogFlushed<C>)>) {
+    while let Ok(first) = rx.recv() {
+        let mut batch = vec![first];
+        batch.extend(rx.try_iter());
+        let upto = batch.iter().map(|(lsn, _)| *lsn).max().unwrap_or(0);
+        match wal.wait_durable(upto) {
+            Ok(()) => {
+                let mut st = lock(&state);
+                let durable: Vec<u64> = st
+                    .unflushed
+                    .keys()
+                    .copied()
+                    .filter(|i| st.index.get(i).is_none_or(|(lsn, _)| *lsn <= upto))
+                    .collect();
+                for i in durable {
+                    st.unflushed.remove(&i);
+                }
+                drop(st);
+                batch.into_iter().for_each(|(_, cb)| cb.log_io_completed(Ok(())));
+            }
+            Err(e) => {
+                let msg = e.to_string();
+                batch.into_iter().for_each(|(_, cb)| cb.log_io_completed(Err(std::io::Error::other(msg.clone()))));
+            }
+        }
+    }
+}
+
+/// Reads the entries of `range` present in the store: unflushed ones from
+/// memory, the others from the WAL in one forward pass.
+fn read_entries<C>(
+    state: &Mutex<State<C>>,
+    reader: &WalReader,
+    range: impl RangeBounds<u64>,
+) -> Result<Vec<C::Entry>, StorageError<NodeIdOf<C>>>
+where
+    C: RaftTypeConfig,
+    C::Entry: DeserializeOwned + Clone,
+{
+    enum Slot<E> {
+        Ready(E),
+        At(u64),
+    }
+    let start = match range.start_bound() {
+        Bound::Included(&s) => Bound::Included(s),
+        Bound::Excluded(&s) => Bound::Excluded(s),
+        Bound::Unbounded => Bound::Unbounded,
+    };
+    let end = match range.end_bound() {
+        Bound::Included(&e) => Bound::Included(e),
+        Bound::Excluded(&e) => Bound::Excluded(e),
+        Bound::Unbounded => Bound::Unbounded,
+    };
+    if let (Bound::Included(s) | Bound::Excluded(s), Bound::Included(e) | Bound::Excluded(e)) = (start, end)
+        && s > e
+    {
+        return Ok(Vec::new());
+    }
+    let slots: Vec<Slot<C::Entry>> = {
+        let st = lock(state);
+        st.index
+            .range((start, end))
+            .map(|(i, (lsn, _))| match st.unflushed.get(i) {
+                Some(e) => Slot::Ready(e.clone()),
+                None => Slot::At(*lsn),
+            })
+            .collect()
+    };
+    let last_lsn = slots.iter().rev().find_map(|s| if let Slot::At(l) = s { Some(*l) } else { None });
+    let mut out = Vec::with_capacity(slots.len());
+    let mut page: std::vec::IntoIter<WalRecord> = Vec::new().into_iter();
+    let mut cursor: Option<crate::WalCursor> = None;
+    for slot in slots {
+        let lsn = match slot {
+            Slot::Ready(e) => {
+                out.push(e);
+                continue;
+            }
+            Slot::At(lsn) => lsn,
+        };
+        let rec = loop {
+            match page.next() {
+                Some(r) if r.header.lsn == lsn => break r,
+                Some(r) if r.header.lsn < lsn => continue,
+                _ => {
+                    // Not in the page: read on from the cursor, or start one at `lsn`.
+                    let c = match &mut cursor {
+                        Some(c) if c.position() <= lsn && lsn - c.position() < READ_PAGE as u64 => c,
+                        _ => cursor.insert(reader.cursor(lsn)),
+                    };
+                    let want = (last_lsn.unwrap_or(lsn) + 1 - c.position()).clamp(1, READ_PAGE as u64);
+                    let p = c.next_page(want as usize, 8 << 20).map_err(read_err)?;
+                    if p.records.is_empty() {
+                        let e = WalError::LsnTruncated { requested: lsn, oldest: reader.oldest_lsn() };
+                        return Err(read_err(e));
+                    }
+                    page = p.records.into_iter();
+                }
+            }
+        };
+        out.push(decode::<C::Entry>(&rec).map_err(read_err)?);
+    }
+    Ok(out)
+}
+
+impl<C> RaftLogReader<C> for LogStore<C>
+where
+    C: RaftTypeConfig,
+    C::Entry: Serialize + DeserializeOwned + Clone,
+{
+    async fn try_get_log_entries<RB: RangeBounds<u64> + Clone + Debug + OptionalSend>(
+        &mut self,
+        range: RB,
+    ) -> Result<Vec<C::Entry>, StorageError<NodeIdOf<C>>> {
+        read_entries(&self.state, &self.wal.reader(), range)
+    }
+}
+
+impl<C> RaftLogReader<C> for LogReader<C>
+where
+    C: RaftTypeConfig,
+    C::Entry: Serialize + DeserializeOwned + Clone,
+{
+    async fn try_get_log_entries<RB: RangeBounds<u64> + Clone + Debug + OptionalSend>(
+        &mut self,
+        range: RB,
+    ) -> Result<Vec<C::Entry>, StorageError<NodeIdOf<C>>> {
+        read_entries(&self.state, &self.reader, range)
+    }
+}
+
+impl<C> RaftLogStorage<C> for LogStore<C>
+where
+    C: RaftTypeConfig,
+    C::Entry: Serialize + DeserializeOwned + Clone,
+{
+    type LogReader = LogReader<C>;
+
+    async fn get_log_state(&mut self) -> Result<LogState<C>, StorageError<NodeIdOf<C>>> {
+        let st = lock(&self.state);
+        let last = st.index.last_key_value().map(|(_, (_, id))| id.clone()).or(st.last_purged.clone());
+        Ok(LogState { last_purged_log_id: st.last_purged.clone(), last_log_id: last })
+    }
+
+    async fn get_log_reader(&mut self) -> Self::LogReader {
+        LogReader { reader: self.wal.reader(), state: self.state.clone() }
+    }
+
+    async fn save_vote(&mut self, vote: &Vote<NodeIdOf<C>>) -> Result<(), StorageError<NodeIdOf<C>>> {
+        let lsn = {
+            let mut st = lock(&self.state);
+            let lsn = self.append_record(REC_VOTE, vote).map_err(|e| StorageIOError::write_vote(AnyError::new(&e)))?;
+            st.vote = Some(vote.clone());
+            lsn
+        };
+        // The vote is durable before this returns (and with it every earlier record).
+        self.wal.wait_durable(lsn).map_err(|e| StorageIOError::write_vote(AnyError::new(&e)).into())
+    }
+
+    async fn read_vote(&mut self) -> Result<Option<Vote<NodeIdOf<C>>>, StorageError<NodeIdOf<C>>> {
+        Ok(lock(&self.state).vote.clone())
+    }
+
+    async fn save_committed(&mut self, committed: Option<LogId<NodeIdOf<C>>>) -> Result<(), StorageError<NodeIdOf<C>>> {
+        // Not synced: a committed id lost in a crash only means re-applying
+        // from an earlier point; the next durable write carries it anyway.
+        let mut st = lock(&self.state);
+        self.append_record(REC_COMMITTED, &committed).map_err(io_err)?;
+        st.committed = committed;
+        Ok(())
+    }
+
+    async fn read_committed(&mut self) -> Result<Option<LogId<NodeIdOf<C>>>, StorageError<NodeIdOf<C>>> {
+        Ok(lock(&self.state).committed.clone())
+    }
+
+    async fn append<I>(&mut self, entries: I, callback: LogFlushed<C>) -> Result<(), StorageError<NodeIdOf<C>>>
+    where
+        I: IntoIterator<Item = C::Entry> + OptionalSend,
+        I::IntoIter: OptionalSend,
+    {
+        let last = {
+            let mut st = lock(&self.state);
+            for entry in entries {
+                let log_id = entry.get_log_id().clone();
+                let lsn = self.append_record(REC_ENTRY, &entry).map_err(io_err)?;
+                st.drop_from(log_id.index);
+                st.unflushed.insert(log_id.index, entry);
+                st.index.insert(log_id.index, (lsn, log_id));
+            }
+            // With no entries this still waits for everything appended before.
+            self.wal.next_lsn() - 1
+        };
+        let gone = || io_err(WalError::Poisoned { first_failure: "the flusher thread is gone".into() });
+        self.flushes.as_ref().ok_or_else(gone)?.send((last, callback)).map_err(|_| gone())
+    }
+
+    async fn truncate(&mut self, log_id: LogId<NodeIdOf<C>>) -> Result<(), StorageError<NodeIdOf<C>>> {
+        // Not synced on its own: entries appended after it are durable only
+        // with it (the WAL makes prefixes durable), and a truncation lost
+        // with nothing after it is one that never happened.
+        let mut st = lock(&self.state);
+        self.append_record(REC_TRUNCATE, &log_id).map_err(io_err)?;
+        st.drop_from(log_id.index);
+        Ok(())
+    }
+
+    async fn purge(&mut self, log_id: LogId<NodeIdOf<C>>) -> Result<(), StorageError<NodeIdOf<C>>> {
+        let keep_from = {
+            let mut st = lock(&self.state);
+            let purge_lsn = self.append_record(REC_PURGE, &log_id).map_err(io_err)?;
+            // I15: the state older segments hold is written again, so they
+            // hold nothing live once the entries in them are purged.
+            if let Some(vote) = &st.vote {
+                self.append_record(REC_VOTE, vote).map_err(io_err)?;
+            }
+            if st.committed.is_some() {
+                self.append_record(REC_COMMITTED, &st.committed).map_err(io_err)?;
+            }
+            st.drop_through(log_id.index);
+            st.last_purged = Some(log_id);
+            st.index.first_key_value().map_or(purge_lsn, |(_, (lsn, _))| (*lsn).min(purge_lsn))
+        };
+        // The purge record must be durable before the segments go.
+        self.wal.sync().map_err(io_err)?;
+        self.wal.truncate_before(keep_from).map_err(io_err)?;
+        Ok(())
+    }
+}
