@@ -11,7 +11,7 @@ use crate::error::{Result, WalError};
 use crate::format::{self, Cipher, FORMAT_VERSION, MAX_PAYLOAD_SIZE, RecordFields, Seal, SegmentHeader};
 use crate::io::{AlignedBuf, OsStorage, Storage};
 use crate::reader::{SealedSeg, Shared, View, WalReader};
-use crate::record::WalRecord;
+use crate::record::{RecordRef, WalRecord};
 use crate::recovery::{self, TornTail};
 use crate::segment::{self, SegmentMeta};
 use crate::writer::{self, ActiveSegment, NewSegment};
@@ -415,7 +415,7 @@ impl SegmentedWal {
     }
 
     fn sealed_set(&mut self, sealed: Vec<Arc<SealedSeg>>) {
-        self.shared.update(|v| v.sealed = sealed);
+        self.shared.update(|v| v.sealed = Arc::new(sealed));
     }
 
     /// Scans the unsealed newest segment and decides where it ends (cutting a
@@ -673,7 +673,7 @@ impl SegmentedWal {
             let index = active.view.index_snapshot();
             let sealed = SealedSeg::new(active.name, active.path, active.header, seal, Some(index));
             self.shared.update(|v| {
-                v.sealed.push(Arc::new(sealed));
+                Arc::make_mut(&mut v.sealed).push(Arc::new(sealed));
                 v.active = None;
             });
         }
@@ -794,7 +794,7 @@ impl SegmentedWal {
             let size = self.storage.file_len(&oldest.path).unwrap_or(0);
             self.storage.remove_file(&oldest.path).map_err(|e| WalError::io("remove", &oldest.path, e))?;
             // R4/D8: readers holding this segment keep their mapping.
-            self.shared.update(|v| v.sealed.retain(|s| !Arc::ptr_eq(s, &oldest)));
+            self.shared.update(|v| Arc::make_mut(&mut v.sealed).retain(|s| !Arc::ptr_eq(s, &oldest)));
             // I9: each deletion is durable before the next, so a crash leaves a suffix.
             self.storage.sync_dir(&self.dir).map_err(|e| WalError::io("fsync directory", &self.dir, e))?;
             result.segments_deleted += 1;
@@ -833,14 +833,21 @@ impl SegmentedWal {
     /// durable records follow.
     pub fn for_each_durable(&self, from_lsn: u64, max_records: usize, mut f: impl FnMut(WalRecord)) -> Result<bool> {
         let mut taken = 0usize;
-        self.reader().for_each(from_lsn, |rec| {
+        self.visit_durable(from_lsn, |rec| {
             if taken == max_records {
                 return false;
             }
             taken += 1;
-            f(rec);
+            f(rec.to_record());
             true
         })
+    }
+
+    /// Lends each durable record from `from_lsn` to `f` until it returns
+    /// false, without copying payloads (see [`WalReader::visit`]). Returns
+    /// whether more durable records follow the last one taken.
+    pub fn visit_durable(&self, from_lsn: u64, f: impl FnMut(RecordRef<'_>) -> bool) -> Result<bool> {
+        self.reader().visit(from_lsn, f)
     }
 
     /// Every segment, oldest first (the active one last, `sealed == false`).
