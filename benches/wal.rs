@@ -139,8 +139,8 @@ fn writers_with_readers(base: &Path, readers: usize) -> (f64, f64) {
 }
 
 /// Reopen W2's log (cold cache) and replay it: (open s, records/s, MB/s).
-fn w5(dir: &Path) -> (f64, f64, f64) {
-    let r = workloads::w5(dir, None, &no_tick).unwrap();
+fn w5(dir: &Path, how: workloads::Replay) -> (f64, f64, f64) {
+    let r = workloads::w5(dir, None, how, &no_tick).unwrap();
     assert_eq!(r.records, W2_RECORDS);
     (r.open_s, r.rate, r.mb_s)
 }
@@ -177,10 +177,13 @@ fn main() {
         push("w3_enc_mbs", w3(&base, true));
         push("ceiling_4m_growing_mbs", probe_sync_writes(&base, 4 << 20, 32, Space::Grow) * 4.194304);
         push("ceiling_4m_fallocated_mbs", probe_sync_writes(&base, 4 << 20, 32, Space::Fallocated) * 4.194304);
-        let (open_s, rec_s, mbs) = w5(&w2dir);
+        let (open_s, rec_s, mbs) = w5(&w2dir, workloads::Replay::Borrowed);
         push("w5_open_s", open_s);
         push("w5_rec_s", rec_s);
         push("w5_mbs", mbs);
+        let (_, rec_s, mbs) = w5(&w2dir, workloads::Replay::Owned);
+        push("w5_owned_rec_s", rec_s);
+        push("w5_owned_mbs", mbs);
         push("w5p_rec_s", w5p(&w2dir));
         let (r4, p4) = w4(&base, 4, 2_000);
         push("w4_4", r4);
@@ -257,11 +260,18 @@ fn main() {
         g("ceiling_4m_fallocated_mbs") / g("ceiling_4m_prefilled_mbs")
     );
     println!(
-        "| W5 replay of W2 (cold) | {:.0} rec/s, {:.1} MB/s | buffered seq read {:.1} MB/s | {:.3} | >= 0.8 |",
+        "| W5 replay of W2 (cold, `visit_durable`) | {:.0} rec/s, {:.1} MB/s | buffered seq read {:.1} MB/s | {:.3} | >= 0.8 |",
         g("w5_rec_s"),
         g("w5_mbs"),
         g("seq_read_mbs"),
         g("w5_mbs") / g("seq_read_mbs")
+    );
+    println!(
+        "| W5 replay with an owned record each (`for_each_durable`) | {:.0} rec/s, {:.1} MB/s | lent (`visit_durable`) {:.1} MB/s | {:.3} | |",
+        g("w5_owned_rec_s"),
+        g("w5_owned_mbs"),
+        g("w5_mbs"),
+        g("w5_owned_mbs") / g("w5_mbs")
     );
     println!(
         "| W5p: W2's log in 10k-record pages (cold) | {:.0} rec/s | one full replay {:.0} rec/s | time {:.3} x | <= 1.2 x |",

@@ -47,11 +47,11 @@ pub mod sim;
 mod wal;
 mod writer;
 
-pub use commit::{SyncPolicy, WalHandle};
+pub use commit::{Durable, SyncPolicy, WalHandle};
 pub use error::{Result, WalError};
 pub use format::{MAX_PAYLOAD_SIZE, MAX_SEGMENT_TARGET_SIZE};
 pub use reader::{Page, WalCursor, WalReader};
-pub use record::{RecordHeader, RecordType, WalRecord};
+pub use record::{RecordHeader, RecordRef, RecordType, WalRecord};
 pub use recovery::TornTail;
 pub use segment::{SegmentMeta, parse_segment_name, segment_file_name};
 pub use wal::{

@@ -76,3 +76,22 @@ impl WalRecord {
         RecordType::from_u16(self.header.record_type)
     }
 }
+
+/// A record lent to a visitor ([`crate::WalReader::visit`],
+/// [`crate::SegmentedWal::visit_durable`]): the payload is borrowed from the
+/// segment mapping (or the decryption buffer) for the duration of the call,
+/// so a replay that only looks at records allocates nothing per record.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RecordRef<'a> {
+    /// Header fields.
+    pub header: RecordHeader,
+    /// Payload bytes (plaintext).
+    pub payload: &'a [u8],
+}
+
+impl RecordRef<'_> {
+    /// An owned copy.
+    pub fn to_record(&self) -> WalRecord {
+        WalRecord { header: self.header, payload: self.payload.to_vec() }
+    }
+}

@@ -172,6 +172,27 @@ fn replay_agrees_with_the_reader() {
     let via_reader = wal.reader().read_page(0, usize::MAX, usize::MAX).unwrap().records;
     assert_eq!(wal.replay().unwrap(), via_reader);
     assert_eq!(wal.replay_from_limit(100, 20).unwrap().0, via_reader[99..119].to_vec());
+    // The borrowing visitor sees the same records, and stops where told.
+    let mut visited = Vec::new();
+    let more = wal
+        .visit_durable(100, |r| {
+            visited.push(r.to_record());
+            visited.len() < 20
+        })
+        .unwrap();
+    assert!(more);
+    assert_eq!(visited, via_reader[99..119].to_vec());
+    // Unsynced records are not lent either.
+    wal.append(1, 0, 0, b"not yet durable").unwrap();
+    let mut n = 0;
+    assert!(
+        !wal.visit_durable(0, |_| {
+            n += 1;
+            true
+        })
+        .unwrap()
+    );
+    assert_eq!(n, 250);
 }
 
 #[test]

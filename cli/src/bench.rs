@@ -189,7 +189,7 @@ fn w5_row(dir: &Path, expected: u64) -> BenchResult<Row> {
         t(1);
         r
     })?;
-    let r = step("W5", expected, |t| workloads::w5(dir, None, t))?;
+    let r = step("W5", expected, |t| workloads::w5(dir, None, workloads::Replay::Borrowed, t))?;
     if r.records != expected {
         return Err(format!("W5 replayed {} records, W2 wrote {expected}", r.records).into());
     }
