@@ -11,9 +11,12 @@
 //! the disk before the data they follow is durable (DESIGN I5). A failed
 //! fdatasync fails every waiter and poisons the WAL (I3).
 
+use std::future::Future;
 use std::path::Path;
+use std::pin::Pin;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, Condvar, Mutex, MutexGuard, Weak};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard, Weak, mpsc};
+use std::task::{Context, Poll, Waker};
 use std::time::{Duration, Instant};
 
 use crate::error::{Result, WalError};
@@ -74,7 +77,13 @@ struct Inner {
     flushed: Condvar,
     /// Threads inside `append_durable`.
     committers: AtomicUsize,
+    /// Callbacks waiting for durability, for the notifier thread (started
+    /// by the first `on_durable`).
+    notifier: Mutex<Option<mpsc::Sender<Waiter>>>,
 }
+
+/// A callback waiting for an LSN to be durable.
+type Waiter = (u64, Box<dyn FnOnce(Result<u64>) + Send>);
 
 /// Longest a leader waits for committers about to append (an fdatasync
 /// takes ~100 µs here).
@@ -141,6 +150,7 @@ impl WalHandle {
                 state: Mutex::new(state),
                 flushed: Condvar::new(),
                 committers: AtomicUsize::new(0),
+                notifier: Mutex::new(None),
             }),
             policy: SyncPolicy::EveryCommit,
         }
@@ -216,6 +226,61 @@ impl WalHandle {
             st = self.wait(st);
         }
         st.wal.append(record_type, tenant_id, vshard_id, payload)
+    }
+
+    /// Calls `done` once every record up to `lsn` is durable, with
+    /// `Ok(lsn)`, or with the error that prevents it; returns at once.
+    ///
+    /// Callbacks run on the WAL's notifier thread, in the order they were
+    /// registered. That thread leads flushes itself (group commit: one
+    /// fdatasync serves every callback pending when it starts), so a callback
+    /// completes even when no other thread syncs. It holds the WAL only while
+    /// it syncs, and it is released before the callbacks run: once the last
+    /// callback has been called, dropping the last handle closes the WAL.
+    pub fn on_durable(&self, lsn: u64, done: impl FnOnce(Result<u64>) + Send + 'static) {
+        let mut tx = self.inner.notifier.lock().unwrap_or_else(|p| p.into_inner());
+        let sender = tx.get_or_insert_with(|| {
+            let (sender, rx) = mpsc::channel();
+            let weak = Arc::downgrade(&self.inner);
+            std::thread::Builder::new()
+                .name("directwal-notifier".into())
+                .spawn(move || notify(weak, rx))
+                .expect("spawn the notifier thread");
+            sender
+        });
+        if let Err(mpsc::SendError((_, done))) = sender.send((lsn, Box::new(done))) {
+            done(Err(WalError::Poisoned { first_failure: "the notifier thread is gone".into() }));
+        }
+    }
+
+    /// Appends a record and returns its LSN at once; `done` is called from
+    /// the notifier thread once it is durable (see [`WalHandle::on_durable`]).
+    pub fn append_then(
+        &self,
+        record_type: u16,
+        tenant_id: u32,
+        vshard_id: u16,
+        payload: &[u8],
+        done: impl FnOnce(Result<u64>) + Send + 'static,
+    ) -> Result<u64> {
+        let lsn = self.append(record_type, tenant_id, vshard_id, payload)?;
+        self.on_durable(lsn, done);
+        Ok(lsn)
+    }
+
+    /// A future that resolves once `lsn` is durable; any executor can poll
+    /// it (it needs no runtime: the notifier thread wakes it).
+    pub fn durable(&self, lsn: u64) -> Durable {
+        let slot = Arc::new(Mutex::new(Slot { result: None, waker: None }));
+        let filled = slot.clone();
+        self.on_durable(lsn, move |result| {
+            let mut s = filled.lock().unwrap_or_else(|p| p.into_inner());
+            s.result = Some(result);
+            if let Some(w) = s.waker.take() {
+                w.wake();
+            }
+        });
+        Durable { slot }
     }
 
     /// Makes every record appended so far durable (joining a flush in flight).
@@ -322,6 +387,60 @@ impl WalHandle {
     /// The WAL directory.
     pub fn wal_dir(&self) -> std::path::PathBuf {
         Path::to_path_buf(self.lock().wal.wal_dir())
+    }
+}
+
+/// Resolves to the LSN once it is durable (see [`WalHandle::durable`]).
+#[must_use = "a future does nothing unless polled"]
+pub struct Durable {
+    slot: Arc<Mutex<Slot>>,
+}
+
+struct Slot {
+    result: Option<Result<u64>>,
+    waker: Option<Waker>,
+}
+
+impl Future for Durable {
+    type Output = Result<u64>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Result<u64>> {
+        let mut s = self.slot.lock().unwrap_or_else(|p| p.into_inner());
+        match s.result.take() {
+            Some(r) => Poll::Ready(r),
+            None => {
+                s.waker = Some(cx.waker().clone());
+                Poll::Pending
+            }
+        }
+    }
+}
+
+/// The notifier thread: waits for durability of everything pending (one
+/// flush for the batch) and then calls the callbacks in order. It exits when
+/// the WAL is dropped (the sender lives in it).
+fn notify(inner: Weak<Inner>, rx: mpsc::Receiver<Waiter>) {
+    while let Ok(first) = rx.recv() {
+        let mut batch = vec![first];
+        batch.extend(rx.try_iter());
+        let upto = batch.iter().map(|(lsn, _)| *lsn).max().unwrap_or(0);
+        let outcome = match inner.upgrade() {
+            // The strong reference is dropped before any callback runs.
+            Some(inner) => {
+                let wal = WalHandle::from_inner(inner);
+                // An LSN never appended fails its own callback, not the batch.
+                let target = upto.min(wal.next_lsn() - 1);
+                wal.wait_durable(target).map(|()| wal.durable_lsn()).map_err(|e| e.to_string())
+            }
+            None => Err("the WAL was closed".to_owned()),
+        };
+        for (lsn, done) in batch {
+            done(match &outcome {
+                Ok(durable) if lsn <= *durable => Ok(lsn),
+                Ok(_) => Err(WalError::InvalidConfig(format!("LSN {lsn} was not appended"))),
+                Err(e) => Err(WalError::Poisoned { first_failure: e.clone() }),
+            });
+        }
     }
 }
 

@@ -184,3 +184,68 @@ fn sync_policies_per_handle() {
         std::thread::sleep(Duration::from_millis(5));
     }
 }
+
+/// Polls a future on this thread until it is ready (no runtime).
+fn block_on<F: std::future::Future>(f: F) -> F::Output {
+    struct Unpark(std::thread::Thread);
+    impl std::task::Wake for Unpark {
+        fn wake(self: std::sync::Arc<Self>) {
+            self.0.unpark();
+        }
+    }
+    let waker = std::sync::Arc::new(Unpark(std::thread::current())).into();
+    let mut cx = std::task::Context::from_waker(&waker);
+    let mut f = std::pin::pin!(f);
+    loop {
+        if let std::task::Poll::Ready(v) = f.as_mut().poll(&mut cx) {
+            return v;
+        }
+        std::thread::park();
+    }
+}
+
+#[test]
+fn callbacks_and_futures_complete_only_once_durable() {
+    let dir = tempfile::tempdir().unwrap();
+    let wal = WalHandle::open(cfg(dir.path())).unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    // Nobody syncs: the notifier thread must lead the flushes itself.
+    for i in 0..200u64 {
+        let (probe, tx) = (wal.clone(), tx.clone());
+        wal.append_then(1, 0, 0, &body(0, i, 40), move |r| {
+            let lsn = r.unwrap();
+            // Called only once the record is durable.
+            tx.send((lsn, probe.durable_lsn() >= lsn)).unwrap();
+        })
+        .unwrap();
+    }
+    drop(tx);
+    let got: Vec<(u64, bool)> = rx.iter().collect();
+    assert_eq!(got.iter().map(|g| g.0).collect::<Vec<_>>(), (1..=200).collect::<Vec<_>>(), "in order, each once");
+    assert!(got.iter().all(|g| g.1), "a callback ran before its record was durable");
+    let syncs = wal.stats().syncs;
+    assert!(syncs < 200, "one fdatasync serves many callbacks: {syncs} for 200");
+
+    let lsn = wal.append(1, 0, 0, b"future").unwrap();
+    assert_eq!(block_on(wal.durable(lsn)).unwrap(), lsn);
+    assert!(wal.durable_lsn() >= lsn);
+    // An LSN never appended fails its own future, not the WAL.
+    assert!(matches!(block_on(wal.durable(lsn + 100)), Err(WalError::InvalidConfig(_))));
+    // Dropping the last handle after the callbacks closes the WAL: it reopens at once.
+    drop(wal);
+    let recs = SegmentedWal::open(cfg(dir.path())).unwrap().replay().unwrap();
+    assert_eq!(recs.len(), 201);
+}
+
+#[test]
+fn a_failed_fdatasync_fails_the_callbacks_of_its_flush() {
+    let dir = tempfile::tempdir().unwrap();
+    let (storage, faults) = faulty();
+    let wal = WalHandle::open_with_storage(cfg(dir.path()), storage).unwrap();
+    wal.append_durable(1, 0, 0, b"before").unwrap();
+    faults.eio_sync.store(true, Ordering::SeqCst);
+    let futures: Vec<_> = (0..5).map(|i| wal.durable(wal.append(1, 0, 0, &body(1, i, 30)).unwrap())).collect();
+    for f in futures {
+        assert!(matches!(block_on(f), Err(WalError::Poisoned { .. })));
+    }
+}

@@ -31,7 +31,6 @@ pub mod kv;
 use std::collections::BTreeMap;
 use std::fmt::Debug;
 use std::ops::{Bound, RangeBounds};
-use std::sync::mpsc;
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use openraft::storage::{LogFlushed, LogState, RaftLogReader, RaftLogStorage};
@@ -85,20 +84,6 @@ impl<C: RaftTypeConfig> State<C> {
 pub struct LogStore<C: RaftTypeConfig> {
     wal: WalHandle,
     state: Arc<Mutex<State<C>>>,
-    /// Taken by `drop`, which then joins the flusher.
-    flushes: Option<mpsc::Sender<(u64, LogFlushed<C>)>>,
-    flusher: Option<std::thread::JoinHandle<()>>,
-}
-
-impl<C: RaftTypeConfig> Drop for LogStore<C> {
-    /// Completes the pending callbacks and stops the flusher, so the WAL
-    /// (and its directory lock) is released when the store is.
-    fn drop(&mut self) {
-        drop(self.flushes.take());
-        if let Some(t) = self.flusher.take() {
-            let _ = t.join();
-        }
-    }
 }
 
 /// A reader of the store's entries, for openraft's replication tasks.
@@ -184,14 +169,7 @@ where
                 break;
             }
         }
-        let state = Arc::new(Mutex::new(state));
-        let (flushes, rx) = mpsc::channel();
-        let (w, s) = (wal.clone(), state.clone());
-        let flusher = std::thread::Builder::new()
-            .name("directwal-raft-flush".into())
-            .spawn(move || flusher(w, s, rx))
-            .map_err(|e| WalError::io("spawn flusher thread", std::path::Path::new(""), e))?;
-        Ok(LogStore { wal, state, flushes: Some(flushes), flusher: Some(flusher) })
+        Ok(LogStore { wal, state: Arc::new(Mutex::new(state)) })
     }
 
     /// The WAL under the store.
@@ -202,37 +180,6 @@ where
     fn append_record(&self, record_type: u16, value: &impl Serialize) -> WalResult<u64> {
         let bytes = serde_json::to_vec(value).map_err(|e| WalError::InvalidConfig(format!("serialize: {e}")))?;
         self.wal.append(record_type, 0, 0, &bytes)
-    }
-}
-
-/// I14: one thread waits for durability and completes the callbacks in
-/// order; the group commit of `WalHandle` makes one fdatasync serve every
-/// append that arrived meanwhile.
-fn flusher<C: RaftTypeConfig>(wal: WalHandle, state: Arc<Mutex<State<C>>>, rx: mpsc::Receiver<(u64, LogFlushed<C>)>) {
-    while let Ok(first) = rx.recv() {
-        let mut batch = vec![first];
-        batch.extend(rx.try_iter());
-        let upto = batch.iter().map(|(lsn, _)| *lsn).max().unwrap_or(0);
-        match wal.wait_durable(upto) {
-            Ok(()) => {
-                let mut st = lock(&state);
-                let durable: Vec<u64> = st
-                    .unflushed
-                    .keys()
-                    .copied()
-                    .filter(|i| st.index.get(i).is_none_or(|(lsn, _)| *lsn <= upto))
-                    .collect();
-                for i in durable {
-                    st.unflushed.remove(&i);
-                }
-                drop(st);
-                batch.into_iter().for_each(|(_, cb)| cb.log_io_completed(Ok(())));
-            }
-            Err(e) => {
-                let msg = e.to_string();
-                batch.into_iter().for_each(|(_, cb)| cb.log_io_completed(Err(std::io::Error::other(msg.clone()))));
-            }
-        }
     }
 }
 
@@ -401,8 +348,25 @@ where
             // With no entries this still waits for everything appended before.
             self.wal.next_lsn() - 1
         };
-        let gone = || io_err(WalError::Poisoned { first_failure: "the flusher thread is gone".into() });
-        self.flushes.as_ref().ok_or_else(gone)?.send((last, callback)).map_err(|_| gone())
+        // I14: the WAL's notifier thread calls back once `last` is durable;
+        // its group commit makes one fdatasync serve every append pending.
+        let state = self.state.clone();
+        self.wal.on_durable(last, move |result| match result {
+            Ok(durable) => {
+                // Entries up to `durable` are read from the WAL from now on.
+                let mut st = lock(&state);
+                while let Some((&i, _)) = st.unflushed.first_key_value() {
+                    if st.index.get(&i).is_some_and(|(lsn, _)| *lsn > durable) {
+                        break;
+                    }
+                    st.unflushed.remove(&i);
+                }
+                drop(st);
+                callback.log_io_completed(Ok(()));
+            }
+            Err(e) => callback.log_io_completed(Err(std::io::Error::other(e.to_string()))),
+        });
+        Ok(())
     }
 
     async fn truncate(&mut self, log_id: LogId<NodeIdOf<C>>) -> Result<(), StorageError<NodeIdOf<C>>> {
