@@ -75,6 +75,18 @@ impl FileImage {
     pub fn from_bytes(bytes: Arc<[u8]>) -> Self {
         FileImage(ImageInner::Owned(bytes))
     }
+
+    /// Asks the kernel to start reading `len` bytes at `offset` into the
+    /// page cache now (MADV_WILLNEED), so a sequential scan finds them there
+    /// instead of waiting on a page fault. A hint: errors are ignored.
+    pub fn will_need(&self, offset: usize, len: usize) {
+        if let ImageInner::Mapped(m) = &self.0 {
+            let end = offset.saturating_add(len).min(m.len());
+            if offset < end {
+                let _ = m.advise_range(memmap2::Advice::WillNeed, offset, end - offset);
+            }
+        }
+    }
 }
 
 impl Deref for FileImage {

@@ -23,6 +23,8 @@ use crate::record::{RecordHeader, RecordRef, WalRecord};
 
 /// One sparse index entry every this many records.
 pub(crate) const INDEX_EVERY: u64 = 64;
+/// How far ahead of a scan of a sealed segment its pages are requested.
+const READ_AHEAD: u64 = 8 << 20;
 /// Bytes of the active segment read at a time.
 const ACTIVE_WINDOW: usize = 1 << 20;
 
@@ -34,6 +36,8 @@ pub(crate) struct SealedSeg {
     pub seal: Seal,
     image: OnceLock<Arc<FileImage>>,
     index: Mutex<SparseIndex>,
+    /// Offset up to which read-ahead has been requested (MADV_WILLNEED).
+    asked_to: AtomicU64,
 }
 
 /// Every `INDEX_EVERY`-th record's (LSN, offset) below `frontier`; grown by
@@ -52,7 +56,15 @@ impl SealedSeg {
             Some(entries) => SparseIndex { entries, frontier: (seal.last_lsn + 1, seal.data_end) },
             None => SparseIndex { entries: Vec::new(), frontier: start },
         };
-        SealedSeg { name, path, header, seal, image: OnceLock::new(), index: Mutex::new(index) }
+        SealedSeg {
+            name,
+            path,
+            header,
+            seal,
+            image: OnceLock::new(),
+            index: Mutex::new(index),
+            asked_to: AtomicU64::new(0),
+        }
     }
 }
 
@@ -436,6 +448,15 @@ impl WalReader {
         let mut go_on = true;
         // I10: never past the seal's data end.
         while at_lsn <= s.seal.last_lsn {
+            // Read ahead: keep up to READ_AHEAD bytes past the record being
+            // decoded requested from the disk, so it works while records are
+            // checked. Shared per segment, so small pages do not ask again.
+            let asked = s.asked_to.load(Ordering::Relaxed);
+            if off + READ_AHEAD / 2 >= asked && asked < s.seal.data_end {
+                let from = asked.max(off);
+                img.will_need(from as usize, READ_AHEAD as usize);
+                s.asked_to.fetch_max(from + READ_AHEAD, Ordering::Relaxed);
+            }
             if extend_from.is_some() && (at_lsn - first).is_multiple_of(INDEX_EVERY) {
                 new_entries.push((at_lsn, off));
             }
