@@ -86,11 +86,55 @@ pub(crate) struct ActiveView {
     readers: Arc<AtomicUsize>,
 }
 
-/// A copy of the file bytes `[start, start + bytes.len())`.
+/// The file bytes `[start, start + bytes.len())` as one write put them.
+struct Chunk {
+    start: u64,
+    bytes: Arc<[u8]>,
+}
+
+/// The writer's recent writes, oldest first. A write supersedes every byte
+/// at or after its offset, so chunk i is valid up to where chunk i + 1
+/// starts (the rewritten tail block).
 #[derive(Default)]
 struct Tail {
-    start: u64,
-    bytes: Vec<u8>,
+    chunks: std::collections::VecDeque<Chunk>,
+    bytes: usize,
+}
+
+impl Tail {
+    fn clear(&mut self) {
+        self.chunks.clear();
+        self.bytes = 0;
+    }
+
+    /// Where chunk `i`'s valid bytes end.
+    fn valid_end(&self, i: usize) -> u64 {
+        let c = &self.chunks[i];
+        let end = c.start + c.bytes.len() as u64;
+        self.chunks.get(i + 1).map_or(end, |n| n.start.min(end))
+    }
+}
+
+/// Bytes of the active segment a reader decodes from: a mirrored write,
+/// shared without copying, or bytes copied or read from the file.
+enum Window {
+    Shared { base: u64, bytes: Arc<[u8]>, len: usize },
+    Owned { base: u64, bytes: Vec<u8> },
+}
+
+impl Window {
+    fn base(&self) -> u64 {
+        match self {
+            Window::Shared { base, .. } | Window::Owned { base, .. } => *base,
+        }
+    }
+
+    fn bytes(&self) -> &[u8] {
+        match self {
+            Window::Shared { bytes, len, .. } => &bytes[..*len],
+            Window::Owned { bytes, .. } => bytes,
+        }
+    }
 }
 
 /// Bytes of recent writes kept in memory for followers.
@@ -116,34 +160,74 @@ impl ActiveView {
     /// Without readers nothing is copied, and the mirror is emptied: after
     /// writes it did not see, older mirrored bytes may be stale.
     pub fn mirror(&self, offset: u64, bytes: &[u8]) {
-        let mut t = lock(&self.tail);
         if self.readers.load(Ordering::Relaxed) == 0 {
-            if !t.bytes.is_empty() {
-                t.bytes = Vec::new();
+            let mut t = lock(&self.tail);
+            if t.bytes > 0 {
+                t.clear();
             }
             return;
         }
-        let t_end = t.start + t.bytes.len() as u64;
-        if offset < t.start || offset > t_end {
-            t.start = offset;
-            t.bytes.clear();
+        // One copy, made before taking the lock readers also take.
+        let chunk = Chunk { start: offset, bytes: Arc::from(bytes) };
+        let mut t = lock(&self.tail);
+        // Everything at or after `offset` is superseded by this write.
+        while t.chunks.back().is_some_and(|c| c.start >= offset) {
+            let c = t.chunks.pop_back().expect("a chunk");
+            t.bytes -= c.bytes.len();
         }
-        let keep = (offset - t.start) as usize;
-        t.bytes.truncate(keep);
-        t.bytes.extend_from_slice(bytes);
-        if t.bytes.len() > 2 * TAIL_CACHE_BYTES {
-            let drop = t.bytes.len() - TAIL_CACHE_BYTES;
-            t.bytes.drain(..drop);
-            t.start += drop as u64;
+        // A gap would make the mirror non-contiguous: start over.
+        if t.chunks.back().is_some_and(|c| c.start + (c.bytes.len() as u64) < offset) {
+            t.clear();
+        }
+        t.bytes += chunk.bytes.len();
+        t.chunks.push_back(chunk);
+        while t.bytes > TAIL_CACHE_BYTES && t.chunks.len() > 1 {
+            let c = t.chunks.pop_front().expect("a chunk");
+            t.bytes -= c.bytes.len();
         }
     }
 
-    /// Copies `[offset, end)` from the mirrored tail, if it holds all of it.
-    fn copy_tail(&self, offset: u64, end: u64) -> Option<Vec<u8>> {
-        let t = lock(&self.tail);
-        let t_end = t.start + t.bytes.len() as u64;
-        (offset >= t.start && end <= t_end && offset <= end)
-            .then(|| t.bytes[(offset - t.start) as usize..(end - t.start) as usize].to_vec())
+    /// A window of mirrored bytes from `offset` that holds `[offset,
+    /// need_end)`: the mirrored write itself when one holds it (no copy),
+    /// else a copy of up to `ACTIVE_WINDOW` bytes (at most `end`) across
+    /// writes. `None` when the mirror does not hold the bytes.
+    fn tail_window(&self, offset: u64, need_end: u64, end: u64) -> Option<Window> {
+        let pieces: Vec<(u64, Arc<[u8]>, u64)> = {
+            let t = lock(&self.tail);
+            let i = t.chunks.partition_point(|c| c.start <= offset).checked_sub(1)?;
+            let valid = t.valid_end(i).min(end);
+            if offset >= valid {
+                return None;
+            }
+            if need_end <= valid {
+                let c = &t.chunks[i];
+                return Some(Window::Shared { base: c.start, bytes: c.bytes.clone(), len: (valid - c.start) as usize });
+            }
+            // The record straddles writes: take the pieces, copy outside the lock.
+            let want = (offset + (ACTIVE_WINDOW as u64).max(need_end - offset)).min(end);
+            let mut pieces = Vec::new();
+            let mut j = i;
+            let mut pos = offset;
+            while pos < want && j < t.chunks.len() && t.chunks[j].start <= pos {
+                let to = t.valid_end(j).min(want);
+                if to > pos {
+                    pieces.push((t.chunks[j].start, t.chunks[j].bytes.clone(), to));
+                    pos = to;
+                }
+                j += 1;
+            }
+            if pos < need_end.min(end) {
+                return None;
+            }
+            pieces
+        };
+        let mut out = Vec::new();
+        let mut pos = offset;
+        for (start, bytes, to) in pieces {
+            out.extend_from_slice(&bytes[(pos - start) as usize..(to - start) as usize]);
+            pos = to;
+        }
+        Some(Window::Owned { base: offset, bytes: out })
     }
 
     /// The index entry at or before `lsn`.
@@ -508,7 +592,7 @@ impl WalReader {
         let (mut at_lsn, mut off) = a.seek(*lsn);
         let cipher = self.cipher(view, &a.name, &a.header, *lsn)?;
         let seed = a.header.crc_seed();
-        let mut window: (u64, Vec<u8>) = (off, Vec::new());
+        let mut window = Window::Owned { base: off, bytes: Vec::new() };
         // I10: never past the published durable end (R2).
         while at_lsn <= last {
             if at_lsn >= *lsn && !room() {
@@ -517,28 +601,32 @@ impl WalReader {
             }
             // Make the window hold the whole record at `off` (or all that is durable).
             loop {
-                let w_end = window.0 + window.1.len() as u64;
-                let need_end = if off >= window.0 && off + format::RECORD_HEADER_LEN as u64 <= w_end {
-                    let h = format::read_header(&window.1[(off - window.0) as usize..]);
+                let (base, bytes) = (window.base(), window.bytes());
+                let w_end = base + bytes.len() as u64;
+                let need_end = if off >= base && off + format::RECORD_HEADER_LEN as u64 <= w_end {
+                    let h = format::read_header(&bytes[(off - base) as usize..]);
                     off + format::record_size((h.len as usize).min(format::MAX_STORED_LEN)) as u64
                 } else {
                     off + format::RECORD_HEADER_LEN as u64
                 };
-                if (off >= window.0 && need_end <= w_end) || (window.0 == off && w_end >= end) {
+                if off >= base && (need_end <= w_end || w_end >= end) {
                     break;
                 }
-                let len = (ACTIVE_WINDOW as u64).max(need_end - off).min(end.saturating_sub(off));
-                let bytes = match a.copy_tail(off, off + len) {
-                    Some(bytes) => bytes,
-                    None => self
-                        .shared
-                        .storage
-                        .read_range(&a.path, off, len as usize, view.direct)
-                        .map_err(|e| WalError::io("read", &a.path, e))?,
+                window = match a.tail_window(off, need_end, end) {
+                    Some(w) => w,
+                    None => {
+                        let len = (ACTIVE_WINDOW as u64).max(need_end - off).min(end.saturating_sub(off));
+                        let bytes = self
+                            .shared
+                            .storage
+                            .read_range(&a.path, off, len as usize, view.direct)
+                            .map_err(|e| WalError::io("read", &a.path, e))?;
+                        Window::Owned { base: off, bytes }
+                    }
                 };
-                window = (off, bytes);
             }
-            let rec = decode(&a.name, &window.1, window.0, off, end, seed, at_lsn, cipher.as_ref(), at_lsn >= *lsn)?;
+            let (base, bytes) = (window.base(), window.bytes());
+            let rec = decode(&a.name, bytes, base, off, end, seed, at_lsn, cipher.as_ref(), at_lsn >= *lsn)?;
             off += rec.1;
             if let Some((header, payload)) = rec.0 {
                 if !f(RecordRef { header, payload: &payload }) {
