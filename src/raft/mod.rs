@@ -75,8 +75,8 @@ impl<C: RaftTypeConfig> State<C> {
     }
 
     fn drop_through(&mut self, index: u64) {
-        self.index = self.index.split_off(&(index + 1));
-        self.unflushed = self.unflushed.split_off(&(index + 1));
+        self.index = self.index.split_off(&index.saturating_add(1));
+        self.unflushed = self.unflushed.split_off(&index.saturating_add(1));
     }
 }
 
