@@ -114,6 +114,9 @@ struct State {
     /// The shortest `max_delay` of any Batched handle: the background
     /// flusher (started with the first one) syncs at least this often.
     flush_period: Option<Duration>,
+    /// Committers inside `append_durable` when the last flush started: the
+    /// next leader expects as many (they may be between two commits now).
+    last_committers: u64,
 }
 
 /// Wakes every committer waiting for a flush when dropped.
@@ -144,7 +147,7 @@ impl WalHandle {
 
     /// Wraps an open WAL.
     pub fn from_wal(wal: SegmentedWal) -> Self {
-        let state = State { wal, flushing: false, pending_bytes: 0, flush_period: None };
+        let state = State { wal, flushing: false, pending_bytes: 0, flush_period: None, last_committers: 0 };
         WalHandle {
             inner: Arc::new(Inner {
                 state: Mutex::new(state),
@@ -306,9 +309,8 @@ impl WalHandle {
             // moment to join this flush; nothing is written meanwhile (I12).
             let deadline = Instant::now() + GATHER;
             let mut waited = false;
-            while st.wal.next_lsn() - 1 - st.wal.durable_lsn() < self.inner.committers.load(Ordering::Relaxed) as u64
-                && Instant::now() < deadline
-            {
+            let expected = |st: &State| (self.inner.committers.load(Ordering::Relaxed) as u64).max(st.last_committers);
+            while st.wal.next_lsn() - 1 - st.wal.durable_lsn() < expected(&st) && Instant::now() < deadline {
                 drop(st);
                 std::thread::yield_now();
                 st = self.lock();
@@ -327,6 +329,7 @@ impl WalHandle {
             };
             st.flushing = true;
             st.pending_bytes = 0;
+            st.last_committers = self.inner.committers.load(Ordering::Relaxed) as u64;
             drop(st);
             // C2: the lock is not held across fdatasync.
             let synced = flush.file.sync_data();
