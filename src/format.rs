@@ -306,8 +306,10 @@ pub fn encode_record_with(
     let (body, pad) = rest.split_at_mut(stored_len);
     fill(body);
     pad.fill(0);
-    let crc = crc32c::crc32c_append(crc32c::crc32c_append(seed, &h[R_LEN..]), body);
-    h[R_CRC..R_CRC + 4].copy_from_slice(&crc.to_le_bytes());
+    // The CRC covers header bytes from R_LEN on and the payload, which are
+    // contiguous: one pass.
+    let crc = crc32c::crc32c_append(seed, &out[R_LEN..RECORD_HEADER_LEN + stored_len]);
+    out[R_CRC..R_CRC + 4].copy_from_slice(&crc.to_le_bytes());
 }
 
 /// A record header read from disk, not yet validated against its payload.
@@ -425,7 +427,8 @@ pub fn check_record_in(
         return Err(RecordFault::Truncated);
     }
     let payload = o + RECORD_HEADER_LEN..o + RECORD_HEADER_LEN + h.len as usize;
-    let crc = crc32c::crc32c_append(crc32c::crc32c_append(seed, &hb[R_LEN..]), &seg[payload.clone()]);
+    // Header from R_LEN on and payload are contiguous: one CRC pass.
+    let crc = crc32c::crc32c_append(seed, &seg[o + R_LEN..payload.end]);
     if crc != h.crc {
         return Err(RecordFault::BadCrc);
     }
