@@ -171,6 +171,8 @@ pub struct SegmentedWal {
     next_lsn: u64,
     buf: AlignedBuf,
     scratch: Vec<u8>,
+    /// Epoch size the last sealed segment saw, for preparing the next (F5).
+    epoch_hint: u64,
     poisoned: Option<String>,
     /// Keys for encrypting new segments and decrypting old ones.
     /// Shared with the readers' view: one copy of the key material (E7).
@@ -249,6 +251,7 @@ impl SegmentedWal {
             active: None,
             next_lsn: 1,
             scratch: Vec::new(),
+            epoch_hint: 0,
             poisoned: None,
             ring: None,
             required_key: None,
@@ -502,6 +505,7 @@ impl SegmentedWal {
                 direct: self.cfg.use_direct_io,
                 prepare_bytes: prepare_chunk,
                 prepare_chunk,
+                epoch_hint: self.epoch_hint,
             },
             &mut self.buf,
         )?;
@@ -662,6 +666,7 @@ impl SegmentedWal {
                 return Ok(());
             }
             let (started, durable_before) = (Instant::now(), active.durable_records);
+            self.epoch_hint = active.epoch_hint();
             let seal = match active.seal(&mut self.buf) {
                 Ok(seal) => seal,
                 Err(e) => return Err(self.poison(e)),

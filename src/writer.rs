@@ -78,6 +78,9 @@ pub struct NewSegment<'a> {
     pub direct: bool,
     pub prepare_bytes: u64,
     pub prepare_chunk: u64,
+    /// Size of the sync epochs the previous segment saw (0 at open): large
+    /// ones are continued with reserved rather than zero-filled space.
+    pub epoch_hint: u64,
 }
 
 /// Opens a file, with O_DIRECT when asked and the file system allows it.
@@ -131,7 +134,7 @@ impl ActiveSegment {
                 records: 0,
                 last_lsn: n.header.first_lsn - 1,
                 prepared_end: 0,
-                last_epoch_bytes: 0,
+                last_epoch_bytes: n.epoch_hint,
                 cipher,
                 view: Arc::new(ActiveView::new(name.clone(), path.clone(), n.header.clone(), n.readers.clone())),
                 prepare_chunk: n.prepare_chunk,
@@ -142,7 +145,17 @@ impl ActiveSegment {
             seg.write(&buf[..2 * block], 0)?;
             buf[..block].fill(0);
             seg.prepared_end = start;
-            seg.zero_fill(start + n.prepare_bytes, buf)?;
+            if n.epoch_hint >= LARGE_EPOCH_BYTES {
+                // F5: bulk writers get reserved space, as `ensure_space` would
+                // give them; zero-filling would write the chunk twice.
+                match seg.file.allocate(start, n.prepare_bytes) {
+                    Ok(()) => seg.prepared_end = start + n.prepare_bytes,
+                    Err(e) if e.kind() == std::io::ErrorKind::Unsupported => {}
+                    Err(e) => return Err(WalError::io("fallocate", &tmp, e)),
+                }
+            } else {
+                seg.zero_fill(start + n.prepare_bytes, buf)?;
+            }
             seg.file.sync_data().map_err(|e| WalError::io("fdatasync", &tmp, e))?;
             Ok(seg)
         })();
@@ -170,6 +183,12 @@ impl ActiveSegment {
     /// Bytes of the file in use (headers + records).
     pub fn used_bytes(&self) -> u64 {
         self.data_end
+    }
+
+    /// The size of this segment's sync epochs, for the next segment: the
+    /// last completed one, or the one in progress if larger.
+    pub fn epoch_hint(&self) -> u64 {
+        self.last_epoch_bytes.max(self.data_end - self.durable_end)
     }
 
     /// Bytes of data since the start of the data region.

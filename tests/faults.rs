@@ -216,3 +216,41 @@ fn out_of_space_during_a_large_write_is_refused_before_any_data_is_written() {
     assert_eq!(recs.len() as u64, refused_at);
     assert!(recs.iter().all(|r| r.payload == big(r.header.lsn)));
 }
+
+#[test]
+fn a_bulk_writer_s_next_segment_is_reserved_not_zero_filled() {
+    // F5: after large sync epochs the next segment gets fallocated space at
+    // creation, as `ensure_space` would give it; zero-filling it would write
+    // the prepared chunk twice.
+    let dir = tempfile::tempdir().unwrap();
+    let (storage, faults) = faulty();
+    let mut c = cfg(dir.path());
+    c.segment_target_size = 4 << 20;
+    c.writer_config.prepare_chunk_size = 4 << 20;
+    let mut wal = SegmentedWal::open_with_storage(c.clone(), storage.clone()).unwrap();
+    let big = |lsn: u64| payload(lsn, 64 * 1024);
+    let mut rolls = 0;
+    while rolls < 3 {
+        let segments = wal.list_segments().unwrap().len();
+        let before = faults.written.load(Ordering::SeqCst);
+        let lsn = wal.next_lsn();
+        wal.append(1, 0, 0, &big(lsn)).unwrap();
+        if wal.list_segments().unwrap().len() > segments {
+            rolls += 1;
+            // This append wrote the old segment's unsynced data (under 2.1
+            // MiB), its seal block and the next segment's header blocks; a
+            // zero-filled chunk would add 4 MiB.
+            let written = faults.written.load(Ordering::SeqCst) - before;
+            assert!(written < 3 << 20, "roll {rolls} wrote {written} bytes");
+        }
+        if lsn.is_multiple_of(32) {
+            wal.sync().unwrap(); // 2 MiB epochs
+        }
+    }
+    wal.sync().unwrap();
+    let last = wal.next_lsn() - 1;
+    drop(wal);
+    let recs = SegmentedWal::open_with_storage(c, storage).unwrap().replay().unwrap();
+    assert_eq!(recs.len() as u64, last);
+    assert!(recs.iter().all(|r| r.payload == big(r.header.lsn)));
+}

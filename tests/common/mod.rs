@@ -20,6 +20,8 @@ pub struct Faults {
     pub eio_write_after: AtomicI64,
     /// Every fdatasync answers EIO.
     pub eio_sync: AtomicBool,
+    /// Bytes written so far (successful writes).
+    pub written: std::sync::atomic::AtomicU64,
 }
 
 impl Faults {
@@ -59,7 +61,9 @@ impl StorageFile for FaultyFile {
         if left > 0 {
             self.faults.eio_write_after.store(left - 1, Ordering::SeqCst);
         }
-        self.inner.write_all_at(buf, offset)
+        self.inner.write_all_at(buf, offset)?;
+        self.faults.written.fetch_add(buf.len() as u64, Ordering::SeqCst);
+        Ok(())
     }
     fn sync_data(&self) -> io::Result<()> {
         if self.faults.eio_sync.load(Ordering::SeqCst) {
