@@ -288,6 +288,11 @@ impl AlignedBuf {
         self.layout.size()
     }
 
+    /// The alignment it was allocated with.
+    pub fn align(&self) -> usize {
+        self.layout.align()
+    }
+
     /// Never true: a buffer holds at least one block.
     pub fn is_empty(&self) -> bool {
         false

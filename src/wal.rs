@@ -573,8 +573,11 @@ impl SegmentedWal {
         let active = self.active.as_mut().expect("active segment");
         let size = active.record_size(payload.len()) as u64;
         // I8: space is reserved before the LSN is taken; a failure (ENOSPC)
-        // leaves the WAL as it was.
-        active.ensure_space(size)?;
+        // leaves the WAL as it was, unless it reports a failed background
+        // data write (I16), which poisons like any failed data write (I3).
+        if let Err(e) = active.ensure_space(size) {
+            return Err(if active.write_failed() { self.poison(e) } else { e });
+        }
         let lsn = self.next_lsn;
         let fields =
             RecordFields { lsn, epoch_start: active.epoch_start(), tenant_id, record_type, vshard_id, flags: 0 };
@@ -790,6 +793,7 @@ impl SegmentedWal {
     /// fsyncing the directory after each deletion (D8). The active segment is
     /// never deleted.
     pub fn truncate_before(&self, lsn: u64) -> Result<TruncateResult> {
+        self.settle_writes();
         let mut result = TruncateResult::default();
         loop {
             let Some(oldest) = self.shared.snapshot().sealed.first().cloned() else { break };
@@ -852,11 +856,22 @@ impl SegmentedWal {
     /// false, without copying payloads (see [`WalReader::visit`]). Returns
     /// whether more durable records follow the last one taken.
     pub fn visit_durable(&self, from_lsn: u64, f: impl FnMut(RecordRef<'_>) -> bool) -> Result<bool> {
+        self.settle_writes();
         self.reader().visit(from_lsn, f)
+    }
+
+    /// I16: storage operations issued from here come after the background
+    /// write in flight, as they would after a synchronous one. A failure it
+    /// reports stays recorded and poisons the next append or sync.
+    fn settle_writes(&self) {
+        if let Some(active) = &self.active {
+            let _ = active.settle();
+        }
     }
 
     /// Every segment, oldest first (the active one last, `sealed == false`).
     pub fn list_segments(&self) -> Result<Vec<SegmentMeta>> {
+        self.settle_writes();
         let mut out = Vec::new();
         for s in self.shared.snapshot().sealed.iter() {
             out.push(SegmentMeta {

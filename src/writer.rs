@@ -7,6 +7,7 @@
 //! bytes, by the next sync (F4, DESIGN I4). Nothing is padded per sync.
 
 use std::path::{Path, PathBuf};
+use std::sync::{Mutex, mpsc};
 use std::time::Instant;
 
 use crate::crypto::{SegmentCipher, TAG_LEN};
@@ -21,6 +22,89 @@ use std::sync::Arc;
 /// extent costs at fdatasync is small next to that much data, while
 /// zero-filling would write it twice (docs/DESIGN.md, "Preparing space").
 const LARGE_EPOCH_BYTES: u64 = 1 << 20;
+
+/// A full buffer handed to the write helper.
+struct Job {
+    file: Arc<dyn StorageFile>,
+    buf: AlignedBuf,
+    offset: u64,
+}
+
+/// Writes full buffers on a helper thread while the writer encodes the next
+/// one, so encoding and I/O overlap (DESIGN I16). At most one write is in
+/// flight. Every other storage operation of the WAL waits for it first, so
+/// the device sees the same operations in the same order as with a
+/// synchronous write (the crash and fault sweeps number them identically).
+/// A failed write is sticky: every later wait reports it, so no sync can
+/// succeed after it. Dropping the pipe waits for the write in flight, so
+/// nothing is written after the WAL (and its directory lock) is gone.
+#[derive(Default)]
+struct WritePipe {
+    jobs: Option<mpsc::Sender<Job>>,
+    done: Option<mpsc::Receiver<(AlignedBuf, std::io::Result<()>)>>,
+    thread: Option<std::thread::JoinHandle<()>>,
+    in_flight: bool,
+    /// The first failure, reported by every later `settle`.
+    failed: Option<(std::io::ErrorKind, String)>,
+    /// The buffer of the last completed write, reused for the next swap.
+    spare: Option<AlignedBuf>,
+}
+
+impl WritePipe {
+    fn submit(&mut self, job: Job) -> std::io::Result<()> {
+        debug_assert!(!self.in_flight);
+        if self.jobs.is_none() {
+            let (jobs, rx) = mpsc::channel::<Job>();
+            let (tx, done) = mpsc::channel();
+            let thread = std::thread::Builder::new().name("directwal-write".into()).spawn(move || {
+                for job in rx {
+                    let r = job.file.write_all_at(&job.buf, job.offset);
+                    if tx.send((job.buf, r)).is_err() {
+                        return;
+                    }
+                }
+            })?;
+            (self.jobs, self.done, self.thread) = (Some(jobs), Some(done), Some(thread));
+        }
+        let jobs = self.jobs.as_ref().expect("started");
+        jobs.send(job).map_err(|_| std::io::Error::other("the write helper is gone"))?;
+        self.in_flight = true;
+        Ok(())
+    }
+
+    /// Waits for the write in flight, if any; reports the first failure of
+    /// any write so far.
+    fn settle(&mut self) -> std::io::Result<()> {
+        if self.in_flight {
+            self.in_flight = false;
+            match self.done.as_ref().expect("started").recv() {
+                Ok((buf, r)) => {
+                    self.spare = Some(buf);
+                    if let Err(e) = r {
+                        self.failed.get_or_insert((e.kind(), e.to_string()));
+                    }
+                }
+                Err(_) => {
+                    self.failed.get_or_insert((std::io::ErrorKind::Other, "the write helper is gone".into()));
+                }
+            }
+        }
+        match &self.failed {
+            Some((kind, msg)) => Err(std::io::Error::new(*kind, msg.clone())),
+            None => Ok(()),
+        }
+    }
+}
+
+impl Drop for WritePipe {
+    fn drop(&mut self) {
+        let _ = self.settle();
+        self.jobs = None;
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
 
 /// The segment currently written.
 pub struct ActiveSegment {
@@ -56,6 +140,8 @@ pub struct ActiveSegment {
     /// What readers see of this segment: the watermark and sparse index.
     pub view: Arc<ActiveView>,
     prepare_chunk: u64,
+    /// Writes full buffers in the background (I16).
+    pipe: Mutex<WritePipe>,
 }
 
 /// What a flush wrote: it becomes durable when the fdatasync after it returns.
@@ -138,6 +224,7 @@ impl ActiveSegment {
                 cipher,
                 view: Arc::new(ActiveView::new(name.clone(), path.clone(), n.header.clone(), n.readers.clone())),
                 prepare_chunk: n.prepare_chunk,
+                pipe: Mutex::new(WritePipe::default()),
             };
             // Header block + zero seal block.
             buf[..2 * block].fill(0);
@@ -196,7 +283,24 @@ impl ActiveSegment {
         self.data_end - format::data_start(self.block)
     }
 
+    fn pipe(&self) -> std::sync::MutexGuard<'_, WritePipe> {
+        self.pipe.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// I16: waits for the background write in flight; an error is that of
+    /// a failed data write (now or earlier), after which the WAL must be
+    /// poisoned.
+    pub fn settle(&self) -> Result<()> {
+        self.pipe().settle().map_err(|e| WalError::io("write", &self.path, e))
+    }
+
+    /// Whether a background data write has failed (the WAL must poison).
+    pub fn write_failed(&self) -> bool {
+        self.pipe().failed.is_some()
+    }
+
     fn write(&self, bytes: &[u8], offset: u64) -> Result<()> {
+        self.settle()?;
         self.file.write_all_at(bytes, offset).map_err(|e| WalError::io("write", &self.path, e))
     }
 
@@ -235,6 +339,7 @@ impl ActiveSegment {
             // Reserve the space instead (fallocate), which also keeps the data
             // writes from meeting ENOSPC; grow with the data where unsupported.
             let end = need.max(self.prepared_end + self.prepare_chunk).next_multiple_of(self.block as u64);
+            self.settle()?;
             match self.file.allocate(self.prepared_end, end - self.prepared_end) {
                 Ok(()) => {}
                 Err(e) if e.kind() == std::io::ErrorKind::Unsupported => {}
@@ -331,10 +436,18 @@ impl ActiveSegment {
         self.file.clone()
     }
 
-    /// Writes a completely filled buffer (no fdatasync).
+    /// Hands a completely filled buffer to the write helper (no fdatasync)
+    /// and continues in its spare, so the write overlaps the encoding of the
+    /// next buffer (I16).
     fn write_full_buffer(&mut self, buf: &mut AlignedBuf) -> Result<()> {
-        self.write(&buf[..], self.buf_file_off)?;
-        self.view.mirror(self.buf_file_off, &buf[..]);
+        let mut pipe = self.pipe.lock().unwrap_or_else(|p| p.into_inner());
+        pipe.settle().map_err(|e| WalError::io("write", &self.path, e))?;
+        let spare = pipe.spare.take().unwrap_or_else(|| AlignedBuf::new(buf.len(), buf.align()));
+        let full = std::mem::replace(buf, spare);
+        self.view.mirror(self.buf_file_off, &full[..]);
+        let job = Job { file: self.file.clone(), buf: full, offset: self.buf_file_off };
+        pipe.submit(job).map_err(|e| WalError::io("write", &self.path, e))?;
+        drop(pipe);
         self.buf_file_off += buf.len() as u64;
         self.buf_len = 0;
         Ok(())
@@ -346,6 +459,8 @@ impl ActiveSegment {
     /// so far; it is durable once an fdatasync after this returns. On error
     /// the caller must poison the writer (I3).
     pub fn write_out(&mut self, buf: &mut AlignedBuf) -> Result<FlushTarget> {
+        // I16: this epoch's background write completes (and succeeded) first.
+        self.settle()?;
         if self.data_end == self.flushed.end {
             return Ok(self.flushed);
         }

@@ -254,3 +254,55 @@ fn a_bulk_writer_s_next_segment_is_reserved_not_zero_filled() {
     assert_eq!(recs.len() as u64, last);
     assert!(recs.iter().all(|r| r.payload == big(r.header.lsn)));
 }
+
+#[test]
+fn a_failed_background_write_is_never_acknowledged() {
+    // I16: full buffers are written by a helper thread; a failure there
+    // surfaces at the next storage operation, possibly inside the space
+    // preparation of a later append, which does not poison by itself (I8).
+    // It must stay recorded, so no later sync succeeds over the lost bytes.
+    for k in 0..16 {
+        let dir = tempfile::tempdir().unwrap();
+        let (storage, faults) = faulty();
+        let mut c = cfg(dir.path());
+        c.writer_config.write_buffer_size = 16 * 1024;
+        c.writer_config.prepare_chunk_size = 24 * 1024;
+        let mut wal = SegmentedWal::open_with_storage(c.clone(), storage.clone()).unwrap();
+        for _ in 0..20 {
+            let lsn = wal.next_lsn();
+            wal.append(1, 0, 0, &payload(lsn, 100)).unwrap();
+        }
+        wal.sync().unwrap();
+        let mut acked = wal.next_lsn() - 1;
+        faults.eio_write_after.store(k, Ordering::SeqCst);
+        let mut failed = false;
+        for step in 0..300u64 {
+            let lsn = wal.next_lsn();
+            let r = wal
+                .append(1, 0, 0, &payload(lsn, 700))
+                .and_then(|_| if step % 40 == 39 { wal.sync().map(|()| acked = lsn) } else { Ok(()) });
+            if r.is_err() {
+                failed = true;
+                break;
+            }
+        }
+        assert!(failed, "k={k}: the injected failure never surfaced");
+        faults.eio_write_after.store(-1, Ordering::SeqCst);
+        // The application retries. A failed zero-fill lost nothing and may
+        // be retried; a failed data write must keep every sync failing. Any
+        // sync that succeeds acknowledges its records, which must survive.
+        for _ in 0..60 {
+            let lsn = wal.next_lsn();
+            if wal.append(1, 0, 0, &payload(lsn, 700)).is_ok() && wal.sync().is_ok() {
+                acked = lsn;
+            }
+        }
+        drop(wal);
+        let recs = SegmentedWal::open_with_storage(c, storage)
+            .unwrap_or_else(|e| panic!("k={k}: reopen refused: {e}"))
+            .replay()
+            .unwrap();
+        assert!(recs.len() as u64 >= acked, "k={k}: acknowledged LSN {acked} lost ({} records)", recs.len());
+        assert!(recs.iter().all(|r| r.payload == payload(r.header.lsn, if r.header.lsn <= 20 { 100 } else { 700 })));
+    }
+}
