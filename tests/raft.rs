@@ -98,6 +98,12 @@ fn entries_vote_committed_truncation_and_purge_survive_a_restart() {
     let want: Vec<_> = (201..280).map(|i| entry(1, i)).chain((280..=290).map(|i| entry(2, i))).collect();
     assert_eq!(got, want);
     assert!(block_on(s.try_get_log_entries(1..=200)).unwrap().is_empty());
+    // Empty ranges select nothing (BTreeMap::range would panic on some).
+    use std::ops::Bound::Excluded;
+    assert!(block_on(s.try_get_log_entries((Excluded(250), Excluded(250)))).unwrap().is_empty());
+    #[allow(clippy::reversed_empty_ranges)]
+    let backwards = 260..250;
+    assert!(block_on(s.try_get_log_entries(backwards)).unwrap().is_empty());
     assert_eq!(block_on(s.try_get_log_entries(285..)).unwrap(), want[want.len() - 6..].to_vec());
 
     // And it goes on from there: a purge of everything leaves the ids.

@@ -84,6 +84,9 @@ impl<C: RaftTypeConfig> State<C> {
 pub struct LogStore<C: RaftTypeConfig> {
     wal: WalHandle,
     state: Arc<Mutex<State<C>>>,
+    /// The store's own reader, kept (a `WalReader` per read would take the
+    /// writer's lock and switch the writer's mirror on and off).
+    reader: LogReader<C>,
 }
 
 /// A reader of the store's entries, for openraft's replication tasks.
@@ -169,7 +172,9 @@ where
                 break;
             }
         }
-        Ok(LogStore { wal, state: Arc::new(Mutex::new(state)) })
+        let state = Arc::new(Mutex::new(state));
+        let reader = LogReader { reader: wal.reader(), state: state.clone() };
+        Ok(LogStore { wal, state, reader })
     }
 
     /// The WAL under the store.
@@ -198,19 +203,14 @@ where
         Ready(E),
         At(u64),
     }
-    let start = match range.start_bound() {
-        Bound::Included(&s) => Bound::Included(s),
-        Bound::Excluded(&s) => Bound::Excluded(s),
-        Bound::Unbounded => Bound::Unbounded,
+    let (start, end) = (range.start_bound().cloned(), range.end_bound().cloned());
+    // `BTreeMap::range` panics on these; they select nothing.
+    let empty = match (start, end) {
+        (Bound::Excluded(s), Bound::Excluded(e)) => s >= e,
+        (Bound::Included(s) | Bound::Excluded(s), Bound::Included(e) | Bound::Excluded(e)) => s > e,
+        _ => false,
     };
-    let end = match range.end_bound() {
-        Bound::Included(&e) => Bound::Included(e),
-        Bound::Excluded(&e) => Bound::Excluded(e),
-        Bound::Unbounded => Bound::Unbounded,
-    };
-    if let (Bound::Included(s) | Bound::Excluded(s), Bound::Included(e) | Bound::Excluded(e)) = (start, end)
-        && s > e
-    {
+    if empty {
         return Ok(Vec::new());
     }
     let slots: Vec<Slot<C::Entry>> = {
@@ -269,7 +269,7 @@ where
         &mut self,
         range: RB,
     ) -> Result<Vec<C::Entry>, StorageError<NodeIdOf<C>>> {
-        read_entries(&self.state, &self.wal.reader(), range)
+        self.reader.try_get_log_entries(range).await
     }
 }
 
@@ -300,7 +300,7 @@ where
     }
 
     async fn get_log_reader(&mut self) -> Self::LogReader {
-        LogReader { reader: self.wal.reader(), state: self.state.clone() }
+        LogReader { reader: self.reader.reader.clone(), state: self.state.clone() }
     }
 
     async fn save_vote(&mut self, vote: &Vote<NodeIdOf<C>>) -> Result<(), StorageError<NodeIdOf<C>>> {
