@@ -14,7 +14,7 @@ use directwal::{SegmentedWal, SegmentedWalConfig, WalReader};
 // The workloads and probes `directwal bench` runs, so both measure the same.
 #[path = "../cli/src/workloads.rs"]
 mod workloads;
-use workloads::{Space, evict, median};
+use workloads::{Log, Space, evict, median};
 
 const W1_RECORDS: u64 = 3_000;
 const W2_RECORDS: u64 = 1_000_000;
@@ -49,14 +49,14 @@ fn w1(base: &Path, prepare_chunk: Option<u64>, encrypted: bool) -> workloads::W1
     r
 }
 
-fn w2(base: &Path) -> (f64, PathBuf) {
-    let dir = fresh(base, "w2");
-    (workloads::w2(&dir, W2_RECORDS, &no_tick).unwrap(), dir)
+fn w2(base: &Path, log: Log) -> (f64, PathBuf) {
+    let dir = fresh(base, if log == Log::Fresh { "w2" } else { "w2c" });
+    (workloads::w2(&dir, W2_RECORDS, log, &no_tick).unwrap(), dir)
 }
 
-fn w3(base: &Path, encrypted: bool) -> f64 {
+fn w3(base: &Path, log: Log, encrypted: bool) -> f64 {
     let dir = fresh(base, "w3");
-    workloads::w3(&dir, W3_RECORDS, W3_SYNC_EVERY, encrypted.then(ring).as_ref(), &no_tick).unwrap()
+    workloads::w3(&dir, W3_RECORDS, W3_SYNC_EVERY, log, encrypted.then(ring).as_ref(), &no_tick).unwrap()
 }
 
 fn w4(base: &Path, threads: usize, per_thread: usize) -> (f64, f64) {
@@ -170,11 +170,13 @@ fn main() {
         push("w1_bytes_per_record", a.bytes_per_record);
         push("w1_enc", w1(&base, None, true).rate);
         push("w1_grow_per_block", w1(&base, Some(4096), false).rate);
-        let (rate, w2dir) = w2(&base);
+        let (rate, w2dir) = w2(&base, Log::Fresh);
         push("w2", rate);
+        push("w2_ckpt", w2(&base, Log::Checkpointed).0);
         push("ceiling_4m_prefilled_mbs", probe_sync_writes(&base, 4 << 20, 32, Space::ZeroFilled) * 4.194304);
-        push("w3_mbs", w3(&base, false));
-        push("w3_enc_mbs", w3(&base, true));
+        push("w3_mbs", w3(&base, Log::Fresh, false));
+        push("w3_ckpt_mbs", w3(&base, Log::Checkpointed, false));
+        push("w3_enc_mbs", w3(&base, Log::Fresh, true));
         push("ceiling_4m_growing_mbs", probe_sync_writes(&base, 4 << 20, 32, Space::Grow) * 4.194304);
         push("ceiling_4m_fallocated_mbs", probe_sync_writes(&base, 4 << 20, 32, Space::Fallocated) * 4.194304);
         let (open_s, rec_s, mbs) = w5(&w2dir, workloads::Replay::Borrowed);
@@ -236,10 +238,21 @@ fn main() {
     );
     println!("| W2 1M x 128 B, one sync | {:.0} rec/s | 3,000,000 | {:.3} | >= 1 |", g("w2"), g("w2") / 3e6);
     println!(
+        "| W2, checkpointed log (segments recycled) | {:.0} rec/s | 3,000,000 | {:.3} | >= 1 |",
+        g("w2_ckpt"),
+        g("w2_ckpt") / 3e6
+    );
+    println!(
         "| W3 4 KiB, sync every 1000 | {:.1} MB/s | pre-filled 4 MiB ceiling {:.1} MB/s | {:.3} | >= 0.9 |",
         g("w3_mbs"),
         g("ceiling_4m_prefilled_mbs"),
         g("w3_mbs") / g("ceiling_4m_prefilled_mbs")
+    );
+    println!(
+        "| W3, checkpointed log (segments recycled) | {:.1} MB/s | pre-filled 4 MiB ceiling {:.1} MB/s | {:.3} | >= 0.9 |",
+        g("w3_ckpt_mbs"),
+        g("ceiling_4m_prefilled_mbs"),
+        g("w3_ckpt_mbs") / g("ceiling_4m_prefilled_mbs")
     );
     println!(
         "| W3 encrypted (AES-256-GCM) | {:.1} MB/s | plain W3 {:.1} MB/s | {:.3} | >= 0.7 |",

@@ -109,6 +109,8 @@ pub struct DirCheck {
     pub segments: Vec<SegmentCheck>,
     /// `.tmp` files of segments being prepared; the next open deletes them (I2).
     pub temp_files: Vec<PathBuf>,
+    /// Spare files kept for recycling (not part of the log; I17).
+    pub spare_files: Vec<PathBuf>,
 }
 
 impl DirCheck {
@@ -136,8 +138,15 @@ impl DirCheck {
 /// everything wrong on disk is a [`Problem`] in the result.
 pub fn check_dir(dir: &Path, opts: &CheckOptions, progress: &mut dyn FnMut(u64)) -> Result<DirCheck> {
     let storage = OsStorage;
-    let (found, temps) = segment::discover(&storage, dir)?;
-    let mut out = DirCheck { dir: dir.to_owned(), wal_id: None, segments: Vec::new(), temp_files: temps };
+    let listing = segment::discover(&storage, dir)?;
+    let found = listing.segments;
+    let mut out = DirCheck {
+        dir: dir.to_owned(),
+        wal_id: None,
+        segments: Vec::new(),
+        temp_files: listing.temps,
+        spare_files: listing.spares,
+    };
     let mut expect_lsn: Option<u64> = None;
     for (i, f) in found.iter().enumerate() {
         let is_newest = i + 1 == found.len();
@@ -238,7 +247,14 @@ pub fn check_dir(dir: &Path, opts: &CheckOptions, progress: &mut dyn FnMut(u64))
                     let what = "segment is not sealed although a newer segment exists".to_owned();
                     problem(&mut seg, header.block_size as u64, f.first_lsn, what);
                 }
-                match recovery::scan_unsealed(&f.name, &img, data_start, f.first_lsn, header.crc_seed()) {
+                match recovery::scan_unsealed(
+                    &f.name,
+                    &img,
+                    data_start,
+                    f.first_lsn,
+                    header.crc_seed(),
+                    header.recycled,
+                ) {
                     Ok(scan) => {
                         (seg.records, seg.last_lsn, seg.used_bytes) = (scan.records, scan.last_lsn, scan.data_end);
                         seg.torn_tail = scan.torn;

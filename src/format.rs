@@ -14,8 +14,15 @@
 pub const SEGMENT_MAGIC: [u8; 8] = *b"DWALSEG\0";
 /// Magic at offset 0 of a written seal block.
 pub const SEAL_MAGIC: [u8; 8] = *b"DWALSEAL";
-/// Current (and highest readable) format version.
-pub const FORMAT_VERSION: u16 = 1;
+/// Current (and highest readable) format version. Version 2 added the
+/// header's `flags` byte; version 1 segments (flags always zero) stay readable.
+pub const FORMAT_VERSION: u16 = 2;
+
+/// Header flag: the segment file is a recycled one, so the space past its
+/// data may hold stale bytes of an older segment (never valid here: F3).
+pub const HEADER_FLAG_RECYCLED: u8 = 1 << 0;
+/// Every header flag this build knows.
+pub const KNOWN_HEADER_FLAGS: u8 = HEADER_FLAG_RECYCLED;
 
 /// Meaningful bytes of the segment header block; the CRC is the last 4.
 pub const SEGMENT_HEADER_LEN: usize = 128;
@@ -48,6 +55,7 @@ const H_WAL_ID: usize = 16;
 const H_SALT: usize = 32;
 const H_FIRST_LSN: usize = 48;
 const H_CIPHER: usize = 56;
+const H_FLAGS: usize = 57;
 const H_KEY_ID: usize = 60;
 const H_CREATED_MS: usize = 64;
 const H_CRC: usize = SEGMENT_HEADER_LEN - 4;
@@ -122,6 +130,9 @@ pub struct SegmentHeader {
     pub cipher: Cipher,
     /// Wall-clock creation time, for operators.
     pub created_ms: u64,
+    /// The file was recycled: stale bytes may follow the data
+    /// (`HEADER_FLAG_RECYCLED`; version 2 on).
+    pub recycled: bool,
 }
 
 /// Why a header or seal block was rejected.
@@ -158,6 +169,7 @@ impl SegmentHeader {
             Cipher::Aes256Gcm { key_id } => (1u8, key_id),
         };
         b[H_CIPHER] = cipher;
+        b[H_FLAGS] = if self.recycled { HEADER_FLAG_RECYCLED } else { 0 };
         b[H_KEY_ID..H_KEY_ID + 4].copy_from_slice(&key_id.to_le_bytes());
         b[H_CREATED_MS..H_CREATED_MS + 8].copy_from_slice(&self.created_ms.to_le_bytes());
         let crc = crc32c::crc32c(&b[..H_CRC]);
@@ -191,6 +203,11 @@ impl SegmentHeader {
             1 => Cipher::Aes256Gcm { key_id: u32_at(b, H_KEY_ID) },
             _ => return Err(HeaderError::Invalid("unknown cipher")),
         };
+        // Version 1 wrote this byte as reserved zero.
+        let flags = b[H_FLAGS];
+        if flags & !KNOWN_HEADER_FLAGS != 0 || (version < 2 && flags != 0) {
+            return Err(HeaderError::Invalid("unknown header flags"));
+        }
         let first_lsn = u64_at(b, H_FIRST_LSN);
         if first_lsn == 0 {
             return Err(HeaderError::Invalid("first LSN is zero"));
@@ -203,6 +220,7 @@ impl SegmentHeader {
             first_lsn,
             cipher,
             created_ms: u64_at(b, H_CREATED_MS),
+            recycled: flags & HEADER_FLAG_RECYCLED != 0,
         })
     }
 }
@@ -448,6 +466,30 @@ mod tests {
             first_lsn: 42,
             cipher: Cipher::None,
             created_ms: 7,
+            recycled: false,
+        }
+    }
+
+    #[test]
+    fn recycled_flag_round_trips_and_version_1_headers_still_read() {
+        let mut h = header();
+        h.recycled = true;
+        let mut b = [0u8; SEGMENT_HEADER_LEN];
+        h.encode(&mut b);
+        assert_eq!(SegmentHeader::decode(&b), Ok(h.clone()));
+        // A version 1 header (reserved byte 57 zero) reads as not recycled.
+        h.version = 1;
+        h.recycled = false;
+        h.encode(&mut b);
+        assert_eq!(SegmentHeader::decode(&b), Ok(h.clone()));
+        // Version 1 knew no flags; unknown bits are refused in any version.
+        for (version, flags) in [(1u16, HEADER_FLAG_RECYCLED), (2, 0x80)] {
+            h.version = version;
+            h.encode(&mut b);
+            b[H_FLAGS] = flags;
+            let crc = crc32c::crc32c(&b[..H_CRC]);
+            b[H_CRC..].copy_from_slice(&crc.to_le_bytes());
+            assert_eq!(SegmentHeader::decode(&b), Err(HeaderError::Invalid("unknown header flags")), "v{version}");
         }
     }
 

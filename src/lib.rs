@@ -55,8 +55,9 @@ pub use record::{RecordHeader, RecordRef, RecordType, WalRecord};
 pub use recovery::TornTail;
 pub use segment::{SegmentMeta, parse_segment_name, segment_file_name};
 pub use wal::{
-    DEFAULT_ALIGNMENT, DEFAULT_PREPARE_CHUNK, DEFAULT_SEGMENT_TARGET_SIZE, DEFAULT_WRITE_BUFFER_SIZE, RecoveryMode,
-    RecoveryReport, SegmentedWal, SegmentedWalConfig, TruncateResult, WalStats, WalWriterConfig,
+    DEFAULT_ALIGNMENT, DEFAULT_PREPARE_CHUNK, DEFAULT_RECYCLE_SEGMENTS, DEFAULT_SEGMENT_TARGET_SIZE,
+    DEFAULT_WRITE_BUFFER_SIZE, RecoveryMode, RecoveryReport, SegmentedWal, SegmentedWalConfig, TruncateResult,
+    WalStats, WalWriterConfig,
 };
 
 /// Byte layout constants, re-exported for tools and tests that inspect

@@ -68,6 +68,13 @@ impl SealedSeg {
     }
 }
 
+impl SealedSeg {
+    /// Whether a mapping of the file is held outside this segment (I17).
+    pub fn mapped_elsewhere(&self) -> bool {
+        self.image.get().is_some_and(|img| Arc::strong_count(img) > 1)
+    }
+}
+
 /// The active segment as readers see it.
 pub(crate) struct ActiveView {
     pub name: String,
@@ -345,7 +352,7 @@ impl WalReader {
     /// segment up to its last fully valid record (R2). Nothing is written.
     pub fn open_dir(dir: &Path, ring: Option<KeyRing>) -> Result<Self> {
         let storage: Arc<dyn Storage> = Arc::new(OsStorage);
-        let (found, _) = crate::segment::discover(&*storage, dir)?;
+        let found = crate::segment::discover(&*storage, dir)?.segments;
         let mut sealed = Vec::new();
         let mut wal_id = None;
         for f in &found {
@@ -362,7 +369,14 @@ impl WalReader {
                 Some(seal) => seal,
                 None => {
                     let start = format::data_start(header.block_size as usize);
-                    let out = crate::recovery::scan_unsealed(&f.name, &img, start, f.first_lsn, header.crc_seed())?;
+                    let out = crate::recovery::scan_unsealed(
+                        &f.name,
+                        &img,
+                        start,
+                        f.first_lsn,
+                        header.crc_seed(),
+                        header.recycled,
+                    )?;
                     Seal { last_lsn: out.last_lsn, records: out.records, data_end: out.data_end, sealed_ms: 0 }
                 }
             };

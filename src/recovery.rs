@@ -38,12 +38,16 @@ pub struct TornTail {
 /// Returns `Corruption` when a record written by a *later* sync than the
 /// damaged spot validates after it: that sync could only start after the
 /// damaged bytes were durable (I5), so they were acknowledged data.
+///
+/// In a `recycled` file the space after the data holds stale bytes of an
+/// older segment, which play the part zeros play in a fresh file (I17).
 pub fn scan_unsealed(
     name: &str,
     img: &[u8],
     data_start: u64,
     first_lsn: u64,
     seed: u32,
+    recycled: bool,
 ) -> Result<ScanOutcome, WalError> {
     let end = img.len() as u64;
     let mut off = data_start;
@@ -69,6 +73,7 @@ pub fn scan_unsealed(
     // length cannot be trusted across the hole, so search aligned offsets).
     let hole = off;
     let mut dropped = 0u64;
+    let mut dropped_end = hole;
     let mut p = hole + RECORD_ALIGN as u64;
     while p + RECORD_HEADER_LEN as u64 <= end {
         // Cheap filter before the CRC: a record after the hole carries an LSN
@@ -96,19 +101,32 @@ pub fn scan_unsealed(
                 }
                 dropped += 1;
                 p += record_size(h.len as usize) as u64;
+                dropped_end = p;
             }
             Err(_) => p += RECORD_ALIGN as u64,
         }
     }
-    if fault != RecordFault::Zero || dropped > 0 {
-        let last_nonzero = img[hole as usize..].iter().rposition(|&b| b != 0).map_or(0, |i| i as u64 + 1);
-        outcome.torn = Some(TornTail {
-            offset: hole,
-            lsn,
-            reason: fault.describe(),
-            dropped_records: dropped,
-            bytes_cut: last_nonzero,
-        });
+    let at = |o: u64, n: usize| img.get(o as usize..o as usize + n);
+    let hole_lsn = at(hole + 8, 8).map(|b| u64::from_le_bytes(b.try_into().expect("8 bytes")));
+    let torn = if recycled {
+        // I17: stale bytes end the data as zeros do in a fresh file. The
+        // write was torn if records of it lie beyond the hole, or if the
+        // record at the hole is one of ours (its LSN) that did not fully land.
+        dropped > 0 || hole_lsn == Some(lsn)
+    } else {
+        fault != RecordFault::Zero || dropped > 0
+    };
+    if torn {
+        let bytes_cut = if recycled {
+            // Past our records the bytes are stale, not cut data.
+            let claimed = at(hole + 4, 4).map_or(0, |b| u32::from_le_bytes(b.try_into().expect("4 bytes")) as u64);
+            let own = if hole_lsn == Some(lsn) { record_size(claimed as usize) as u64 } else { 0 };
+            (dropped_end - hole).max(own).min(end - hole)
+        } else {
+            img[hole as usize..].iter().rposition(|&b| b != 0).map_or(0, |i| i as u64 + 1)
+        };
+        outcome.torn =
+            Some(TornTail { offset: hole, lsn, reason: fault.describe(), dropped_records: dropped, bytes_cut });
     }
     Ok(outcome)
 }
@@ -146,7 +164,7 @@ mod tests {
     #[test]
     fn clean_segment_ends_at_first_zero_header() {
         let (img, offs) = image(&[8192, 8192, 8192]);
-        let out = scan_unsealed("s", &img, START, 1, SEED).unwrap();
+        let out = scan_unsealed("s", &img, START, 1, SEED, false).unwrap();
         assert_eq!((out.records, out.last_lsn, out.torn), (3, 3, None));
         assert_eq!(out.data_end, offs[2] + record_size(100) as u64);
     }
@@ -156,7 +174,7 @@ mod tests {
         let (mut img, offs) = image(&[8192, 8192, 8400, 8400, 8400]);
         // Record 3 (LSN 3) is the first of the last epoch; lose it.
         img[offs[2] as usize..offs[3] as usize].fill(0);
-        let out = scan_unsealed("s", &img, START, 1, SEED).unwrap();
+        let out = scan_unsealed("s", &img, START, 1, SEED, false).unwrap();
         assert_eq!(out.records, 2);
         let torn = out.torn.unwrap();
         assert_eq!((torn.offset, torn.lsn, torn.dropped_records), (offs[2], 3, 2));
@@ -164,11 +182,51 @@ mod tests {
         assert_eq!(torn.bytes_cut, offs[4] + record_size(100) as u64 - offs[2] - 4 /* zero padding */);
     }
 
+    /// Three records of ours, then records of an older segment (another
+    /// seed, lower LSNs) as a recycled file holds them.
+    fn recycled_image() -> (Vec<u8>, Vec<u64>) {
+        let (mut img, offs) = image(&[8192, 8192, 8192]);
+        let mut off = offs[2] + record_size(100) as u64;
+        let mut lsn = 1;
+        while off as usize + record_size(100) <= img.len() {
+            let f = RecordFields { lsn, epoch_start: 8192, tenant_id: 0, record_type: 1, vshard_id: 0, flags: 0 };
+            encode_record(SEED + 1, &f, &[7; 100], &mut img[off as usize..off as usize + record_size(100)]);
+            off += record_size(100) as u64;
+            lsn += 1;
+        }
+        (img, offs)
+    }
+
+    #[test]
+    fn stale_records_of_a_recycled_file_end_the_data_like_zeros() {
+        let (img, offs) = recycled_image();
+        let out = scan_unsealed("s", &img, START, 1, SEED, true).unwrap();
+        assert_eq!((out.records, out.last_lsn, out.torn), (3, 3, None));
+        assert_eq!(out.data_end, offs[2] + record_size(100) as u64);
+        // Without the header's recycled flag the same bytes look torn.
+        assert!(scan_unsealed("s", &img, START, 1, SEED, false).unwrap().torn.is_some());
+    }
+
+    #[test]
+    fn our_record_half_landed_in_a_recycled_file_is_torn() {
+        let (mut img, offs) = recycled_image();
+        // LSN 4's header reached the disk, the rest of it did not.
+        let o = (offs[2] + record_size(100) as u64) as usize;
+        let f = RecordFields { lsn: 4, epoch_start: o as u32, tenant_id: 0, record_type: 1, vshard_id: 0, flags: 0 };
+        let mut rec = vec![0u8; record_size(100)];
+        encode_record(SEED, &f, &[9; 100], &mut rec);
+        img[o..o + 32].copy_from_slice(&rec[..32]);
+        let out = scan_unsealed("s", &img, START, 1, SEED, true).unwrap();
+        let torn = out.torn.expect("torn");
+        assert_eq!((out.records, torn.offset, torn.lsn, torn.dropped_records), (3, o as u64, 4, 0));
+        assert_eq!(torn.bytes_cut, record_size(100) as u64);
+    }
+
     #[test]
     fn hole_before_a_later_epoch_is_corruption() {
         let (mut img, offs) = image(&[8192, 8192, 8400, 8400]);
         img[offs[1] as usize + 40] ^= 1; // payload of LSN 2, durable before epoch 8400 was written
-        match scan_unsealed("s", &img, START, 1, SEED) {
+        match scan_unsealed("s", &img, START, 1, SEED, false) {
             Err(WalError::Corruption { offset, lsn, .. }) => assert_eq!((offset, lsn), (offs[1], 2)),
             other => panic!("expected corruption, got {other:?}"),
         }

@@ -3,6 +3,8 @@
 //! A segment is `wal-{first_lsn:020}.seg` (F1): lexical order is LSN order.
 //! A segment under construction is `wal-{first_lsn:020}.seg.tmp` and only
 //! becomes visible under its final name once its header is durable (I2).
+//! A truncated segment kept for reuse is `spare-{n:020}` (I17): not part of
+//! the log, its bytes never valid in any segment.
 
 use std::path::PathBuf;
 
@@ -15,6 +17,17 @@ const PREFIX: &str = "wal-";
 const SUFFIX: &str = ".seg";
 /// Suffix of a segment being prepared; such files are deleted at open.
 pub const TMP_SUFFIX: &str = ".tmp";
+const SPARE_PREFIX: &str = "spare-";
+
+/// File name of a spare (recycled) file, numbered by the first LSN of the
+/// segment it was.
+pub fn spare_file_name(n: u64) -> String {
+    format!("{SPARE_PREFIX}{n:020}")
+}
+
+fn is_spare_name(name: &str) -> bool {
+    name.strip_prefix(SPARE_PREFIX).is_some_and(|d| d.len() == 20 && d.bytes().all(|b| b.is_ascii_digit()))
+}
 
 /// File name of the segment starting at `first_lsn`.
 pub fn segment_file_name(first_lsn: u64) -> String {
@@ -59,20 +72,33 @@ pub struct Found {
     pub path: PathBuf,
 }
 
-/// Lists segment files (sorted by first LSN) and leftover temporary files.
-pub fn discover(storage: &dyn Storage, dir: &Path) -> Result<(Vec<Found>, Vec<PathBuf>)> {
+/// What a WAL directory holds.
+#[derive(Debug, Default)]
+pub struct Listing {
+    /// Segment files, sorted by first LSN.
+    pub segments: Vec<Found>,
+    /// Leftover temporary files of segments never completed.
+    pub temps: Vec<PathBuf>,
+    /// Spare files kept for recycling, sorted by name.
+    pub spares: Vec<PathBuf>,
+}
+
+/// Lists segment files (sorted by first LSN), leftover temporary files and spares.
+pub fn discover(storage: &dyn Storage, dir: &Path) -> Result<Listing> {
     let names = storage.list_dir(dir).map_err(|e| WalError::io("list", dir, e))?;
-    let mut segments = Vec::new();
-    let mut temps = Vec::new();
+    let mut out = Listing::default();
     for name in names {
         if let Some(first_lsn) = parse_segment_name(&name) {
-            segments.push(Found { first_lsn, path: dir.join(&name), name });
+            out.segments.push(Found { first_lsn, path: dir.join(&name), name });
         } else if name.starts_with(PREFIX) && name.ends_with(TMP_SUFFIX) {
-            temps.push(dir.join(&name));
+            out.temps.push(dir.join(&name));
+        } else if is_spare_name(&name) {
+            out.spares.push(dir.join(&name));
         }
     }
-    segments.sort_by_key(|s| s.first_lsn);
-    Ok((segments, temps))
+    out.segments.sort_by_key(|s| s.first_lsn);
+    out.spares.sort();
+    Ok(out)
 }
 
 /// Decodes header and seal of a segment image, mapping failures to typed
@@ -122,5 +148,9 @@ mod tests {
         for bad in ["wal-1.seg", "wal-0000000000000000000x.seg", "wal-00000000000000000000.seg", "x.seg"] {
             assert_eq!(parse_segment_name(bad), None, "{bad}");
         }
+        // Spares are never taken for segments, and vice versa.
+        assert!(is_spare_name(&spare_file_name(7)));
+        assert_eq!(parse_segment_name(&spare_file_name(7)), None);
+        assert!(!is_spare_name(&segment_file_name(7)) && !is_spare_name("spare-7"));
     }
 }

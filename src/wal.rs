@@ -18,12 +18,14 @@ use crate::writer::{self, ActiveSegment, NewSegment};
 
 /// Default `segment_target_size`: 64 MiB.
 pub const DEFAULT_SEGMENT_TARGET_SIZE: u64 = 64 << 20;
-/// Default size of the aligned write buffer: 1 MiB.
+/// Default size of the aligned write buffer: 4 MiB.
 pub const DEFAULT_WRITE_BUFFER_SIZE: usize = 4194304;
 /// Default I/O alignment (block size): 4 KiB.
 pub const DEFAULT_ALIGNMENT: usize = 4096;
 /// Default amount of segment space zero-filled ahead of the data: 16 MiB.
 pub const DEFAULT_PREPARE_CHUNK: u64 = 16 << 20;
+/// Default number of truncated segment files kept for reuse: 2.
+pub const DEFAULT_RECYCLE_SEGMENTS: usize = 2;
 
 /// What open does with damage to durable data in the newest segment.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -36,7 +38,7 @@ pub enum RecoveryMode {
     Tolerant,
 }
 
-/// Writer settings. `Default` gives O_DIRECT with a 1 MiB buffer.
+/// Writer settings. `Default` gives O_DIRECT with a 4 MiB buffer.
 #[derive(Debug, Clone)]
 pub struct WalWriterConfig {
     /// Size of the aligned write buffer (rounded up to a multiple of
@@ -54,6 +56,13 @@ pub struct WalWriterConfig {
     pub recovery_mode: RecoveryMode,
     /// Bytes of segment space zero-filled ahead of the data at a time.
     pub prepare_chunk_size: u64,
+    /// Segment files `truncate_before` keeps (as `spare-*` files) for new
+    /// segments to reuse instead of deleting them: writes into written space
+    /// need no allocation or extent change at fdatasync (F5, DESIGN I17).
+    /// A file is kept only when no reader of this process still maps it.
+    /// 0 deletes every truncated segment. Spares are not part of the log and
+    /// not counted by `list_segments`/`total_size_bytes`.
+    pub recycle_segments: usize,
 }
 
 impl Default for WalWriterConfig {
@@ -65,6 +74,7 @@ impl Default for WalWriterConfig {
             require_direct_io: false,
             recovery_mode: RecoveryMode::Strict,
             prepare_chunk_size: DEFAULT_PREPARE_CHUNK,
+            recycle_segments: DEFAULT_RECYCLE_SEGMENTS,
         }
     }
 }
@@ -121,6 +131,8 @@ pub struct RecoveryReport {
     pub dropped_corruption: Option<String>,
     /// Leftover temporary files deleted.
     pub temp_files_removed: usize,
+    /// Spare files found and kept for reuse.
+    pub spare_files: usize,
     /// Time open took.
     pub open_time: Duration,
 }
@@ -151,6 +163,8 @@ pub struct WalStats {
     pub sync_time_us_max: u64,
     /// Segments started since open.
     pub segments_created: u64,
+    /// Of those, segments started in a recycled file.
+    pub segments_recycled: u64,
     /// Whether the active segment is written with O_DIRECT.
     pub direct_io: bool,
 }
@@ -183,6 +197,8 @@ pub struct SegmentedWal {
     direct_io: bool,
     stats: WalStats,
     report: RecoveryReport,
+    /// Spare files for new segments (I17); filled by `truncate_before`.
+    spares: std::sync::Mutex<Vec<PathBuf>>,
     _lock: Box<dyn Send + Sync>,
 }
 
@@ -222,14 +238,20 @@ impl SegmentedWal {
             }
         })?;
 
-        let (found, temps) = segment::discover(&*storage, &dir)?;
+        let segment::Listing { segments: found, temps, mut spares } = segment::discover(&*storage, &dir)?;
         let mut report = RecoveryReport { segments: found.len(), ..Default::default() };
         for t in &temps {
             // I2: a .tmp file never held an acknowledged record.
             storage.remove_file(t).map_err(|e| WalError::io("remove", t, e))?;
             report.temp_files_removed += 1;
         }
-        if !temps.is_empty() {
+        // I17: spares hold nothing of the log; keep as many as configured.
+        let extra = spares.split_off(spares.len().min(cfg.recycle_segments));
+        for t in &extra {
+            storage.remove_file(t).map_err(|e| WalError::io("remove", t, e))?;
+        }
+        report.spare_files = spares.len();
+        if !temps.is_empty() || !extra.is_empty() {
             storage.sync_dir(&dir).map_err(|e| WalError::io("fsync directory", &dir, e))?;
         }
 
@@ -258,6 +280,7 @@ impl SegmentedWal {
             direct_io: cfg.use_direct_io,
             stats: WalStats::default(),
             report: RecoveryReport::default(),
+            spares: std::sync::Mutex::new(spares),
             cfg,
             _lock: lock_guard,
         };
@@ -434,7 +457,7 @@ impl SegmentedWal {
         let block = header.block_size as usize;
         let seed = header.crc_seed();
         let data_start = format::data_start(block);
-        let outcome = match recovery::scan_unsealed(&f.name, img, data_start, f.first_lsn, seed) {
+        let outcome = match recovery::scan_unsealed(&f.name, img, data_start, f.first_lsn, seed, header.recycled) {
             Ok(o) => o,
             Err(e @ WalError::Corruption { .. }) if self.cfg.recovery_mode == RecoveryMode::Tolerant => {
                 error!(error = %e, "tolerant recovery: cutting the log at damaged durable data");
@@ -485,6 +508,7 @@ impl SegmentedWal {
         debug_assert!(self.active.is_none());
         let salt = random_u128();
         let cipher = self.ring.as_ref().map(|r| SegmentCipher::new(r.current(), self.wal_id, salt));
+        let spare = self.spares.get_mut().unwrap_or_else(|p| p.into_inner()).pop();
         let header = SegmentHeader {
             version: FORMAT_VERSION,
             block_size: self.cfg.alignment as u32,
@@ -493,7 +517,9 @@ impl SegmentedWal {
             first_lsn: self.next_lsn,
             cipher: cipher.as_ref().map_or(Cipher::None, |c| c.descriptor()),
             created_ms: writer::now_ms(),
+            recycled: spare.is_some(),
         };
+        let recycled = spare.is_some();
         let prepare_chunk = self.cfg.prepare_chunk_size.min(self.target).max(self.cfg.alignment as u64);
         let seg = ActiveSegment::create(
             NewSegment {
@@ -506,9 +532,13 @@ impl SegmentedWal {
                 prepare_bytes: prepare_chunk,
                 prepare_chunk,
                 epoch_hint: self.epoch_hint,
+                spare,
             },
             &mut self.buf,
         )?;
+        if recycled {
+            self.stats.segments_recycled += 1;
+        }
         if self.cfg.use_direct_io && !seg.direct() {
             if self.cfg.require_direct_io {
                 let path = seg.path.clone();
@@ -791,7 +821,8 @@ impl SegmentedWal {
 
     /// Deletes sealed segments whose records all lie below `lsn`, oldest first,
     /// fsyncing the directory after each deletion (D8). The active segment is
-    /// never deleted.
+    /// never deleted. Up to `recycle_segments` of the files are kept as spares
+    /// for new segments rather than deleted (I17); they count as deleted.
     pub fn truncate_before(&self, lsn: u64) -> Result<TruncateResult> {
         self.settle_writes();
         let mut result = TruncateResult::default();
@@ -801,16 +832,47 @@ impl SegmentedWal {
                 break;
             }
             let size = self.storage.file_len(&oldest.path).unwrap_or(0);
-            self.storage.remove_file(&oldest.path).map_err(|e| WalError::io("remove", &oldest.path, e))?;
-            // R4/D8: readers holding this segment keep their mapping.
+            // R4/D8: out of the readers' view first; readers holding it keep it.
             self.shared.update(|v| Arc::make_mut(&mut v.sealed).retain(|s| !Arc::ptr_eq(s, &oldest)));
+            let spare = self.spare_for(&oldest);
+            let gone = match &spare {
+                Some(to) => self.storage.rename(&oldest.path, to).map_err(|e| WalError::io("rename", &oldest.path, e)),
+                None => self.storage.remove_file(&oldest.path).map_err(|e| WalError::io("remove", &oldest.path, e)),
+            };
+            if let Err(e) = gone {
+                // The file is still in the log: so is it in the view.
+                self.shared.update(|v| Arc::make_mut(&mut v.sealed).insert(0, oldest.clone()));
+                return Err(e);
+            }
+            let (name, last_lsn) = (oldest.name.clone(), oldest.seal.last_lsn);
+            // I17: our last reference, and the mapping, go before the file
+            // can be handed to a new segment.
+            drop(oldest);
             // I9: each deletion is durable before the next, so a crash leaves a suffix.
             self.storage.sync_dir(&self.dir).map_err(|e| WalError::io("fsync directory", &self.dir, e))?;
             result.segments_deleted += 1;
             result.bytes_reclaimed += size;
-            info!(segment = %oldest.name, last_lsn = oldest.seal.last_lsn, "truncated segment");
+            match spare {
+                Some(to) => {
+                    info!(segment = %name, last_lsn, spare = %to.display(), "truncated segment, file kept for reuse");
+                    self.spares.lock().unwrap_or_else(|p| p.into_inner()).push(to);
+                }
+                None => info!(segment = %name, last_lsn, "truncated segment"),
+            }
         }
         Ok(result)
+    }
+
+    /// I17: the spare name `seg`'s file may take, or None to delete it: the
+    /// pool has room and nothing but `seg` itself (no reader's view, cursor or
+    /// mapping) still refers to it, so no mapping can see the file change.
+    fn spare_for(&self, seg: &Arc<SealedSeg>) -> Option<PathBuf> {
+        let pool = self.spares.lock().unwrap_or_else(|p| p.into_inner());
+        if pool.len() >= self.cfg.recycle_segments || Arc::strong_count(seg) != 1 || seg.mapped_elsewhere() {
+            return None;
+        }
+        let to = self.dir.join(segment::spare_file_name(seg.header.first_lsn));
+        (!pool.contains(&to)).then_some(to)
     }
 
     /// A reader that pages through this WAL without blocking it (SPEC §6).

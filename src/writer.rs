@@ -167,6 +167,9 @@ pub struct NewSegment<'a> {
     /// Size of the sync epochs the previous segment saw (0 at open): large
     /// ones are continued with reserved rather than zero-filled space.
     pub epoch_hint: u64,
+    /// A spare file to reuse instead of a new one (I17); `header.recycled`
+    /// must say so.
+    pub spare: Option<PathBuf>,
 }
 
 /// Opens a file, with O_DIRECT when asked and the file system allows it.
@@ -189,18 +192,34 @@ pub fn open_file(
 }
 
 impl ActiveSegment {
-    /// Creates a segment (I2): written under a temporary name, header and
-    /// prepared space made durable, then renamed into place and the
-    /// directory fsynced. Fails without side effects visible to recovery.
+    /// Creates a segment (I2): written under a temporary name (or in a
+    /// spare file, I17), header and prepared space made durable, then
+    /// renamed into place and the directory fsynced. Fails without side
+    /// effects visible to recovery.
     pub fn create(mut n: NewSegment<'_>, buf: &mut AlignedBuf) -> Result<Self> {
         debug_assert_eq!(n.cipher.as_ref().map_or(format::Cipher::None, |c| c.descriptor()), n.header.cipher);
+        debug_assert_eq!(n.spare.is_some(), n.header.recycled);
         let cipher = n.cipher.take();
         let name = crate::segment::segment_file_name(n.header.first_lsn);
         let path = n.dir.join(&name);
-        let tmp = n.dir.join(format!("{name}{}", crate::segment::TMP_SUFFIX));
         let block = n.header.block_size as usize;
-        let (file, direct) = open_file(n.storage, &tmp, true, n.direct)?;
         let start = format::data_start(block);
+        // A spare's written space is as good as zeros: its stale bytes never
+        // validate under the new salt (F3), so it needs no preparing.
+        let (tmp, stale_end) = match n.spare.take() {
+            Some(spare) => {
+                let len = n.storage.file_len(&spare).map_err(|e| WalError::io("stat", &spare, e))?;
+                (spare, len / block as u64 * block as u64)
+            }
+            None => (n.dir.join(format!("{name}{}", crate::segment::TMP_SUFFIX)), 0),
+        };
+        let (file, direct) = match open_file(n.storage, &tmp, stale_end == 0, n.direct) {
+            Ok(f) => f,
+            Err(e) => {
+                let _ = n.storage.remove_file(&tmp);
+                return Err(e);
+            }
+        };
         let result = (|| {
             let mut seg = ActiveSegment {
                 name: name.clone(),
@@ -231,17 +250,20 @@ impl ActiveSegment {
             n.header.encode(&mut buf[..block]);
             seg.write(&buf[..2 * block], 0)?;
             buf[..block].fill(0);
-            seg.prepared_end = start;
-            if n.epoch_hint >= LARGE_EPOCH_BYTES {
+            seg.prepared_end = start.max(stale_end);
+            let want = start + n.prepare_bytes;
+            if seg.prepared_end >= want {
+                // A recycled file: already written space.
+            } else if n.epoch_hint >= LARGE_EPOCH_BYTES {
                 // F5: bulk writers get reserved space, as `ensure_space` would
                 // give them; zero-filling would write the chunk twice.
-                match seg.file.allocate(start, n.prepare_bytes) {
-                    Ok(()) => seg.prepared_end = start + n.prepare_bytes,
+                match seg.file.allocate(seg.prepared_end, want - seg.prepared_end) {
+                    Ok(()) => seg.prepared_end = want,
                     Err(e) if e.kind() == std::io::ErrorKind::Unsupported => {}
                     Err(e) => return Err(WalError::io("fallocate", &tmp, e)),
                 }
             } else {
-                seg.zero_fill(start + n.prepare_bytes, buf)?;
+                seg.zero_fill(want, buf)?;
             }
             seg.file.sync_data().map_err(|e| WalError::io("fdatasync", &tmp, e))?;
             Ok(seg)

@@ -56,6 +56,14 @@ struct Model {
     acked: u64,
     /// Records below this may have been truncated away.
     truncated_below: u64,
+    /// Segments started in recycled files (spares of truncated segments).
+    recycled: u64,
+}
+
+/// The process dies: no courtesy sync.
+fn retire(m: &mut Model, wal: SegmentedWal) {
+    m.recycled += wal.stats().segments_recycled;
+    wal.simulate_crash();
 }
 
 const STEPS: u64 = 80;
@@ -112,7 +120,7 @@ fn workload(seed: u64, sim: &SimStorage, on_error: OnError) -> (Model, u32) {
             }
             _ => {
                 // A process restart without the courtesy sync of Drop.
-                wal.simulate_crash();
+                retire(&mut m, wal);
                 match start(&mut m) {
                     Some(w) => {
                         wal = w;
@@ -124,7 +132,7 @@ fn workload(seed: u64, sim: &SimStorage, on_error: OnError) -> (Model, u32) {
         };
         if r.is_err() {
             errors += 1;
-            wal.simulate_crash();
+            retire(&mut m, wal);
             if on_error == OnError::Stop {
                 return (m, errors);
             }
@@ -134,7 +142,7 @@ fn workload(seed: u64, sim: &SimStorage, on_error: OnError) -> (Model, u32) {
             }
         }
     }
-    wal.simulate_crash();
+    retire(&mut m, wal);
     (m, errors)
 }
 
@@ -181,9 +189,10 @@ fn crash_after_every_operation_never_loses_an_acknowledged_record() {
     let mut points = 0u64;
     let mut failures = Vec::new();
     let mut torn = 0u64;
+    let mut recycled = 0u64;
     for &seed in &seeds {
         let full = SimStorage::new();
-        workload(seed, &full, OnError::Stop);
+        recycled += workload(seed, &full, OnError::Stop).0.recycled;
         let ops = full.ops();
         for k in 0..=ops {
             let sim = SimStorage::new();
@@ -198,9 +207,13 @@ fn crash_after_every_operation_never_loses_an_acknowledged_record() {
             }
         }
     }
-    println!("crash points: {points} ({} seeds, {torn} with a torn tail cut)", seeds.len());
+    println!(
+        "crash points: {points} ({} seeds, {torn} with a torn tail cut; the runs started {recycled} segments in recycled files)",
+        seeds.len()
+    );
     assert!(failures.is_empty(), "{} failures, first: {}", failures.len(), failures[0]);
     assert!(seeds.len() == 1 || points >= 10_000, "only {points} crash points");
+    assert!(seeds.len() == 1 || recycled > 0, "the sweep never reused a segment file");
 }
 
 #[test]

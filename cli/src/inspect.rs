@@ -24,6 +24,7 @@ pub fn inspect(dir: &Path, json: bool) -> Result<(), Failure> {
             "direct_io": direct,
             "records": check.total_records(),
             "temp_files": check.temp_files.len(),
+            "spare_files": check.spare_files.len(),
             "segments": check.segments.iter().map(segment_json).collect::<Vec<_>>(),
         });
         writeln!(out, "{v}")?;
@@ -60,13 +61,14 @@ pub fn inspect(dir: &Path, json: bool) -> Result<(), Failure> {
     let on_disk: u64 = check.segments.iter().map(|s| s.file_size).sum();
     writeln!(
         out,
-        "wal_id={} segments={} records={} bytes={} bytes_on_disk={} temp_files={} direct_io={}",
+        "wal_id={} segments={} records={} bytes={} bytes_on_disk={} temp_files={} spare_files={} direct_io={}",
         check.wal_id.map_or("-".to_owned(), |id| format!("{id:032x}")),
         check.segments.len(),
         check.total_records(),
         bytes,
         on_disk,
         check.temp_files.len(),
+        check.spare_files.len(),
         match direct {
             Some(true) => "usable",
             Some(false) => "refused",

@@ -162,13 +162,70 @@ pub fn w1(config: SegmentedWalConfig, n: u64, ring: Option<&KeyRing>, tick: &dyn
     Ok(W1 { rate, bytes_per_record: used as f64 / n as f64, direct_io: wal.direct_io_active() })
 }
 
+/// Where a workload's log lives.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub enum Log {
+    /// A fresh directory: every segment is a new file.
+    Fresh,
+    /// A log in steady state: a checkpoint (`truncate_before`) follows every
+    /// segment roll, as a database's does, so new segments start in the
+    /// files of truncated ones (DESIGN I17). The untimed warm-up writes and
+    /// truncates enough to fill the spare pool first.
+    Checkpointed,
+}
+
+/// Opens the workload's WAL in `dir`, warmed up for `log`.
+fn open_log(dir: &Path, log: Log, ring: Option<&KeyRing>) -> BenchResult<SegmentedWal> {
+    let mut wal = open(SegmentedWalConfig::new(dir), ring)?;
+    if log == Log::Checkpointed {
+        let big = vec![0x11u8; 1 << 20];
+        let spares = directwal::DEFAULT_RECYCLE_SEGMENTS as u64;
+        while wal.stats().segments_created <= spares {
+            wal.append(1, 0, 0, &big)?;
+        }
+        wal.roll_segment()?;
+        wal.truncate_before(wal.next_lsn())?;
+        // The active segment is a new file: one record, then roll into a spare.
+        wal.append(1, 0, 0, b"warm")?;
+        wal.roll_segment()?;
+        wal.truncate_before(wal.next_lsn())?;
+        let s = wal.stats();
+        if s.segments_recycled == 0 {
+            return Err("the warm-up reused no segment file".into());
+        }
+    }
+    Ok(wal)
+}
+
+/// Checkpoints after a roll, for `Log::Checkpointed`.
+struct Checkpoints {
+    on: bool,
+    active: u64,
+}
+
+impl Checkpoints {
+    fn new(wal: &SegmentedWal, log: Log) -> Self {
+        Checkpoints { on: log == Log::Checkpointed, active: wal.active_segment_first_lsn() }
+    }
+
+    fn after_append(&mut self, wal: &SegmentedWal) -> BenchResult<()> {
+        if self.on && wal.active_segment_first_lsn() != self.active {
+            self.active = wal.active_segment_first_lsn();
+            wal.truncate_before(self.active)?;
+        }
+        Ok(())
+    }
+}
+
 /// W2: `n` 128-byte records appended, one sync at the end. Records/s.
-pub fn w2(dir: &Path, n: u64, tick: &dyn Fn(u64)) -> BenchResult<f64> {
-    let mut wal = open(SegmentedWalConfig::new(dir), None)?;
+pub fn w2(dir: &Path, n: u64, log: Log, tick: &dyn Fn(u64)) -> BenchResult<f64> {
+    let mut wal = open_log(dir, log, None)?;
+    let mut ckpt = Checkpoints::new(&wal, log);
     let payload = [0x33u8; 128];
     let t = Instant::now();
     for i in 1..=n {
         wal.append(1, 0, 0, &payload)?;
+        ckpt.after_append(&wal)?;
         if i % 65_536 == 0 {
             tick(65_536);
         }
@@ -179,12 +236,14 @@ pub fn w2(dir: &Path, n: u64, tick: &dyn Fn(u64)) -> BenchResult<f64> {
 }
 
 /// W3: `n` 4 KiB records, a sync every `every`. MB/s of payload.
-pub fn w3(dir: &Path, n: u64, every: u64, ring: Option<&KeyRing>, tick: &dyn Fn(u64)) -> BenchResult<f64> {
-    let mut wal = open(SegmentedWalConfig::new(dir), ring)?;
+pub fn w3(dir: &Path, n: u64, every: u64, log: Log, ring: Option<&KeyRing>, tick: &dyn Fn(u64)) -> BenchResult<f64> {
+    let mut wal = open_log(dir, log, ring)?;
+    let mut ckpt = Checkpoints::new(&wal, log);
     let payload = vec![0x77u8; 4096];
     let t = Instant::now();
     for i in 1..=n {
         wal.append(1, 0, 0, &payload)?;
+        ckpt.after_append(&wal)?;
         if i % every == 0 {
             wal.sync()?;
             tick(every);
