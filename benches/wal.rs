@@ -2,7 +2,9 @@
 //! in one run and interleaved (the machine is shared and noisy): medians of
 //! `ROUNDS` rounds and ratios. Run: `cargo bench --bench wal`.
 //! Environment: DIRECTWAL_BENCH_DIR (default: the target tmp dir, which must
-//! be on the disk under test), DIRECTWAL_BENCH_ROUNDS (default 3).
+//! be on the disk under test), DIRECTWAL_BENCH_ROUNDS (default 3),
+//! DIRECTWAL_BENCH_ONLY (comma-separated groups: w1, w2, w3, w4, w5, readers;
+//! default all; rows whose figures were not measured are left out).
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -159,52 +161,80 @@ fn main() {
     let rounds: usize = std::env::var("DIRECTWAL_BENCH_ROUNDS").ok().and_then(|s| s.parse().ok()).unwrap_or(3);
     println!("directwal bench in {} ({rounds} rounds, medians)", base.display());
 
+    let only = std::env::var("DIRECTWAL_BENCH_ONLY").unwrap_or_default();
+    let run = |group: &str| only.is_empty() || only.split(',').any(|g| g.trim() == group);
+
     let mut m: BTreeMap<&str, Vec<f64>> = BTreeMap::new();
     let mut push = |k: &'static str, v: f64| m.entry(k).or_default().push(v);
     for r in 0..rounds {
         eprintln!("round {}/{rounds}", r + 1);
-        push("ceiling_4k_zero_filled", probe_sync_writes(&base, 4096, W1_RECORDS, Space::ZeroFilled));
-        push("ceiling_4k_growing", probe_sync_writes(&base, 4096, W1_RECORDS, Space::Grow));
-        let a = w1(&base, None, false);
-        push("w1", a.rate);
-        push("w1_bytes_per_record", a.bytes_per_record);
-        push("w1_enc", w1(&base, None, true).rate);
-        push("w1_grow_per_block", w1(&base, Some(4096), false).rate);
-        let (rate, w2dir) = w2(&base, Log::Fresh);
-        push("w2", rate);
-        push("w2_ckpt", w2(&base, Log::Checkpointed).0);
-        push("ceiling_4m_prefilled_mbs", probe_sync_writes(&base, 4 << 20, 32, Space::ZeroFilled) * 4.194304);
-        push("w3_mbs", w3(&base, Log::Fresh, false));
-        push("w3_ckpt_mbs", w3(&base, Log::Checkpointed, false));
-        push("w3_enc_mbs", w3(&base, Log::Fresh, true));
-        push("ceiling_4m_growing_mbs", probe_sync_writes(&base, 4 << 20, 32, Space::Grow) * 4.194304);
-        push("ceiling_4m_fallocated_mbs", probe_sync_writes(&base, 4 << 20, 32, Space::Fallocated) * 4.194304);
-        let (open_s, rec_s, mbs) = w5(&w2dir, workloads::Replay::Borrowed);
-        push("w5_open_s", open_s);
-        push("w5_rec_s", rec_s);
-        push("w5_mbs", mbs);
-        let (_, rec_s, mbs) = w5(&w2dir, workloads::Replay::Owned);
-        push("w5_owned_rec_s", rec_s);
-        push("w5_owned_mbs", mbs);
-        push("w5p_rec_s", w5p(&w2dir));
-        let (r4, p4) = w4(&base, 4, 2_000);
-        push("w4_4", r4);
-        push("w4_4_p99_ms", p4);
-        let (r32, p32) = w4(&base, 32, 500);
-        push("w4_32", r32);
-        push("w4_32_p99_ms", p32);
-        let (w1_0, w2_0) = writers_with_readers(&base, 0);
-        let (w1_4, w2_4) = writers_with_readers(&base, 4);
-        push("w1_no_readers", w1_0);
-        push("w1_4_readers", w1_4);
-        push("w2s_no_readers", w2_0);
-        push("w2s_4_readers", w2_4);
-        push("seq_read_mbs", workloads::probe_seq_read(&w2dir).unwrap());
+        if run("w1") {
+            push("ceiling_4k_zero_filled", probe_sync_writes(&base, 4096, W1_RECORDS, Space::ZeroFilled));
+            push("ceiling_4k_growing", probe_sync_writes(&base, 4096, W1_RECORDS, Space::Grow));
+            let a = w1(&base, None, false);
+            push("w1", a.rate);
+            push("w1_bytes_per_record", a.bytes_per_record);
+            push("w1_enc", w1(&base, None, true).rate);
+            push("w1_grow_per_block", w1(&base, Some(4096), false).rate);
+        }
+        let w2dir = if run("w2") || run("w5") {
+            let (rate, w2dir) = w2(&base, Log::Fresh);
+            push("w2", rate);
+            if run("w2") {
+                push("w2_ckpt", w2(&base, Log::Checkpointed).0);
+            }
+            Some(w2dir)
+        } else {
+            None
+        };
+        if run("w3") {
+            push("ceiling_4m_prefilled_mbs", probe_sync_writes(&base, 4 << 20, 32, Space::ZeroFilled) * 4.194304);
+            push("w3_mbs", w3(&base, Log::Fresh, false));
+            push("w3_ckpt_mbs", w3(&base, Log::Checkpointed, false));
+            push("w3_enc_mbs", w3(&base, Log::Fresh, true));
+            push("ceiling_4m_growing_mbs", probe_sync_writes(&base, 4 << 20, 32, Space::Grow) * 4.194304);
+            push("ceiling_4m_fallocated_mbs", probe_sync_writes(&base, 4 << 20, 32, Space::Fallocated) * 4.194304);
+        }
+        if let Some(w2dir) = w2dir.as_deref().filter(|_| run("w5")) {
+            let (open_s, rec_s, mbs) = w5(w2dir, workloads::Replay::Borrowed);
+            push("w5_open_s", open_s);
+            push("w5_rec_s", rec_s);
+            push("w5_mbs", mbs);
+            let (_, rec_s, mbs) = w5(w2dir, workloads::Replay::Owned);
+            push("w5_owned_rec_s", rec_s);
+            push("w5_owned_mbs", mbs);
+            push("w5p_rec_s", w5p(w2dir));
+            push("seq_read_mbs", workloads::probe_seq_read(w2dir).unwrap());
+        }
+        if run("w4") {
+            let (r4, p4) = w4(&base, 4, 2_000);
+            push("w4_4", r4);
+            push("w4_4_p99_ms", p4);
+            let (r32, p32) = w4(&base, 32, 500);
+            push("w4_32", r32);
+            push("w4_32_p99_ms", p32);
+        }
+        if run("readers") {
+            let (w1_0, w2_0) = writers_with_readers(&base, 0);
+            let (w1_4, w2_4) = writers_with_readers(&base, 4);
+            push("w1_no_readers", w1_0);
+            push("w1_4_readers", w1_4);
+            push("w2s_no_readers", w2_0);
+            push("w2s_4_readers", w2_4);
+        }
     }
     let med: BTreeMap<&str, f64> = m.iter_mut().map(|(k, v)| (*k, median(v))).collect();
-    let g = |k: &str| med[k];
+    // A figure not measured (DIRECTWAL_BENCH_ONLY) is NaN; its rows are left out.
+    let g = |k: &str| med.get(k).copied().unwrap_or(f64::NAN);
     let header_plus_payload = (128 + directwal::layout::RECORD_HEADER_LEN) as f64;
-    println!();
+    let mut table = String::new();
+    // Rows are written here, then printed without those holding NaN.
+    macro_rules! println {
+        ($($t:tt)*) => {{
+            table.push_str(&format!($($t)*));
+            table.push('\n');
+        }};
+    }
     println!("| workload | result | reference | ratio | target |");
     println!("|---|---|---|---|---|");
     println!(
@@ -317,5 +347,9 @@ fn main() {
         g("w4_32") / 60_000.0
     );
     println!("| open of W2's log (cold, {} MB) | {:.4} s | | | |", W2_RECORDS * 160 / 1_000_000, g("w5_open_s"));
+    std::println!();
+    for line in table.lines().filter(|l| !l.contains("NaN")) {
+        std::println!("{line}");
+    }
     let _ = std::fs::remove_dir_all(&base);
 }
