@@ -3,7 +3,9 @@
 //! `cargo run --release -p bench-peers --ignore-rust-version` (nodedb-wal 0.6
 //! declares a newer rust-version than this toolchain). Environment:
 //! BENCH_DIR (default: ./target/tmp/peers, on the disk under test),
-//! BENCH_ROUNDS (default 3; medians of interleaved rounds).
+//! BENCH_ROUNDS (default 3; medians of interleaved rounds), BENCH_ONLY
+//! (comma-separated workloads w1..w5 to run; default all; the others show 0),
+//! BENCH_SKIP (comma-separated name prefixes of systems to leave out, e.g. `nodedb`).
 //!
 //! Durability is the same for everyone: a record counts as committed only
 //! after an fdatasync covering it returned. raft-engine is durable only via
@@ -22,6 +24,11 @@ const W3_N: usize = 16_000;
 const W3_EVERY: usize = 1_000;
 const W4_PER_THREAD_4: usize = 1_000;
 const W4_PER_THREAD_32: usize = 300;
+
+/// Whether workload `w` (w1..w5) is to run (BENCH_ONLY).
+fn want(w: &str) -> bool {
+    std::env::var("BENCH_ONLY").map_or(true, |only| only.split(',').any(|x| x.trim() == w))
+}
 
 fn fresh(base: &Path, name: &str) -> PathBuf {
     let p = base.join(name);
@@ -75,53 +82,61 @@ fn directwal(base: &Path) -> Row {
     use directwal::{SegmentedWal, SegmentedWalConfig, WalHandle};
     let mut r = Row::default();
     let p = [0x5au8; 128];
-    let dir = fresh(base, "dw1");
-    let mut w = SegmentedWal::open(SegmentedWalConfig::new(&dir)).unwrap();
-    let t = Instant::now();
-    for _ in 0..W1_N {
-        w.append(1, 0, 0, &p).unwrap();
-        w.sync().unwrap();
-    }
-    r.w1 = rate(W1_N, t);
-    drop(w);
-    let dir = fresh(base, "dw2");
-    let mut w = SegmentedWal::open(SegmentedWalConfig::new(&dir)).unwrap();
-    let t = Instant::now();
-    for _ in 0..W2_N {
-        w.append(1, 0, 0, &p).unwrap();
-    }
-    w.sync().unwrap();
-    r.w2 = rate(W2_N, t);
-    drop(w);
-    let t = Instant::now();
-    let w = SegmentedWal::open(SegmentedWalConfig::new(&dir)).unwrap();
-    let mut n = 0usize;
-    w.for_each_durable(0, usize::MAX, |_| n += 1).unwrap();
-    assert_eq!(n, W2_N);
-    r.w5 = rate(n, t);
-    drop(w);
-    let dir = fresh(base, "dw3");
-    let mut w = SegmentedWal::open(SegmentedWalConfig::new(&dir)).unwrap();
-    let big = vec![0x77u8; 4096];
-    let t = Instant::now();
-    for i in 1..=W3_N {
-        w.append(1, 0, 0, &big).unwrap();
-        if i % W3_EVERY == 0 {
+    if want("w1") {
+        let dir = fresh(base, "dw1");
+        let mut w = SegmentedWal::open(SegmentedWalConfig::new(&dir)).unwrap();
+        let t = Instant::now();
+        for _ in 0..W1_N {
+            w.append(1, 0, 0, &p).unwrap();
             w.sync().unwrap();
         }
+        r.w1 = rate(W1_N, t);
+        drop(w);
     }
-    r.w3 = (W3_N * 4096) as f64 / 1e6 / t.elapsed().as_secs_f64();
-    drop(w);
-    for (threads, per, out) in [(4, W4_PER_THREAD_4, &mut r.w4_4), (32, W4_PER_THREAD_32, &mut r.w4_32)] {
-        let dir = fresh(base, "dw4");
-        let h = WalHandle::open(SegmentedWalConfig::new(&dir)).unwrap();
-        *out = threaded(
-            threads,
-            per,
-            Arc::new(move |p: &[u8]| {
-                h.append_durable(1, 0, 0, p).unwrap();
-            }),
-        );
+    if want("w2") || want("w5") {
+        let dir = fresh(base, "dw2");
+        let mut w = SegmentedWal::open(SegmentedWalConfig::new(&dir)).unwrap();
+        let t = Instant::now();
+        for _ in 0..W2_N {
+            w.append(1, 0, 0, &p).unwrap();
+        }
+        w.sync().unwrap();
+        r.w2 = rate(W2_N, t);
+        drop(w);
+        let t = Instant::now();
+        let w = SegmentedWal::open(SegmentedWalConfig::new(&dir)).unwrap();
+        let mut n = 0usize;
+        w.for_each_durable(0, usize::MAX, |_| n += 1).unwrap();
+        assert_eq!(n, W2_N);
+        r.w5 = rate(n, t);
+        drop(w);
+    }
+    if want("w3") {
+        let dir = fresh(base, "dw3");
+        let mut w = SegmentedWal::open(SegmentedWalConfig::new(&dir)).unwrap();
+        let big = vec![0x77u8; 4096];
+        let t = Instant::now();
+        for i in 1..=W3_N {
+            w.append(1, 0, 0, &big).unwrap();
+            if i % W3_EVERY == 0 {
+                w.sync().unwrap();
+            }
+        }
+        r.w3 = (W3_N * 4096) as f64 / 1e6 / t.elapsed().as_secs_f64();
+        drop(w);
+    }
+    if want("w4") {
+        for (threads, per, out) in [(4, W4_PER_THREAD_4, &mut r.w4_4), (32, W4_PER_THREAD_32, &mut r.w4_32)] {
+            let dir = fresh(base, "dw4");
+            let h = WalHandle::open(SegmentedWalConfig::new(&dir)).unwrap();
+            *out = threaded(
+                threads,
+                per,
+                Arc::new(move |p: &[u8]| {
+                    h.append_durable(1, 0, 0, p).unwrap();
+                }),
+            );
+        }
     }
     r
 }
@@ -133,57 +148,65 @@ fn nodedb(base: &Path) -> Row {
     const PUT: u32 = nodedb_wal::record::RecordType::Put as u32;
     let mut r = Row::default();
     let p = [0x5au8; 128];
-    let dir = fresh(base, "nd1");
-    let mut w = SegmentedWal::open(SegmentedWalConfig::new(dir.clone())).unwrap();
-    let t = Instant::now();
-    for _ in 0..W1_N {
-        w.append(PUT, 0, 0, 0, &p).unwrap();
-        w.sync().unwrap();
-    }
-    r.w1 = rate(W1_N, t);
-    drop(w);
-    let dir = fresh(base, "nd2");
-    let mut w = SegmentedWal::open(SegmentedWalConfig::new(dir.clone())).unwrap();
-    let t = Instant::now();
-    for _ in 0..W2_N {
-        w.append(PUT, 0, 0, 0, &p).unwrap();
-    }
-    w.sync().unwrap();
-    r.w2 = rate(W2_N, t);
-    drop(w);
-    let t = Instant::now();
-    let w = SegmentedWal::open(SegmentedWalConfig::new(dir.clone())).unwrap();
-    let n = w.replay().unwrap().len();
-    r.w5 = rate(n, t);
-    if n != W2_N {
-        eprintln!("nodedb-wal: replay after reopen returned {n} of {W2_N} acknowledged records; W5 reported as 0");
-        r.w5 = 0.0;
-    }
-    drop(w);
-    let dir = fresh(base, "nd3");
-    let mut w = SegmentedWal::open(SegmentedWalConfig::new(dir.clone())).unwrap();
-    let big = vec![0x77u8; 4096];
-    let t = Instant::now();
-    for i in 1..=W3_N {
-        w.append(PUT, 0, 0, 0, &big).unwrap();
-        if i % W3_EVERY == 0 {
+    if want("w1") {
+        let dir = fresh(base, "nd1");
+        let mut w = SegmentedWal::open(SegmentedWalConfig::new(dir.clone())).unwrap();
+        let t = Instant::now();
+        for _ in 0..W1_N {
+            w.append(PUT, 0, 0, 0, &p).unwrap();
             w.sync().unwrap();
         }
+        r.w1 = rate(W1_N, t);
+        drop(w);
     }
-    r.w3 = (W3_N * 4096) as f64 / 1e6 / t.elapsed().as_secs_f64();
-    drop(w);
-    for (threads, per, out) in [(4, W4_PER_THREAD_4, &mut r.w4_4), (32, W4_PER_THREAD_32, &mut r.w4_32)] {
-        let dir = fresh(base, "nd4");
-        let w = Mutex::new(SegmentedWal::open(SegmentedWalConfig::new(dir)).unwrap());
-        *out = threaded(
-            threads,
-            per,
-            Arc::new(move |p: &[u8]| {
-                let mut w = w.lock().unwrap();
-                w.append(PUT, 0, 0, 0, p).unwrap();
+    if want("w2") || want("w5") {
+        let dir = fresh(base, "nd2");
+        let mut w = SegmentedWal::open(SegmentedWalConfig::new(dir.clone())).unwrap();
+        let t = Instant::now();
+        for _ in 0..W2_N {
+            w.append(PUT, 0, 0, 0, &p).unwrap();
+        }
+        w.sync().unwrap();
+        r.w2 = rate(W2_N, t);
+        drop(w);
+        let t = Instant::now();
+        let w = SegmentedWal::open(SegmentedWalConfig::new(dir.clone())).unwrap();
+        let n = w.replay().unwrap().len();
+        r.w5 = rate(n, t);
+        if n != W2_N {
+            eprintln!("nodedb-wal: replay after reopen returned {n} of {W2_N} acknowledged records; W5 reported as 0");
+            r.w5 = 0.0;
+        }
+        drop(w);
+    }
+    if want("w3") {
+        let dir = fresh(base, "nd3");
+        let mut w = SegmentedWal::open(SegmentedWalConfig::new(dir.clone())).unwrap();
+        let big = vec![0x77u8; 4096];
+        let t = Instant::now();
+        for i in 1..=W3_N {
+            w.append(PUT, 0, 0, 0, &big).unwrap();
+            if i % W3_EVERY == 0 {
                 w.sync().unwrap();
-            }),
-        );
+            }
+        }
+        r.w3 = (W3_N * 4096) as f64 / 1e6 / t.elapsed().as_secs_f64();
+        drop(w);
+    }
+    if want("w4") {
+        for (threads, per, out) in [(4, W4_PER_THREAD_4, &mut r.w4_4), (32, W4_PER_THREAD_32, &mut r.w4_32)] {
+            let dir = fresh(base, "nd4");
+            let w = Mutex::new(SegmentedWal::open(SegmentedWalConfig::new(dir)).unwrap());
+            *out = threaded(
+                threads,
+                per,
+                Arc::new(move |p: &[u8]| {
+                    let mut w = w.lock().unwrap();
+                    w.append(PUT, 0, 0, 0, p).unwrap();
+                    w.sync().unwrap();
+                }),
+            );
+        }
     }
     r
 }
@@ -215,74 +238,84 @@ fn okay(base: &Path) -> Row {
     let mut r = Row::default();
     let p = [0x5au8; 128];
     let open = |d: &Path| WriteAheadLog::recover(d, Count::default()).unwrap();
-    let dir = fresh(base, "ok1");
-    let w = open(&dir);
-    let t = Instant::now();
-    for _ in 0..W1_N {
+    if want("w1") {
+        let dir = fresh(base, "ok1");
+        let w = open(&dir);
+        let t = Instant::now();
+        for _ in 0..W1_N {
+            let mut e = w.begin_entry().unwrap();
+            e.write_chunk(&p).unwrap();
+            e.commit().unwrap();
+        }
+        r.w1 = rate(W1_N, t);
+        w.shutdown().unwrap();
+    }
+    if want("w2") {
+        let dir = fresh(base, "ok2");
+        let w = open(&dir);
+        let t = Instant::now();
         let mut e = w.begin_entry().unwrap();
-        e.write_chunk(&p).unwrap();
+        for _ in 0..W2_N {
+            e.write_chunk(&p).unwrap();
+        }
         e.commit().unwrap();
+        r.w2 = rate(W2_N, t);
+        w.shutdown().unwrap();
     }
-    r.w1 = rate(W1_N, t);
-    w.shutdown().unwrap();
-    let dir = fresh(base, "ok2");
-    let w = open(&dir);
-    let t = Instant::now();
-    let mut e = w.begin_entry().unwrap();
-    for _ in 0..W2_N {
-        e.write_chunk(&p).unwrap();
-    }
-    e.commit().unwrap();
-    r.w2 = rate(W2_N, t);
-    w.shutdown().unwrap();
     // W5: okaywal checkpoints a segment once 768 KiB are written (its
     // default), after which recovery has nothing to read. The log to replay
     // is written (untimed) with checkpointing off, and recovered likewise.
-    let dir = fresh(base, "ok5");
-    let no_checkpoint = |d: &Path| okaywal::Configuration::default_for(d).checkpoint_after_bytes(u64::MAX);
-    let w = no_checkpoint(&dir).open(Count::default()).unwrap();
-    let mut e = w.begin_entry().unwrap();
-    for _ in 0..W2_N {
-        e.write_chunk(&p).unwrap();
-    }
-    e.commit().unwrap();
-    drop(w);
-    let counter = Count::default();
-    let seen = counter.0.clone();
-    let t = Instant::now();
-    let w = no_checkpoint(&dir).open(counter).unwrap();
-    let n = seen.load(std::sync::atomic::Ordering::Relaxed);
-    r.w5 = rate(n, t);
-    if n != W2_N {
-        eprintln!("okaywal: recovery saw {n} of {W2_N} chunks; W5 reported as 0");
-        r.w5 = 0.0;
-    }
-    w.shutdown().unwrap();
-    let dir = fresh(base, "ok3");
-    let w = open(&dir);
-    let big = vec![0x77u8; 4096];
-    let t = Instant::now();
-    for _ in 0..W3_N / W3_EVERY {
+    if want("w5") {
+        let dir = fresh(base, "ok5");
+        let no_checkpoint = |d: &Path| okaywal::Configuration::default_for(d).checkpoint_after_bytes(u64::MAX);
+        let w = no_checkpoint(&dir).open(Count::default()).unwrap();
         let mut e = w.begin_entry().unwrap();
-        for _ in 0..W3_EVERY {
-            e.write_chunk(&big).unwrap();
+        for _ in 0..W2_N {
+            e.write_chunk(&p).unwrap();
         }
         e.commit().unwrap();
+        drop(w);
+        let counter = Count::default();
+        let seen = counter.0.clone();
+        let t = Instant::now();
+        let w = no_checkpoint(&dir).open(counter).unwrap();
+        let n = seen.load(std::sync::atomic::Ordering::Relaxed);
+        r.w5 = rate(n, t);
+        if n != W2_N {
+            eprintln!("okaywal: recovery saw {n} of {W2_N} chunks; W5 reported as 0");
+            r.w5 = 0.0;
+        }
+        w.shutdown().unwrap();
     }
-    r.w3 = (W3_N * 4096) as f64 / 1e6 / t.elapsed().as_secs_f64();
-    w.shutdown().unwrap();
-    for (threads, per, out) in [(4, W4_PER_THREAD_4, &mut r.w4_4), (32, W4_PER_THREAD_32, &mut r.w4_32)] {
-        let dir = fresh(base, "ok4");
+    if want("w3") {
+        let dir = fresh(base, "ok3");
         let w = open(&dir);
-        *out = threaded(
-            threads,
-            per,
-            Arc::new(move |p: &[u8]| {
-                let mut e = w.begin_entry().unwrap();
-                e.write_chunk(p).unwrap();
-                e.commit().unwrap();
-            }),
-        );
+        let big = vec![0x77u8; 4096];
+        let t = Instant::now();
+        for _ in 0..W3_N / W3_EVERY {
+            let mut e = w.begin_entry().unwrap();
+            for _ in 0..W3_EVERY {
+                e.write_chunk(&big).unwrap();
+            }
+            e.commit().unwrap();
+        }
+        r.w3 = (W3_N * 4096) as f64 / 1e6 / t.elapsed().as_secs_f64();
+        w.shutdown().unwrap();
+    }
+    if want("w4") {
+        for (threads, per, out) in [(4, W4_PER_THREAD_4, &mut r.w4_4), (32, W4_PER_THREAD_32, &mut r.w4_32)] {
+            let dir = fresh(base, "ok4");
+            let w = open(&dir);
+            *out = threaded(
+                threads,
+                per,
+                Arc::new(move |p: &[u8]| {
+                    let mut e = w.begin_entry().unwrap();
+                    e.write_chunk(p).unwrap();
+                    e.commit().unwrap();
+                }),
+            );
+        }
     }
     r
 }
@@ -292,60 +325,68 @@ fn raft(base: &Path) -> Row {
     use raft_engine::{Config, Engine, LogBatch};
     let mut r = Row::default();
     let open = |d: &Path| Engine::open(Config { dir: d.to_str().unwrap().to_owned(), ..Default::default() }).unwrap();
-    let dir = fresh(base, "re1");
-    let e = open(&dir);
-    let t = Instant::now();
-    for i in 0..W1_N as u64 {
-        let mut b = LogBatch::default();
-        b.put(1, i.to_be_bytes().to_vec(), vec![0x5a; 128]).unwrap();
-        e.write(&mut b, true).unwrap();
-    }
-    r.w1 = rate(W1_N, t);
-    drop(e);
-    let dir = fresh(base, "re2");
-    let e = open(&dir);
-    let t = Instant::now();
-    let mut b = LogBatch::default();
-    for i in 0..W2_N as u64 {
-        b.put(1, i.to_be_bytes().to_vec(), vec![0x5a; 128]).unwrap();
-        if i % 10_000 == 9_999 {
-            e.write(&mut b, false).unwrap();
-        }
-    }
-    e.write(&mut b, true).unwrap();
-    r.w2 = rate(W2_N, t);
-    drop(e);
-    // W5 for raft-engine: reopening replays the whole log into its memtables.
-    let t = Instant::now();
-    let e = open(&dir);
-    r.w5 = rate(W2_N, t);
-    drop(e);
-    let dir = fresh(base, "re3");
-    let e = open(&dir);
-    let t = Instant::now();
-    let mut b = LogBatch::default();
-    for i in 1..=W3_N as u64 {
-        b.put(1, i.to_be_bytes().to_vec(), vec![0x77; 4096]).unwrap();
-        if i % W3_EVERY as u64 == 0 {
+    if want("w1") {
+        let dir = fresh(base, "re1");
+        let e = open(&dir);
+        let t = Instant::now();
+        for i in 0..W1_N as u64 {
+            let mut b = LogBatch::default();
+            b.put(1, i.to_be_bytes().to_vec(), vec![0x5a; 128]).unwrap();
             e.write(&mut b, true).unwrap();
         }
+        r.w1 = rate(W1_N, t);
+        drop(e);
     }
-    r.w3 = (W3_N * 4096) as f64 / 1e6 / t.elapsed().as_secs_f64();
-    drop(e);
-    for (threads, per, out) in [(4, W4_PER_THREAD_4, &mut r.w4_4), (32, W4_PER_THREAD_32, &mut r.w4_32)] {
-        let dir = fresh(base, "re4");
-        let e = Arc::new(open(&dir));
-        let key = Arc::new(std::sync::atomic::AtomicU64::new(0));
-        *out = threaded(
-            threads,
-            per,
-            Arc::new(move |p: &[u8]| {
-                let k = key.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                let mut b = LogBatch::default();
-                b.put(1, k.to_be_bytes().to_vec(), p.to_vec()).unwrap();
+    if want("w2") || want("w5") {
+        let dir = fresh(base, "re2");
+        let e = open(&dir);
+        let t = Instant::now();
+        let mut b = LogBatch::default();
+        for i in 0..W2_N as u64 {
+            b.put(1, i.to_be_bytes().to_vec(), vec![0x5a; 128]).unwrap();
+            if i % 10_000 == 9_999 {
+                e.write(&mut b, false).unwrap();
+            }
+        }
+        e.write(&mut b, true).unwrap();
+        r.w2 = rate(W2_N, t);
+        drop(e);
+        // W5 for raft-engine: reopening replays the whole log into its memtables.
+        let t = Instant::now();
+        let e = open(&dir);
+        r.w5 = rate(W2_N, t);
+        drop(e);
+    }
+    if want("w3") {
+        let dir = fresh(base, "re3");
+        let e = open(&dir);
+        let t = Instant::now();
+        let mut b = LogBatch::default();
+        for i in 1..=W3_N as u64 {
+            b.put(1, i.to_be_bytes().to_vec(), vec![0x77; 4096]).unwrap();
+            if i % W3_EVERY as u64 == 0 {
                 e.write(&mut b, true).unwrap();
-            }),
-        );
+            }
+        }
+        r.w3 = (W3_N * 4096) as f64 / 1e6 / t.elapsed().as_secs_f64();
+        drop(e);
+    }
+    if want("w4") {
+        for (threads, per, out) in [(4, W4_PER_THREAD_4, &mut r.w4_4), (32, W4_PER_THREAD_32, &mut r.w4_32)] {
+            let dir = fresh(base, "re4");
+            let e = Arc::new(open(&dir));
+            let key = Arc::new(std::sync::atomic::AtomicU64::new(0));
+            *out = threaded(
+                threads,
+                per,
+                Arc::new(move |p: &[u8]| {
+                    let k = key.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    let mut b = LogBatch::default();
+                    b.put(1, k.to_be_bytes().to_vec(), p.to_vec()).unwrap();
+                    e.write(&mut b, true).unwrap();
+                }),
+            );
+        }
     }
     r
 }
@@ -356,43 +397,51 @@ fn file(base: &Path) -> Row {
     let p = [0x5au8; 128];
     let dir = fresh(base, "f");
     let open = |n: &str| OpenOptions::new().create(true).append(true).open(dir.join(n)).unwrap();
-    let mut f = open("w1");
-    let t = Instant::now();
-    for _ in 0..W1_N {
-        f.write_all(&p).unwrap();
-        f.sync_data().unwrap();
-    }
-    r.w1 = rate(W1_N, t);
-    let mut f = std::io::BufWriter::with_capacity(1 << 20, open("w2"));
-    let t = Instant::now();
-    for _ in 0..W2_N {
-        f.write_all(&p).unwrap();
-    }
-    let f: File = f.into_inner().unwrap();
-    f.sync_data().unwrap();
-    r.w2 = rate(W2_N, t);
-    let mut f = std::io::BufWriter::with_capacity(4 << 20, open("w3"));
-    let big = vec![0x77u8; 4096];
-    let t = Instant::now();
-    for i in 1..=W3_N {
-        f.write_all(&big).unwrap();
-        if i % W3_EVERY == 0 {
-            f.flush().unwrap();
-            f.get_ref().sync_data().unwrap();
+    if want("w1") {
+        let mut f = open("w1");
+        let t = Instant::now();
+        for _ in 0..W1_N {
+            f.write_all(&p).unwrap();
+            f.sync_data().unwrap();
         }
+        r.w1 = rate(W1_N, t);
     }
-    r.w3 = (W3_N * 4096) as f64 / 1e6 / t.elapsed().as_secs_f64();
-    for (threads, per, out) in [(4, W4_PER_THREAD_4, &mut r.w4_4), (32, W4_PER_THREAD_32, &mut r.w4_32)] {
-        let f = Mutex::new(open(&format!("w4-{threads}")));
-        *out = threaded(
-            threads,
-            per,
-            Arc::new(move |p: &[u8]| {
-                let mut f = f.lock().unwrap();
-                f.write_all(p).unwrap();
-                f.sync_data().unwrap();
-            }),
-        );
+    if want("w2") {
+        let mut f = std::io::BufWriter::with_capacity(1 << 20, open("w2"));
+        let t = Instant::now();
+        for _ in 0..W2_N {
+            f.write_all(&p).unwrap();
+        }
+        let f: File = f.into_inner().unwrap();
+        f.sync_data().unwrap();
+        r.w2 = rate(W2_N, t);
+    }
+    if want("w3") {
+        let mut f = std::io::BufWriter::with_capacity(4 << 20, open("w3"));
+        let big = vec![0x77u8; 4096];
+        let t = Instant::now();
+        for i in 1..=W3_N {
+            f.write_all(&big).unwrap();
+            if i % W3_EVERY == 0 {
+                f.flush().unwrap();
+                f.get_ref().sync_data().unwrap();
+            }
+        }
+        r.w3 = (W3_N * 4096) as f64 / 1e6 / t.elapsed().as_secs_f64();
+    }
+    if want("w4") {
+        for (threads, per, out) in [(4, W4_PER_THREAD_4, &mut r.w4_4), (32, W4_PER_THREAD_32, &mut r.w4_32)] {
+            let f = Mutex::new(open(&format!("w4-{threads}")));
+            *out = threaded(
+                threads,
+                per,
+                Arc::new(move |p: &[u8]| {
+                    let mut f = f.lock().unwrap();
+                    f.write_all(p).unwrap();
+                    f.sync_data().unwrap();
+                }),
+            );
+        }
     }
     r
 }
@@ -411,9 +460,15 @@ fn main() {
     // disk is shared and noisy); each cell is the median over rounds.
     let rounds: usize = std::env::var("BENCH_ROUNDS").ok().and_then(|v| v.parse().ok()).unwrap_or(3);
     let mut runs: Vec<Vec<Row>> = vec![Vec::new(); systems.len()];
+    let skip = std::env::var("BENCH_SKIP").unwrap_or_default();
+    let skipped = |name: &str| skip.split(',').any(|p| !p.trim().is_empty() && name.starts_with(p.trim()));
     for round in 0..rounds {
         for k in 0..systems.len() {
             let i = (k + round) % systems.len();
+            if skipped(systems[i].0) {
+                runs[i].push(Row::default());
+                continue;
+            }
             eprintln!("round {}/{rounds}: {} ...", round + 1, systems[i].0);
             runs[i].push((systems[i].1)(&base));
         }
