@@ -174,9 +174,12 @@ impl Storage for OsStorage {
         // SAFETY: directwal never shrinks or rewrites a segment file below its
         // durable end while it is mapped (segments are only appended to, the
         // rewritten tail block carries identical bytes for its durable prefix,
-        // and deletion unlinks without truncating). Readers only look at bytes
-        // below the durable end. A file truncated by a foreign process could
-        // still fault; that is outside what any mmap-based reader can prevent.
+        // deletion unlinks without truncating, and a file is recycled only
+        // once no mapping of it is alive in this process: DESIGN I17).
+        // Readers only look at bytes below the durable end. A file truncated
+        // by a foreign process could still fault, and a directory reader in
+        // another process can see a recycled file change under it (it then
+        // fails CRCs); that is outside what any mmap-based reader can prevent.
         let map = unsafe { memmap2::Mmap::map(&file)? };
         // Replay and recovery read front to back: ask for aggressive readahead.
         let _ = map.advise(memmap2::Advice::Sequential);

@@ -356,8 +356,8 @@ impl WalReader {
         let mut sealed = Vec::new();
         let mut wal_id = None;
         for f in &found {
-            let img = storage.read_image(&f.path).map_err(|e| WalError::io("read", &f.path, e))?;
-            let (header, seal) = crate::segment::read_header_and_seal(&f.name, &img)?;
+            let (head, _) = crate::segment::read_head(&*storage, &f.path)?;
+            let (header, seal) = crate::segment::read_header_and_seal(&f.name, &head)?;
             if *wal_id.get_or_insert(header.wal_id) != header.wal_id {
                 return Err(WalError::ForeignSegment {
                     segment: f.name.clone(),
@@ -368,6 +368,7 @@ impl WalReader {
             let seal = match seal? {
                 Some(seal) => seal,
                 None => {
+                    let img = storage.read_image(&f.path).map_err(|e| WalError::io("read", &f.path, e))?;
                     let start = format::data_start(header.block_size as usize);
                     let out = crate::recovery::scan_unsealed(
                         &f.name,

@@ -101,6 +101,23 @@ pub fn discover(storage: &dyn Storage, dir: &Path) -> Result<Listing> {
     Ok(out)
 }
 
+/// Bytes from the start of a segment that hold its header and seal blocks
+/// whatever the block size (at most 64 KiB each).
+pub const HEAD_BYTES: usize = 2 * 65536;
+
+/// The header and seal blocks of a segment, and the file's length: one small
+/// read instead of touching the file through a mapping, whose first fault
+/// would read ahead far more than two blocks (open reads every segment).
+pub fn read_head(storage: &dyn Storage, path: &Path) -> Result<(Vec<u8>, u64)> {
+    let head = storage.read_range(path, 0, HEAD_BYTES, false).map_err(|e| WalError::io("read", path, e))?;
+    let len = if head.len() < HEAD_BYTES {
+        head.len() as u64
+    } else {
+        storage.file_len(path).map_err(|e| WalError::io("stat", path, e))?
+    };
+    Ok((head, len))
+}
+
 /// Decodes header and seal of a segment image, mapping failures to typed
 /// errors. The seal's error is returned separately: recovery tolerates an
 /// unreadable seal on the newest segment (a seal write torn by a crash).

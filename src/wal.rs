@@ -319,8 +319,8 @@ impl SegmentedWal {
         let mut sealed = Vec::with_capacity(found.len());
         let mut expect_lsn: Option<u64> = None;
         for (i, f) in found.iter().enumerate() {
-            let img = self.storage.read_image(&f.path).map_err(|e| WalError::io("read", &f.path, e))?;
-            let (header, seal) = segment::read_header_and_seal(&f.name, &img)?;
+            let (head, file_len) = segment::read_head(&*self.storage, &f.path)?;
+            let (header, seal) = segment::read_header_and_seal(&f.name, &head)?;
             if header.first_lsn != f.first_lsn {
                 return Err(WalError::Corruption {
                     segment: f.name.clone(),
@@ -378,11 +378,11 @@ impl SegmentedWal {
                     // newer segment builds on it.
                     let (file, _) = writer::open_file(&*self.storage, &f.path, false, self.cfg.use_direct_io)?;
                     file.sync_data().map_err(|e| WalError::io("fdatasync", &f.path, e))?;
-                    self.check_seal(f, &header, &seal, data_start, img.len())?;
+                    self.check_seal(f, &header, &seal, data_start, file_len)?;
                     seal
                 }
                 Some(seal) => {
-                    self.check_seal(f, &header, &seal, data_start, img.len())?;
+                    self.check_seal(f, &header, &seal, data_start, file_len)?;
                     seal
                 }
                 None if !is_newest => {
@@ -395,6 +395,8 @@ impl SegmentedWal {
                     });
                 }
                 None => {
+                    // Only this segment is read whole: its records are scanned.
+                    let img = self.storage.read_image(&f.path).map_err(|e| WalError::io("read", &f.path, e))?;
                     let seal = self.recover_newest(f, &img, &header, report)?;
                     if seal.records == 0 {
                         self.next_lsn = f.first_lsn;
@@ -425,11 +427,11 @@ impl SegmentedWal {
         header: &SegmentHeader,
         seal: &Seal,
         data_start: u64,
-        file_len: usize,
+        file_len: u64,
     ) -> Result<()> {
         let consistent = seal.last_lsn.checked_add(1).and_then(|n| n.checked_sub(f.first_lsn)) == Some(seal.records)
             && (seal.records == 0) == (seal.data_end == data_start);
-        if !consistent || seal.data_end < data_start || seal.data_end > file_len as u64 {
+        if !consistent || seal.data_end < data_start || seal.data_end > file_len {
             return Err(WalError::Corruption {
                 segment: f.name.clone(),
                 offset: header.block_size as u64,
