@@ -26,6 +26,12 @@ fn fill(wal: &mut SegmentedWal, n: u64) {
     wal.sync().unwrap();
 }
 
+/// Truncates every segment but the newest `keep`.
+fn truncate_all_but(wal: &SegmentedWal, keep: usize) {
+    let segs = wal.list_segments().unwrap();
+    wal.truncate_before(segs[segs.len() - keep].first_lsn).unwrap();
+}
+
 fn spares(dir: &Path) -> Vec<PathBuf> {
     let mut v: Vec<PathBuf> = std::fs::read_dir(dir)
         .unwrap()
@@ -170,8 +176,7 @@ fn the_pool_keeps_at_most_recycle_segments_files_and_zero_deletes_them_all() {
     c.writer_config.recycle_segments = 5;
     let mut wal = SegmentedWal::open(c.clone()).unwrap();
     fill(&mut wal, 1500);
-    let segs = wal.list_segments().unwrap();
-    wal.truncate_before(segs[segs.len() - 2].first_lsn).unwrap();
+    truncate_all_but(&wal, 2);
     assert_eq!(spares(dir.path()).len(), 5);
     drop(wal);
     // A reopen with a smaller pool deletes the extra spares; its fresh
@@ -181,8 +186,7 @@ fn the_pool_keeps_at_most_recycle_segments_files_and_zero_deletes_them_all() {
     assert_eq!(wal.recovery_report().spare_files, 1);
     assert_eq!((wal.stats().segments_recycled, spares(dir.path()).len()), (1, 0));
     fill(&mut wal, 500);
-    let segs = wal.list_segments().unwrap();
-    wal.truncate_before(segs[segs.len() - 1].first_lsn).unwrap();
+    truncate_all_but(&wal, 1);
     assert_eq!(spares(dir.path()).len(), 1);
     drop(wal);
     // No pool: spares left from before are deleted, truncation deletes.
@@ -190,8 +194,7 @@ fn the_pool_keeps_at_most_recycle_segments_files_and_zero_deletes_them_all() {
     let mut wal = SegmentedWal::open(c).unwrap();
     assert_eq!(spares(dir.path()).len(), 0);
     fill(&mut wal, 500);
-    let segs = wal.list_segments().unwrap();
-    wal.truncate_before(segs[segs.len() - 1].first_lsn).unwrap();
+    truncate_all_but(&wal, 1);
     assert_eq!(spares(dir.path()).len(), 0);
     assert_eq!(wal.stats().segments_recycled, 0);
 }

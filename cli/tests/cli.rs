@@ -117,6 +117,32 @@ fn clean_wal_inspects_verifies_and_dumps_back_exactly() {
 }
 
 #[test]
+fn a_truncated_wal_with_spare_files_is_clean_and_dumps_only_the_log() {
+    let dir = write_wal(500, None);
+    let d = dir.path().to_str().unwrap();
+    let wal = SegmentedWal::open(config(dir.path())).unwrap();
+    let segs = wal.list_segments().unwrap();
+    let cut = segs[3].first_lsn;
+    wal.truncate_before(cut).unwrap();
+    drop(wal);
+    let o = run(&["inspect", d]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(stdout(&o).contains(" spare_files=2 "), "{}", stdout(&o));
+    let o = run(&["inspect", d, "--json"]);
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(v["spare_files"], 2);
+    let o = run(&["verify", d]);
+    assert_eq!(o.status.code(), Some(0), "{}{}", stdout(&o), stderr(&o));
+    // The spares still hold old records; none of them is dumped.
+    let o = run(&["dump", d, "--format", "json"]);
+    let lsns: Vec<u64> = stdout(&o)
+        .lines()
+        .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap()["lsn"].as_u64().unwrap())
+        .collect();
+    assert_eq!(lsns, (cut..=500).collect::<Vec<_>>());
+}
+
+#[test]
 fn dump_pages_from_an_lsn_with_a_limit_in_each_format() {
     let dir = write_wal(300, None);
     let d = dir.path().to_str().unwrap();
