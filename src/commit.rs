@@ -78,9 +78,11 @@ struct Inner {
     /// Bumped when a flush completes (or fails), before `flushed` is
     /// signalled: what spinning followers watch.
     flush_gen: AtomicU64,
-    /// Followers spin rather than sleep while at most this many threads
-    /// commit (a few more than there are CPUs).
+    /// At most this many followers spin at a time (a few more than there
+    /// are CPUs); the others sleep on `flushed`.
     spin_committers: usize,
+    /// Followers spinning now.
+    spinners: AtomicUsize,
     /// Threads inside `append_durable`.
     committers: AtomicUsize,
     /// Callbacks waiting for durability, for the notifier thread (started
@@ -167,6 +169,7 @@ impl WalHandle {
                 flush_gen: AtomicU64::new(0),
                 spin_committers: std::thread::available_parallelism().map_or(1, |n| n.get()) + 2,
                 committers: AtomicUsize::new(0),
+                spinners: AtomicUsize::new(0),
                 notifier: Mutex::new(None),
             }),
             policy: SyncPolicy::EveryCommit,
@@ -316,10 +319,10 @@ impl WalHandle {
             }
             st.wal.ensure_healthy()?;
             if st.flushing {
-                // With few committers, spin for the flush in flight (it is
-                // short) instead of paying a wake-up; every decision is
-                // still taken under the lock once it has completed.
-                if !spun && self.inner.committers.load(Ordering::Relaxed) <= self.inner.spin_committers {
+                // A few followers spin for the flush in flight (it is short)
+                // instead of paying a wake-up; the rest sleep. Every
+                // decision is still taken under the lock once it completed.
+                if !spun && self.inner.spinners.fetch_add(1, Ordering::Relaxed) < self.inner.spin_committers {
                     spun = true;
                     let generation = self.inner.flush_gen.load(Ordering::Acquire);
                     drop(st);
@@ -327,8 +330,12 @@ impl WalHandle {
                     while self.inner.flush_gen.load(Ordering::Acquire) == generation && Instant::now() < deadline {
                         std::thread::yield_now();
                     }
+                    self.inner.spinners.fetch_sub(1, Ordering::Relaxed);
                     st = self.lock();
                     continue;
+                }
+                if !spun {
+                    self.inner.spinners.fetch_sub(1, Ordering::Relaxed);
                 }
                 st = self.wait(st);
                 spun = false;
