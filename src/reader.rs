@@ -125,11 +125,20 @@ impl Tail {
 /// Bytes of the active segment a reader decodes from: a mirrored write,
 /// shared without copying, or bytes copied or read from the file.
 enum Window {
+    /// A mirrored write (memory the writer filled).
     Shared { base: u64, bytes: Arc<[u8]>, len: usize },
-    Owned { base: u64, bytes: Vec<u8> },
+    /// A copy: of mirrored writes (`from_disk` false) or read from the file.
+    Owned { base: u64, bytes: Vec<u8>, from_disk: bool },
 }
 
 impl Window {
+    /// Whether the bytes were read from the file, so their CRCs must be
+    /// checked. Mirrored bytes are the writer's own encoding, never read
+    /// back from the device: checking them again would only cost time.
+    fn read_from_disk(&self) -> bool {
+        matches!(self, Window::Owned { from_disk: true, .. })
+    }
+
     fn base(&self) -> u64 {
         match self {
             Window::Shared { base, .. } | Window::Owned { base, .. } => *base,
@@ -234,7 +243,7 @@ impl ActiveView {
             out.extend_from_slice(&bytes[(pos - start) as usize..(to - start) as usize]);
             pos = to;
         }
-        Some(Window::Owned { base: offset, bytes: out })
+        Some(Window::Owned { base: offset, bytes: out, from_disk: false })
     }
 
     /// The index entry at or before `lsn`.
@@ -564,7 +573,8 @@ impl WalReader {
                 go_on = false;
                 break;
             }
-            let rec = decode(&s.name, &img, 0, off, s.seal.data_end, seed, at_lsn, cipher.as_ref(), at_lsn >= *lsn)?;
+            let take = at_lsn >= *lsn;
+            let rec = decode(&s.name, &img, 0, off, s.seal.data_end, seed, at_lsn, cipher.as_ref(), take, true)?;
             if let Some((header, payload)) = rec.0 {
                 if !f(RecordRef { header, payload: &payload }) {
                     *lsn = at_lsn;
@@ -607,7 +617,7 @@ impl WalReader {
         let (mut at_lsn, mut off) = a.seek(*lsn);
         let cipher = self.cipher(view, &a.name, &a.header, *lsn)?;
         let seed = a.header.crc_seed();
-        let mut window = Window::Owned { base: off, bytes: Vec::new() };
+        let mut window = Window::Owned { base: off, bytes: Vec::new(), from_disk: true };
         // I10: never past the published durable end (R2).
         while at_lsn <= last {
             if at_lsn >= *lsn && !room() {
@@ -636,12 +646,14 @@ impl WalReader {
                             .storage
                             .read_range(&a.path, off, len as usize, view.direct)
                             .map_err(|e| WalError::io("read", &a.path, e))?;
-                        Window::Owned { base: off, bytes }
+                        Window::Owned { base: off, bytes, from_disk: true }
                     }
                 };
             }
             let (base, bytes) = (window.base(), window.bytes());
-            let rec = decode(&a.name, bytes, base, off, end, seed, at_lsn, cipher.as_ref(), at_lsn >= *lsn)?;
+            let take = at_lsn >= *lsn;
+            let rec =
+                decode(&a.name, bytes, base, off, end, seed, at_lsn, cipher.as_ref(), take, window.read_from_disk())?;
             off += rec.1;
             if let Some((header, payload)) = rec.0 {
                 if !f(RecordRef { header, payload: &payload }) {
@@ -681,8 +693,9 @@ fn decode<'a>(
     lsn: u64,
     cipher: Option<&SegmentCipher>,
     take: bool,
+    verify_crc: bool,
 ) -> Result<(Option<Decoded<'a>>, u64)> {
-    let (h, payload) = format::check_record_in(img, base, off, end, seed, Some(lsn)).map_err(|fault| {
+    let (h, payload) = format::check_record_in(img, base, off, end, seed, Some(lsn), verify_crc).map_err(|fault| {
         WalError::Corruption { segment: name.to_owned(), offset: off, lsn, reason: fault.describe() }
     })?;
     let size = format::record_size(h.len as usize) as u64;
