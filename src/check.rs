@@ -83,12 +83,18 @@ pub struct SegmentCheck {
     pub torn_tail: Option<TornTail>,
     /// Everything wrong with it.
     pub problems: Vec<Problem>,
+    /// A live writer truncated the segment while it was checked: its file
+    /// is gone, or was recycled into a newer segment (DESIGN I17). What the
+    /// check saw of it does not count; its records are not in the log any more.
+    pub truncated: bool,
 }
 
 impl SegmentCheck {
-    /// `damaged`, `torn-tail` or `ok`.
+    /// `truncated`, `damaged`, `torn-tail` or `ok`.
     pub fn health(&self) -> &'static str {
-        if !self.problems.is_empty() {
+        if self.truncated {
+            "truncated"
+        } else if !self.problems.is_empty() {
             "damaged"
         } else if self.torn_tail.is_some() {
             "torn-tail"
@@ -124,9 +130,9 @@ impl DirCheck {
         self.segments.iter().flat_map(|s| s.problems.iter())
     }
 
-    /// Valid records in all segments.
+    /// Valid records in all segments (not counting those truncated meanwhile).
     pub fn total_records(&self) -> u64 {
-        self.segments.iter().map(|s| s.records).sum()
+        self.segments.iter().filter(|s| !s.truncated).map(|s| s.records).sum()
     }
 }
 
@@ -164,6 +170,7 @@ pub fn check_dir(dir: &Path, opts: &CheckOptions, progress: &mut dyn FnMut(u64))
             records_verified: 0,
             torn_tail: None,
             problems: Vec::new(),
+            truncated: false,
         };
         let problem = |seg: &mut SegmentCheck, offset: u64, lsn: u64, what: String| {
             seg.problems.push(Problem { segment: f.name.clone(), offset, lsn, what });
@@ -180,6 +187,13 @@ pub fn check_dir(dir: &Path, opts: &CheckOptions, progress: &mut dyn FnMut(u64))
         }
         let img = match storage.read_image(&f.path) {
             Ok(img) => img,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                // Listed, then truncated by a live writer: a missing prefix.
+                seg.truncated = true;
+                expect_lsn = None;
+                out.segments.push(seg);
+                continue;
+            }
             Err(e) => {
                 problem(&mut seg, 0, f.first_lsn, format!("cannot read: {e}"));
                 expect_lsn = None;
@@ -272,11 +286,25 @@ pub fn check_dir(dir: &Path, opts: &CheckOptions, progress: &mut dyn FnMut(u64))
                 }
             }
         }
-        expect_lsn = Some(seg.last_lsn + 1);
+        if !seg.problems.is_empty() && !same_file(&storage, &f.path, &header) {
+            // Damage seen in a file a live writer has since truncated (and
+            // perhaps recycled under our mapping) is not damage of the log.
+            seg.truncated = true;
+            seg.problems.clear();
+        }
+        expect_lsn = if seg.truncated { None } else { Some(seg.last_lsn + 1) };
         progress(img.len() as u64);
         out.segments.push(seg);
     }
     Ok(out)
+}
+
+/// Whether `path` still holds the segment whose header is `header`.
+fn same_file(storage: &dyn Storage, path: &std::path::Path, header: &SegmentHeader) -> bool {
+    match storage.read_range(path, 0, segment::HEAD_BYTES, false) {
+        Ok(head) => SegmentHeader::decode(&head).is_ok_and(|h| h.salt == header.salt),
+        Err(e) => e.kind() != std::io::ErrorKind::NotFound,
+    }
 }
 
 /// The reason of an error, without the location the `Problem` carries anyway.

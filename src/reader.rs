@@ -299,6 +299,9 @@ pub(crate) struct Shared {
     pub view: RwLock<View>,
     /// Live readers: the writer mirrors its writes for them only.
     pub readers: Arc<AtomicUsize>,
+    /// A directory reader: a writer in another process may truncate the
+    /// segments it lists, and recycle their files under its mappings (I17).
+    pub foreign_writer: bool,
 }
 
 impl Shared {
@@ -396,7 +399,13 @@ impl WalReader {
         }
         let view = View { sealed: Arc::new(sealed), active: None, ring: ring.map(Arc::new), direct: false };
         let readers = Arc::new(AtomicUsize::new(0));
-        Ok(WalReader::new(Arc::new(Shared { dir: dir.to_owned(), storage, view: RwLock::new(view), readers })))
+        Ok(WalReader::new(Arc::new(Shared {
+            dir: dir.to_owned(),
+            storage,
+            view: RwLock::new(view),
+            readers,
+            foreign_writer: true,
+        })))
     }
 
     /// LSN of the last durable record (0 if none).
@@ -507,6 +516,28 @@ impl WalReader {
         Ok(false)
     }
 
+    /// `e`, or `LsnTruncated` when a directory reader's segment is no longer
+    /// the file it listed: the writer (another process) truncated it, maybe
+    /// recycling the file under the mapping. Its records are gone, not damaged.
+    fn gone_or(&self, s: &SealedSeg, lsn: u64, e: WalError) -> WalError {
+        if !self.shared.foreign_writer {
+            return e;
+        }
+        let storage = &*self.shared.storage;
+        let same = match storage.read_range(&s.path, 0, crate::segment::HEAD_BYTES, false) {
+            Ok(head) => SegmentHeader::decode(&head).is_ok_and(|h| h.salt == s.header.salt),
+            Err(io) => io.kind() != std::io::ErrorKind::NotFound,
+        };
+        if same {
+            return e;
+        }
+        let oldest = crate::segment::discover(storage, &self.shared.dir)
+            .ok()
+            .and_then(|l| l.segments.first().map(|f| f.first_lsn))
+            .unwrap_or(s.seal.last_lsn + 1);
+        WalError::LsnTruncated { requested: lsn, oldest }
+    }
+
     /// The segment's mapping, made on first use and kept while it is referenced.
     fn map(&self, s: &SealedSeg) -> Result<Arc<FileImage>> {
         if let Some(img) = s.image.get() {
@@ -538,7 +569,7 @@ impl WalReader {
         if *lsn > s.seal.last_lsn {
             return Ok(true);
         }
-        let img = self.map(s)?;
+        let img = self.map(s).map_err(|e| self.gone_or(s, *lsn, e))?;
         let seed = s.header.crc_seed();
         let (first, start) = (s.header.first_lsn, format::data_start(s.header.block_size as usize));
         // Seek through the index; past its frontier, read on from the
@@ -574,7 +605,8 @@ impl WalReader {
                 break;
             }
             let take = at_lsn >= *lsn;
-            let rec = decode(&s.name, &img, 0, off, s.seal.data_end, seed, at_lsn, cipher.as_ref(), take, true)?;
+            let rec = decode(&s.name, &img, 0, off, s.seal.data_end, seed, at_lsn, cipher.as_ref(), take, true)
+                .map_err(|e| self.gone_or(s, at_lsn, e))?;
             if let Some((header, payload)) = rec.0 {
                 if !f(RecordRef { header, payload: &payload }) {
                     *lsn = at_lsn;

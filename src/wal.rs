@@ -269,6 +269,7 @@ impl SegmentedWal {
                 storage: shared_storage,
                 view: std::sync::RwLock::new(View::default()),
                 readers: Arc::default(),
+                foreign_writer: false,
             }),
             active: None,
             next_lsn: 1,

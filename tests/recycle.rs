@@ -239,3 +239,67 @@ fn spares_on_tmpfs_work_with_buffered_io() {
     let wal = SegmentedWal::open(cfg(dir.path())).unwrap();
     check_replay(&wal, segs[3].first_lsn, last);
 }
+
+#[test]
+fn a_directory_reader_sees_a_recycled_segment_as_truncated_not_damaged() {
+    // The reader stands for another process (`directwal dump`, a backup
+    // tool) reading while the writer truncates and reuses segment files.
+    let dir = tempfile::tempdir().unwrap();
+    let mut wal = SegmentedWal::open(cfg(dir.path())).unwrap();
+    fill(&mut wal, 1000);
+    let segs = wal.list_segments().unwrap();
+    drop(wal);
+    let reader = directwal::WalReader::open_dir(dir.path(), None).unwrap();
+    let mut cursor = reader.cursor(1);
+    assert_eq!(cursor.next_page(5, usize::MAX).unwrap().records.len(), 5);
+    // The writer truncates segments 0 and 1 (their files become spares)
+    // and writes on until both spares are reused and overwritten.
+    let mut wal = SegmentedWal::open(cfg(dir.path())).unwrap();
+    wal.truncate_before(segs[2].first_lsn).unwrap();
+    fill(&mut wal, 1000);
+    assert!(wal.stats().segments_recycled >= 2, "{:?}", wal.stats());
+    // Segment 0's mapping now shows another segment's bytes; segment 1's
+    // name is gone. Both are "truncated", never "corrupt".
+    match cursor.next_page(1000, usize::MAX) {
+        Err(WalError::LsnTruncated { requested, oldest }) => {
+            assert!(requested <= segs[0].last_lsn, "{requested}");
+            assert_eq!(oldest, segs[2].first_lsn);
+        }
+        other => panic!("expected LsnTruncated, got {:?}", other.map(|p| p.records.len())),
+    }
+    match reader.read_page(segs[1].first_lsn, 10, usize::MAX) {
+        Err(WalError::LsnTruncated { oldest, .. }) => assert_eq!(oldest, segs[2].first_lsn),
+        other => panic!("expected LsnTruncated, got {:?}", other.map(|p| p.records.len())),
+    }
+    // Segments the writer kept still read fine.
+    let page = reader.read_page(segs[2].first_lsn, 10, usize::MAX).unwrap();
+    assert_eq!(page.records[0].payload, payload(segs[2].first_lsn, 300));
+}
+
+#[test]
+fn verify_beside_a_writer_that_truncates_reports_truncation_not_damage() {
+    use directwal::check::{CheckOptions, check_dir};
+    let dir = tempfile::tempdir().unwrap();
+    let mut wal = SegmentedWal::open(cfg(dir.path())).unwrap();
+    fill(&mut wal, 1500);
+    let segs = wal.list_segments().unwrap();
+    drop(wal);
+    // Once the check has done segment 0, a writer truncates segments 0–2
+    // (two files become spares) and writes until both are reused.
+    let mut calls = 0;
+    let opts = CheckOptions { verify_records: true, ..Default::default() };
+    let check = check_dir(dir.path(), &opts, &mut |_| {
+        calls += 1;
+        if calls == 1 {
+            let mut wal = SegmentedWal::open(cfg(dir.path())).unwrap();
+            wal.truncate_before(segs[3].first_lsn).unwrap();
+            fill(&mut wal, 1000);
+            assert!(wal.stats().segments_recycled >= 2);
+        }
+    })
+    .unwrap();
+    assert!(check.is_clean(), "{:?}", check.problems().collect::<Vec<_>>());
+    let health: Vec<&str> = check.segments.iter().map(|s| s.health()).collect();
+    assert_eq!(&health[1..3], ["truncated", "truncated"], "{health:?}");
+    assert!(health[3..].iter().all(|&h| h == "ok" || h == "torn-tail"), "{health:?}");
+}
