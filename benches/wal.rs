@@ -113,11 +113,11 @@ fn with_readers<T>(reader: WalReader, readers: usize, work: impl FnOnce() -> T) 
 fn writers_with_readers(base: &Path, readers: usize) -> (f64, f64) {
     let dir = fresh(base, "wr");
     let mut wal = SegmentedWal::open(cfg(&dir)).unwrap();
-    let payload = [0x11u8; 128];
+    let noise = workloads::Noise::new();
     let w1 = with_readers(wal.reader(), readers, || {
         let t = Instant::now();
-        for _ in 0..W1_RECORDS {
-            wal.append(1, 0, 0, &payload).unwrap();
+        for i in 0..W1_RECORDS {
+            wal.append(1, 0, 0, noise.payload(i, 128)).unwrap();
             wal.sync().unwrap();
         }
         W1_RECORDS as f64 / t.elapsed().as_secs_f64()
@@ -129,7 +129,7 @@ fn writers_with_readers(base: &Path, readers: usize) -> (f64, f64) {
     let w2 = with_readers(wal.reader(), readers, || {
         let t = Instant::now();
         for i in 0..n {
-            wal.append(1, 0, 0, &payload).unwrap();
+            wal.append(1, 0, 0, noise.payload(i, 128)).unwrap();
             if i % 10_000 == 9_999 {
                 wal.sync().unwrap(); // readers see durable data only
             }
@@ -146,12 +146,12 @@ fn writers_with_readers(base: &Path, readers: usize) -> (f64, f64) {
 fn open_time(base: &Path) -> (f64, u64) {
     let dir = fresh(base, "open");
     let mut wal = SegmentedWal::open(cfg(&dir)).unwrap();
-    let payload = [0x5au8; 128];
-    let record = directwal::layout::record_size(payload.len()) as u64;
+    let noise = workloads::Noise::new();
+    let record = directwal::layout::record_size(128) as u64;
     let data_start = directwal::layout::data_start(directwal::DEFAULT_ALIGNMENT) as u64;
     let per_segment = (directwal::DEFAULT_SEGMENT_TARGET_SIZE - data_start) / record;
-    for _ in 0..17 * per_segment {
-        wal.append(1, 0, 0, &payload).unwrap();
+    for i in 0..17 * per_segment {
+        wal.append(1, 0, 0, noise.payload(i, 128)).unwrap();
     }
     wal.sync().unwrap();
     let segs = wal.list_segments().unwrap();

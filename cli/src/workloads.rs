@@ -16,6 +16,42 @@ use directwal::{SegmentedWal, SegmentedWalConfig, WalHandle};
 /// Boxed error of a workload.
 pub type BenchResult<T> = Result<T, Box<dyn std::error::Error + Send + Sync>>;
 
+/// Incompressible bytes for payloads and probe writes. This machine's disk
+/// compresses: O_DIRECT writes of a repeated byte ran at 2.1–2.5 GB/s, of
+/// random bytes at ~1 GB/s. Constant payloads would measure the host's
+/// compressor, and make encrypted (random-looking) payloads look slow.
+pub struct Noise(Vec<u8>);
+
+impl Noise {
+    /// 8 MiB from a fixed xorshift sequence.
+    pub fn new() -> Self {
+        let mut x = 0x9e37_79b9_7f4a_7c15u64;
+        Noise(
+            (0..8 << 20)
+                .map(|_| {
+                    x ^= x << 13;
+                    x ^= x >> 7;
+                    x ^= x << 17;
+                    (x >> 24) as u8
+                })
+                .collect(),
+        )
+    }
+
+    /// Payload `i` of `len` bytes (at most 4 MiB): consecutive records take
+    /// consecutive slices, so nothing repeats within 4 MiB of a log.
+    pub fn payload(&self, i: u64, len: usize) -> &[u8] {
+        let start = (i as usize).wrapping_mul(len) % (self.0.len() - len);
+        &self.0[start..start + len]
+    }
+}
+
+impl Default for Noise {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
 /// Median of `v` (sorted in place).
 #[allow(dead_code)] // the CLI runs each workload once
 pub fn median(v: &mut [f64]) -> f64 {
@@ -94,11 +130,14 @@ pub fn probe_sync_writes(dir: &Path, block: usize, count: u64, space: Space, tic
             f.sync_all()?;
         }
     }
-    let mut buf = AlignedBuf::new(block, 4096);
-    buf.iter_mut().enumerate().for_each(|(i, b)| *b = i as u8);
+    // Every write different (see `Noise`), taken from one aligned buffer.
+    const SPAN: usize = 4 << 20;
+    let mut buf = AlignedBuf::new(block + SPAN, 4096);
+    buf.copy_from_slice(&Noise::new().0[..block + SPAN]);
     let t = Instant::now();
     for i in 0..count {
-        f.write_all_at(&buf, i * block as u64)?;
+        let at = (i as usize * 4096) % SPAN;
+        f.write_all_at(&buf[at..at + block], i * block as u64)?;
         f.sync_data()?;
         tick(1);
     }
@@ -150,10 +189,10 @@ pub struct W1 {
 /// W1: `n` 128-byte records, each appended and synced before the next.
 pub fn w1(config: SegmentedWalConfig, n: u64, ring: Option<&KeyRing>, tick: &dyn Fn(u64)) -> BenchResult<W1> {
     let mut wal = open(config, ring)?;
-    let payload = [0x5au8; 128];
+    let noise = Noise::new();
     let t = Instant::now();
-    for _ in 0..n {
-        wal.append(1, 0, 0, &payload)?;
+    for i in 0..n {
+        wal.append(1, 0, 0, noise.payload(i, 128))?;
         wal.sync()?;
         tick(1);
     }
@@ -221,10 +260,10 @@ impl Checkpoints {
 pub fn w2(dir: &Path, n: u64, log: Log, tick: &dyn Fn(u64)) -> BenchResult<f64> {
     let mut wal = open_log(dir, log, None)?;
     let mut ckpt = Checkpoints::new(&wal, log);
-    let payload = [0x33u8; 128];
+    let noise = Noise::new();
     let t = Instant::now();
     for i in 1..=n {
-        wal.append(1, 0, 0, &payload)?;
+        wal.append(1, 0, 0, noise.payload(i, 128))?;
         ckpt.after_append(&wal)?;
         if i % 65_536 == 0 {
             tick(65_536);
@@ -239,10 +278,10 @@ pub fn w2(dir: &Path, n: u64, log: Log, tick: &dyn Fn(u64)) -> BenchResult<f64> 
 pub fn w3(dir: &Path, n: u64, every: u64, log: Log, ring: Option<&KeyRing>, tick: &dyn Fn(u64)) -> BenchResult<f64> {
     let mut wal = open_log(dir, log, ring)?;
     let mut ckpt = Checkpoints::new(&wal, log);
-    let payload = vec![0x77u8; 4096];
+    let noise = Noise::new();
     let t = Instant::now();
     for i in 1..=n {
-        wal.append(1, 0, 0, &payload)?;
+        wal.append(1, 0, 0, noise.payload(i, 4096))?;
         ckpt.after_append(&wal)?;
         if i % every == 0 {
             wal.sync()?;
@@ -258,17 +297,17 @@ pub fn w3(dir: &Path, n: u64, every: u64, log: Log, ring: Option<&KeyRing>, tick
 /// one `WalHandle`, waiting for each. Returns (records/s, p99 latency ms).
 pub fn w4(dir: &Path, threads: usize, per_thread: usize, tick: &(dyn Fn(u64) + Sync)) -> BenchResult<(f64, f64)> {
     let wal = WalHandle::open(SegmentedWalConfig::new(dir))?;
+    let noise = Noise::new();
     let t = Instant::now();
     let mut lat: Vec<f64> = std::thread::scope(|s| {
         let workers: Vec<_> = (0..threads)
-            .map(|_| {
-                let wal = wal.clone();
+            .map(|k| {
+                let (wal, noise) = (wal.clone(), &noise);
                 s.spawn(move || -> directwal::Result<Vec<f64>> {
-                    let payload = [0x44u8; 128];
                     let mut lat = Vec::with_capacity(per_thread);
-                    for _ in 0..per_thread {
+                    for i in 0..per_thread {
                         let t = Instant::now();
-                        wal.append_durable(1, 0, 0, &payload)?;
+                        wal.append_durable(1, 0, 0, noise.payload((i * threads + k) as u64, 128))?;
                         lat.push(t.elapsed().as_secs_f64());
                         tick(1);
                     }
