@@ -220,6 +220,9 @@ fn main() {
             push("w3_enc_mbs", w3(&base, Log::Fresh, true));
             push("ceiling_4m_growing_mbs", probe_sync_writes(&base, 4 << 20, 32, Space::Grow) * 4.194304);
             push("ceiling_4m_fallocated_mbs", probe_sync_writes(&base, 4 << 20, 32, Space::Fallocated) * 4.194304);
+            let (w3, probe) = workloads::w3_interleaved(&fresh(&base, "w3i"), 64).unwrap();
+            push("w3_interleaved_mbs", w3);
+            push("ceiling_interleaved_mbs", probe);
         }
         if let Some(w2dir) = w2dir.as_deref().filter(|_| run("w5")) {
             let (open_s, rec_s, mbs) = w5(w2dir, workloads::Replay::Borrowed);
@@ -323,6 +326,12 @@ fn main() {
         g("w3_ckpt_mbs"),
         g("ceiling_4m_prefilled_mbs"),
         ratio("w3_ckpt_mbs", "ceiling_4m_prefilled_mbs")
+    );
+    println!(
+        "| W3 in a checkpointed log, interleaved epoch by epoch with the pre-filled 4 MiB probe | {:.1} MB/s | probe {:.1} MB/s | {:.3} | >= 0.9 |",
+        g("w3_interleaved_mbs"),
+        g("ceiling_interleaved_mbs"),
+        ratio("w3_interleaved_mbs", "ceiling_interleaved_mbs")
     );
     println!(
         "| W3 encrypted (AES-256-GCM) | {:.1} MB/s | plain W3 {:.1} MB/s | {:.3} | >= 0.7 |",

@@ -293,6 +293,60 @@ pub fn w3(dir: &Path, n: u64, every: u64, log: Log, ring: Option<&KeyRing>, tick
     Ok((n * 4096) as f64 / 1e6 / t.elapsed().as_secs_f64())
 }
 
+/// W3 in a checkpointed log and the pre-filled 4 MiB ceiling probe,
+/// interleaved sync epoch by sync epoch (order swapped every two), so both
+/// see the same moments of this shared disk: `epochs` epochs of each, 1,000
+/// incompressible 4 KiB records per W3 epoch, one 4 MiB O_DIRECT write +
+/// fdatasync into a pre-filled 256 MiB file per probe epoch. Returns
+/// (W3 MB/s of payload, probe MB/s).
+#[allow(dead_code)] // the CLI measures W3 and the probe one after the other
+pub fn w3_interleaved(dir: &Path, epochs: u64) -> BenchResult<(f64, f64)> {
+    const CHUNK: usize = 4 << 20;
+    const FILE_CHUNKS: u64 = 64;
+    let noise = Noise::new();
+    let probe_path = dir.join("probe");
+    let f = OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .custom_flags(libc::O_DIRECT)
+        .open(&probe_path)?;
+    let mut buf = AlignedBuf::new(CHUNK + 4096, 4096);
+    buf.copy_from_slice(&noise.0[..CHUNK + 4096]);
+    for k in 0..FILE_CHUNKS {
+        f.write_all_at(&buf[..CHUNK], k * CHUNK as u64)?;
+    }
+    f.sync_all()?;
+    let mut wal = open_log(&dir.join("wal"), Log::Checkpointed, None)?;
+    let mut ckpt = Checkpoints::new(&wal, Log::Checkpointed);
+    let (mut t_wal, mut t_probe, mut i) = (0f64, 0f64, 0u64);
+    for epoch in 0..2 * epochs {
+        let wal_turn = (epoch % 2 == 0) == ((epoch / 2) % 2 == 0);
+        let t = Instant::now();
+        if wal_turn {
+            for _ in 0..1000 {
+                wal.append(1, 0, 0, noise.payload(i, 4096))?;
+                ckpt.after_append(&wal)?;
+                i += 1;
+            }
+            wal.sync()?;
+            t_wal += t.elapsed().as_secs_f64();
+        } else {
+            // A different 4 MiB each time (the buffer's first or second page on).
+            let k = epoch / 2;
+            let at = (k % 2) as usize * 4096;
+            f.write_all_at(&buf[at..at + CHUNK], (k % FILE_CHUNKS) * CHUNK as u64)?;
+            f.sync_data()?;
+            t_probe += t.elapsed().as_secs_f64();
+        }
+    }
+    drop(f);
+    std::fs::remove_file(probe_path)?;
+    let mb = epochs as f64 * 1000.0 * 4096.0 / 1e6;
+    Ok((mb / t_wal, epochs as f64 * CHUNK as f64 / 1e6 / t_probe))
+}
+
 /// W4: `threads` threads each commit `per_thread` 128-byte records through
 /// one `WalHandle`, waiting for each. Returns (records/s, p99 latency ms).
 pub fn w4(dir: &Path, threads: usize, per_thread: usize, tick: &(dyn Fn(u64) + Sync)) -> BenchResult<(f64, f64)> {
