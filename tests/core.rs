@@ -265,3 +265,28 @@ fn stats_count_every_record_made_durable_including_by_rolls() {
     assert_eq!((s.appends, s.synced_records), (300, 300));
     assert!(s.syncs > 1 && s.records_per_sync > 1.0, "{s:?}");
 }
+
+#[test]
+fn segments_of_format_version_1_still_open_and_replay() {
+    // Version 2 added the header's flags byte; a WAL written by version 1
+    // (flags byte zero, version field 1) must open, replay and continue.
+    let dir = tempfile::tempdir().unwrap();
+    let mut wal = SegmentedWal::open(cfg(dir.path(), 16 * 1024)).unwrap();
+    append_n(&mut wal, 200, 100);
+    drop(wal);
+    for seg in segment_files(dir.path()) {
+        let mut bytes = std::fs::read(&seg).unwrap();
+        assert_eq!(u16::from_le_bytes([bytes[8], bytes[9]]), directwal::layout::FORMAT_VERSION);
+        assert_eq!(bytes[57], 0, "a fresh segment is not recycled");
+        bytes[8..10].copy_from_slice(&1u16.to_le_bytes());
+        let crc = crc32c::crc32c(&bytes[..124]);
+        bytes[124..128].copy_from_slice(&crc.to_le_bytes());
+        std::fs::write(&seg, &bytes).unwrap();
+    }
+    let mut wal = SegmentedWal::open(cfg(dir.path(), 16 * 1024)).unwrap();
+    assert_records(&wal, 1, 200, 100);
+    append_n(&mut wal, 10, 100);
+    drop(wal);
+    let wal = SegmentedWal::open(cfg(dir.path(), 16 * 1024)).unwrap();
+    assert_records(&wal, 1, 210, 100);
+}
