@@ -30,6 +30,27 @@ fn want(w: &str) -> bool {
     std::env::var("BENCH_ONLY").map_or(true, |only| only.split(',').any(|x| x.trim() == w))
 }
 
+/// Payload `i` of `len` bytes, incompressible: this machine's disk
+/// compresses (repeated bytes write twice as fast as random ones), so
+/// constant payloads would measure its compressor. Consecutive payloads are
+/// consecutive slices of one 8 MiB xorshift sequence.
+fn pl(i: usize, len: usize) -> &'static [u8] {
+    static NOISE: std::sync::OnceLock<Vec<u8>> = std::sync::OnceLock::new();
+    let noise = NOISE.get_or_init(|| {
+        let mut x = 0x9e37_79b9_7f4a_7c15u64;
+        (0..8 << 20)
+            .map(|_| {
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                (x >> 24) as u8
+            })
+            .collect()
+    });
+    let start = i.wrapping_mul(len) % (noise.len() - len);
+    &noise[start..start + len]
+}
+
 fn fresh(base: &Path, name: &str) -> PathBuf {
     let p = base.join(name);
     let _ = std::fs::remove_dir_all(&p);
@@ -48,12 +69,11 @@ type Column = (&'static str, fn(&Row) -> f64);
 fn threaded(threads: usize, per: usize, commit: Commit) -> f64 {
     let t = Instant::now();
     let hs: Vec<_> = (0..threads)
-        .map(|_| {
+        .map(|t| {
             let c = commit.clone();
             std::thread::spawn(move || {
-                let p = [0x44u8; 128];
-                for _ in 0..per {
-                    c(&p);
+                for j in 0..per {
+                    c(pl(t * per + j, 128));
                 }
             })
         })
@@ -81,13 +101,12 @@ fn rate(n: usize, t: Instant) -> f64 {
 fn directwal(base: &Path) -> Row {
     use directwal::{SegmentedWal, SegmentedWalConfig, WalHandle};
     let mut r = Row::default();
-    let p = [0x5au8; 128];
     if want("w1") {
         let dir = fresh(base, "dw1");
         let mut w = SegmentedWal::open(SegmentedWalConfig::new(&dir)).unwrap();
         let t = Instant::now();
-        for _ in 0..W1_N {
-            w.append(1, 0, 0, &p).unwrap();
+        for i in 0..W1_N {
+            w.append(1, 0, 0, pl(i, 128)).unwrap();
             w.sync().unwrap();
         }
         r.w1 = rate(W1_N, t);
@@ -97,8 +116,8 @@ fn directwal(base: &Path) -> Row {
         let dir = fresh(base, "dw2");
         let mut w = SegmentedWal::open(SegmentedWalConfig::new(&dir)).unwrap();
         let t = Instant::now();
-        for _ in 0..W2_N {
-            w.append(1, 0, 0, &p).unwrap();
+        for i in 0..W2_N {
+            w.append(1, 0, 0, pl(i, 128)).unwrap();
         }
         w.sync().unwrap();
         r.w2 = rate(W2_N, t);
@@ -114,10 +133,9 @@ fn directwal(base: &Path) -> Row {
     if want("w3") {
         let dir = fresh(base, "dw3");
         let mut w = SegmentedWal::open(SegmentedWalConfig::new(&dir)).unwrap();
-        let big = vec![0x77u8; 4096];
         let t = Instant::now();
         for i in 1..=W3_N {
-            w.append(1, 0, 0, &big).unwrap();
+            w.append(1, 0, 0, pl(i, 4096)).unwrap();
             if i % W3_EVERY == 0 {
                 w.sync().unwrap();
             }
@@ -147,13 +165,12 @@ fn nodedb(base: &Path) -> Row {
     // 0.6 replays only record types it knows (others are skipped silently).
     const PUT: u32 = nodedb_wal::record::RecordType::Put as u32;
     let mut r = Row::default();
-    let p = [0x5au8; 128];
     if want("w1") {
         let dir = fresh(base, "nd1");
         let mut w = SegmentedWal::open(SegmentedWalConfig::new(dir.clone())).unwrap();
         let t = Instant::now();
-        for _ in 0..W1_N {
-            w.append(PUT, 0, 0, 0, &p).unwrap();
+        for i in 0..W1_N {
+            w.append(PUT, 0, 0, 0, pl(i, 128)).unwrap();
             w.sync().unwrap();
         }
         r.w1 = rate(W1_N, t);
@@ -163,8 +180,8 @@ fn nodedb(base: &Path) -> Row {
         let dir = fresh(base, "nd2");
         let mut w = SegmentedWal::open(SegmentedWalConfig::new(dir.clone())).unwrap();
         let t = Instant::now();
-        for _ in 0..W2_N {
-            w.append(PUT, 0, 0, 0, &p).unwrap();
+        for i in 0..W2_N {
+            w.append(PUT, 0, 0, 0, pl(i, 128)).unwrap();
         }
         w.sync().unwrap();
         r.w2 = rate(W2_N, t);
@@ -182,10 +199,9 @@ fn nodedb(base: &Path) -> Row {
     if want("w3") {
         let dir = fresh(base, "nd3");
         let mut w = SegmentedWal::open(SegmentedWalConfig::new(dir.clone())).unwrap();
-        let big = vec![0x77u8; 4096];
         let t = Instant::now();
         for i in 1..=W3_N {
-            w.append(PUT, 0, 0, 0, &big).unwrap();
+            w.append(PUT, 0, 0, 0, pl(i, 4096)).unwrap();
             if i % W3_EVERY == 0 {
                 w.sync().unwrap();
             }
@@ -236,15 +252,14 @@ impl okaywal::LogManager for Count {
 fn okay(base: &Path) -> Row {
     use okaywal::WriteAheadLog;
     let mut r = Row::default();
-    let p = [0x5au8; 128];
     let open = |d: &Path| WriteAheadLog::recover(d, Count::default()).unwrap();
     if want("w1") {
         let dir = fresh(base, "ok1");
         let w = open(&dir);
         let t = Instant::now();
-        for _ in 0..W1_N {
+        for i in 0..W1_N {
             let mut e = w.begin_entry().unwrap();
-            e.write_chunk(&p).unwrap();
+            e.write_chunk(pl(i, 128)).unwrap();
             e.commit().unwrap();
         }
         r.w1 = rate(W1_N, t);
@@ -255,8 +270,8 @@ fn okay(base: &Path) -> Row {
         let w = open(&dir);
         let t = Instant::now();
         let mut e = w.begin_entry().unwrap();
-        for _ in 0..W2_N {
-            e.write_chunk(&p).unwrap();
+        for i in 0..W2_N {
+            e.write_chunk(pl(i, 128)).unwrap();
         }
         e.commit().unwrap();
         r.w2 = rate(W2_N, t);
@@ -270,8 +285,8 @@ fn okay(base: &Path) -> Row {
         let no_checkpoint = |d: &Path| okaywal::Configuration::default_for(d).checkpoint_after_bytes(u64::MAX);
         let w = no_checkpoint(&dir).open(Count::default()).unwrap();
         let mut e = w.begin_entry().unwrap();
-        for _ in 0..W2_N {
-            e.write_chunk(&p).unwrap();
+        for i in 0..W2_N {
+            e.write_chunk(pl(i, 128)).unwrap();
         }
         e.commit().unwrap();
         drop(w);
@@ -290,12 +305,11 @@ fn okay(base: &Path) -> Row {
     if want("w3") {
         let dir = fresh(base, "ok3");
         let w = open(&dir);
-        let big = vec![0x77u8; 4096];
         let t = Instant::now();
-        for _ in 0..W3_N / W3_EVERY {
+        for k in 0..W3_N / W3_EVERY {
             let mut e = w.begin_entry().unwrap();
-            for _ in 0..W3_EVERY {
-                e.write_chunk(&big).unwrap();
+            for j in 0..W3_EVERY {
+                e.write_chunk(pl(k * W3_EVERY + j, 4096)).unwrap();
             }
             e.commit().unwrap();
         }
@@ -331,7 +345,7 @@ fn raft(base: &Path) -> Row {
         let t = Instant::now();
         for i in 0..W1_N as u64 {
             let mut b = LogBatch::default();
-            b.put(1, i.to_be_bytes().to_vec(), vec![0x5a; 128]).unwrap();
+            b.put(1, i.to_be_bytes().to_vec(), pl(i as usize, 128).to_vec()).unwrap();
             e.write(&mut b, true).unwrap();
         }
         r.w1 = rate(W1_N, t);
@@ -343,7 +357,7 @@ fn raft(base: &Path) -> Row {
         let t = Instant::now();
         let mut b = LogBatch::default();
         for i in 0..W2_N as u64 {
-            b.put(1, i.to_be_bytes().to_vec(), vec![0x5a; 128]).unwrap();
+            b.put(1, i.to_be_bytes().to_vec(), pl(i as usize, 128).to_vec()).unwrap();
             if i % 10_000 == 9_999 {
                 e.write(&mut b, false).unwrap();
             }
@@ -363,7 +377,7 @@ fn raft(base: &Path) -> Row {
         let t = Instant::now();
         let mut b = LogBatch::default();
         for i in 1..=W3_N as u64 {
-            b.put(1, i.to_be_bytes().to_vec(), vec![0x77; 4096]).unwrap();
+            b.put(1, i.to_be_bytes().to_vec(), pl(i as usize, 4096).to_vec()).unwrap();
             if i % W3_EVERY as u64 == 0 {
                 e.write(&mut b, true).unwrap();
             }
@@ -394,14 +408,13 @@ fn raft(base: &Path) -> Row {
 // ------------------------------------------------------------ File + fdatasync
 fn file(base: &Path) -> Row {
     let mut r = Row::default();
-    let p = [0x5au8; 128];
     let dir = fresh(base, "f");
     let open = |n: &str| OpenOptions::new().create(true).append(true).open(dir.join(n)).unwrap();
     if want("w1") {
         let mut f = open("w1");
         let t = Instant::now();
-        for _ in 0..W1_N {
-            f.write_all(&p).unwrap();
+        for i in 0..W1_N {
+            f.write_all(pl(i, 128)).unwrap();
             f.sync_data().unwrap();
         }
         r.w1 = rate(W1_N, t);
@@ -409,8 +422,8 @@ fn file(base: &Path) -> Row {
     if want("w2") {
         let mut f = std::io::BufWriter::with_capacity(1 << 20, open("w2"));
         let t = Instant::now();
-        for _ in 0..W2_N {
-            f.write_all(&p).unwrap();
+        for i in 0..W2_N {
+            f.write_all(pl(i, 128)).unwrap();
         }
         let f: File = f.into_inner().unwrap();
         f.sync_data().unwrap();
@@ -418,10 +431,9 @@ fn file(base: &Path) -> Row {
     }
     if want("w3") {
         let mut f = std::io::BufWriter::with_capacity(4 << 20, open("w3"));
-        let big = vec![0x77u8; 4096];
         let t = Instant::now();
         for i in 1..=W3_N {
-            f.write_all(&big).unwrap();
+            f.write_all(pl(i, 4096)).unwrap();
             if i % W3_EVERY == 0 {
                 f.flush().unwrap();
                 f.get_ref().sync_data().unwrap();
