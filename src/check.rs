@@ -286,7 +286,7 @@ pub fn check_dir(dir: &Path, opts: &CheckOptions, progress: &mut dyn FnMut(u64))
                 }
             }
         }
-        if !seg.problems.is_empty() && !same_file(&storage, &f.path, &header) {
+        if !seg.problems.is_empty() && !segment::still_holds(&storage, &f.path, &header) {
             // Damage seen in a file a live writer has since truncated (and
             // perhaps recycled under our mapping) is not damage of the log.
             seg.truncated = true;
@@ -297,14 +297,6 @@ pub fn check_dir(dir: &Path, opts: &CheckOptions, progress: &mut dyn FnMut(u64))
         out.segments.push(seg);
     }
     Ok(out)
-}
-
-/// Whether `path` still holds the segment whose header is `header`.
-fn same_file(storage: &dyn Storage, path: &std::path::Path, header: &SegmentHeader) -> bool {
-    match storage.read_range(path, 0, segment::HEAD_BYTES, false) {
-        Ok(head) => SegmentHeader::decode(&head).is_ok_and(|h| h.salt == header.salt),
-        Err(e) => e.kind() != std::io::ErrorKind::NotFound,
-    }
 }
 
 /// The reason of an error, without the location the `Problem` carries anyway.

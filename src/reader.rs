@@ -524,11 +524,7 @@ impl WalReader {
             return e;
         }
         let storage = &*self.shared.storage;
-        let same = match storage.read_range(&s.path, 0, crate::segment::HEAD_BYTES, false) {
-            Ok(head) => SegmentHeader::decode(&head).is_ok_and(|h| h.salt == s.header.salt),
-            Err(io) => io.kind() != std::io::ErrorKind::NotFound,
-        };
-        if same {
+        if crate::segment::still_holds(storage, &s.path, &s.header) {
             return e;
         }
         let oldest = crate::segment::discover(storage, &self.shared.dir)

@@ -118,6 +118,17 @@ pub fn read_head(storage: &dyn Storage, path: &Path) -> Result<(Vec<u8>, u64)> {
     Ok((head, len))
 }
 
+/// Whether `path` still holds the segment whose header is `header` (same
+/// salt). False once a writer truncated it: the file is gone, or was
+/// recycled into a newer segment (I17). An error other than "not found"
+/// proves nothing, so it counts as the same file.
+pub fn still_holds(storage: &dyn Storage, path: &Path, header: &SegmentHeader) -> bool {
+    match storage.read_range(path, 0, HEAD_BYTES, false) {
+        Ok(head) => SegmentHeader::decode(&head).is_ok_and(|h| h.salt == header.salt),
+        Err(e) => e.kind() != std::io::ErrorKind::NotFound,
+    }
+}
+
 /// Decodes header and seal of a segment image, mapping failures to typed
 /// errors. The seal's error is returned separately: recovery tolerates an
 /// unreadable seal on the newest segment (a seal write torn by a crash).
