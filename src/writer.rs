@@ -206,6 +206,7 @@ impl ActiveSegment {
         let start = format::data_start(block);
         // A spare's written space is as good as zeros: its stale bytes never
         // validate under the new salt (F3), so it needs no preparing.
+        let fresh = n.spare.is_none();
         let (tmp, stale_end) = match n.spare.take() {
             Some(spare) => {
                 let len = n.storage.file_len(&spare).map_err(|e| WalError::io("stat", &spare, e))?;
@@ -213,7 +214,7 @@ impl ActiveSegment {
             }
             None => (n.dir.join(format!("{name}{}", crate::segment::TMP_SUFFIX)), 0),
         };
-        let (file, direct) = match open_file(n.storage, &tmp, stale_end == 0, n.direct) {
+        let (file, direct) = match open_file(n.storage, &tmp, fresh, n.direct) {
             Ok(f) => f,
             Err(e) => {
                 let _ = n.storage.remove_file(&tmp);

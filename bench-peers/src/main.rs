@@ -30,25 +30,15 @@ fn want(w: &str) -> bool {
     std::env::var("BENCH_ONLY").map_or(true, |only| only.split(',').any(|x| x.trim() == w))
 }
 
-/// Payload `i` of `len` bytes, incompressible: this machine's disk
-/// compresses (repeated bytes write twice as fast as random ones), so
-/// constant payloads would measure its compressor. Consecutive payloads are
-/// consecutive slices of one 8 MiB xorshift sequence.
+#[path = "../../cli/src/noise.rs"]
+#[allow(dead_code)] // `bytes` is for the probes of the other benches
+mod noise;
+
+/// Payload `i` of `len` bytes, incompressible (see `noise::Noise`: this
+/// disk compresses, so constant payloads would measure its compressor).
 fn pl(i: usize, len: usize) -> &'static [u8] {
-    static NOISE: std::sync::OnceLock<Vec<u8>> = std::sync::OnceLock::new();
-    let noise = NOISE.get_or_init(|| {
-        let mut x = 0x9e37_79b9_7f4a_7c15u64;
-        (0..8 << 20)
-            .map(|_| {
-                x ^= x << 13;
-                x ^= x >> 7;
-                x ^= x << 17;
-                (x >> 24) as u8
-            })
-            .collect()
-    });
-    let start = i.wrapping_mul(len) % (noise.len() - len);
-    &noise[start..start + len]
+    static NOISE: std::sync::OnceLock<noise::Noise> = std::sync::OnceLock::new();
+    NOISE.get_or_init(noise::Noise::new).payload(i as u64, len)
 }
 
 fn fresh(base: &Path, name: &str) -> PathBuf {

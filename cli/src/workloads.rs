@@ -13,44 +13,13 @@ use directwal::crypto::KeyRing;
 use directwal::io::AlignedBuf;
 use directwal::{SegmentedWal, SegmentedWalConfig, WalHandle};
 
+// Also included by bench-peers, so every bench writes the same bytes.
+#[path = "noise.rs"]
+mod noise;
+pub use noise::Noise;
+
 /// Boxed error of a workload.
 pub type BenchResult<T> = Result<T, Box<dyn std::error::Error + Send + Sync>>;
-
-/// Incompressible bytes for payloads and probe writes. This machine's disk
-/// compresses: O_DIRECT writes of a repeated byte ran at 2.1–2.5 GB/s, of
-/// random bytes at ~1 GB/s. Constant payloads would measure the host's
-/// compressor, and make encrypted (random-looking) payloads look slow.
-pub struct Noise(Vec<u8>);
-
-impl Noise {
-    /// 8 MiB from a fixed xorshift sequence.
-    pub fn new() -> Self {
-        let mut x = 0x9e37_79b9_7f4a_7c15u64;
-        Noise(
-            (0..8 << 20)
-                .map(|_| {
-                    x ^= x << 13;
-                    x ^= x >> 7;
-                    x ^= x << 17;
-                    (x >> 24) as u8
-                })
-                .collect(),
-        )
-    }
-
-    /// Payload `i` of `len` bytes (at most 4 MiB): consecutive records take
-    /// consecutive slices, so nothing repeats within 4 MiB of a log.
-    pub fn payload(&self, i: u64, len: usize) -> &[u8] {
-        let start = (i as usize).wrapping_mul(len) % (self.0.len() - len);
-        &self.0[start..start + len]
-    }
-}
-
-impl Default for Noise {
-    fn default() -> Self {
-        Self::new()
-    }
-}
 
 /// Median of `v` (sorted in place).
 #[allow(dead_code)] // the CLI runs each workload once
@@ -98,17 +67,16 @@ pub enum Space {
     Fallocated,
 }
 
+/// A new, empty file opened for O_DIRECT writes (the probes' file).
+fn create_direct(path: &Path) -> std::io::Result<File> {
+    OpenOptions::new().read(true).write(true).create(true).truncate(true).custom_flags(libc::O_DIRECT).open(path)
+}
+
 /// The device ceiling: `count` pwrites of `block` bytes at increasing
 /// offsets with O_DIRECT, each followed by fdatasync. Returns writes/s.
 pub fn probe_sync_writes(dir: &Path, block: usize, count: u64, space: Space, tick: &dyn Fn(u64)) -> BenchResult<f64> {
     let path = dir.join("probe");
-    let f = OpenOptions::new()
-        .read(true)
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .custom_flags(libc::O_DIRECT)
-        .open(&path)?;
+    let f = create_direct(&path)?;
     let total = block as u64 * count;
     match space {
         Space::Grow => {}
@@ -133,7 +101,7 @@ pub fn probe_sync_writes(dir: &Path, block: usize, count: u64, space: Space, tic
     // Every write different (see `Noise`), taken from one aligned buffer.
     const SPAN: usize = 4 << 20;
     let mut buf = AlignedBuf::new(block + SPAN, 4096);
-    buf.copy_from_slice(&Noise::new().0[..block + SPAN]);
+    buf.copy_from_slice(&Noise::new().bytes()[..block + SPAN]);
     let t = Instant::now();
     for i in 0..count {
         let at = (i as usize * 4096) % SPAN;
@@ -305,15 +273,9 @@ pub fn w3_interleaved(dir: &Path, epochs: u64) -> BenchResult<(f64, f64)> {
     const FILE_CHUNKS: u64 = 64;
     let noise = Noise::new();
     let probe_path = dir.join("probe");
-    let f = OpenOptions::new()
-        .read(true)
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .custom_flags(libc::O_DIRECT)
-        .open(&probe_path)?;
+    let f = create_direct(&probe_path)?;
     let mut buf = AlignedBuf::new(CHUNK + 4096, 4096);
-    buf.copy_from_slice(&noise.0[..CHUNK + 4096]);
+    buf.copy_from_slice(&noise.bytes()[..CHUNK + 4096]);
     for k in 0..FILE_CHUNKS {
         f.write_all_at(&buf[..CHUNK], k * CHUNK as u64)?;
     }
