@@ -242,6 +242,50 @@ pub fn w2(dir: &Path, n: u64, log: Log, tick: &dyn Fn(u64)) -> BenchResult<f64> 
     Ok(n as f64 / t.elapsed().as_secs_f64())
 }
 
+/// W2 and the device writing the same bytes, alternated `pairs` times
+/// (order swapped every pair): W2 into a fresh directory, and the raw probe
+/// writing as many bytes as W2's records occupy, 4 MiB O_DIRECT writes into
+/// new 64 MiB files, each file fdatasynced when full and the last at the
+/// end (what W2 asks of the disk, without a WAL). Returns (W2 records/s,
+/// the probe's rate in records/s of the same size).
+#[allow(dead_code)] // the CLI measures W2 alone
+pub fn w2_against_raw(dir: &Path, n: u64, pairs: u64) -> BenchResult<(f64, f64)> {
+    const CHUNK: usize = 4 << 20;
+    const FILE: u64 = 64 << 20;
+    let noise = Noise::new();
+    let total = n * directwal::layout::record_size(128) as u64;
+    let mut buf = AlignedBuf::new(CHUNK + 4096, 4096);
+    buf.copy_from_slice(&noise.bytes()[..CHUNK + 4096]);
+    let (mut t_wal, mut t_raw) = (0f64, 0f64);
+    for pair in 0..pairs {
+        for wal_turn in [pair % 2 == 0, pair % 2 != 0] {
+            let d = fresh(dir, "w2raw")?;
+            if wal_turn {
+                t_wal += n as f64 / w2(&d, n, Log::Fresh, &|_| {})?;
+            } else {
+                let t = Instant::now();
+                let (mut off, mut k) = (0u64, 0u64);
+                while off < total {
+                    let f = create_direct(&d.join(format!("raw-{k}")))?;
+                    let mut at = 0u64;
+                    while at < FILE && off < total {
+                        // A different 4 MiB each time (the buffer's first or second page on).
+                        let from = (k as usize + (at / CHUNK as u64) as usize) % 2 * 4096;
+                        f.write_all_at(&buf[from..from + CHUNK], at)?;
+                        at += CHUNK as u64;
+                        off += CHUNK as u64;
+                    }
+                    f.sync_data()?;
+                    k += 1;
+                }
+                t_raw += t.elapsed().as_secs_f64();
+            }
+        }
+    }
+    std::fs::remove_dir_all(dir.join("w2raw"))?;
+    Ok((pairs as f64 * n as f64 / t_wal, pairs as f64 * n as f64 / t_raw))
+}
+
 /// W3: `n` 4 KiB records, a sync every `every`. MB/s of payload.
 pub fn w3(dir: &Path, n: u64, every: u64, log: Log, ring: Option<&KeyRing>, tick: &dyn Fn(u64)) -> BenchResult<f64> {
     let mut wal = open_log(dir, log, ring)?;
