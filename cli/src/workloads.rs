@@ -67,6 +67,25 @@ pub enum Space {
     Fallocated,
 }
 
+/// Makes every 4 KiB block of `buf` unlike any block a probe wrote before
+/// (stamps a serial number, unique across runs, and the block's index into
+/// its first 16 bytes). A WAL never writes the same block twice (each holds
+/// other LSNs), so neither may the probes it is compared with, whatever the
+/// host does with repeated blocks (it may deduplicate, compress or skip them).
+fn stamp(buf: &mut [u8]) {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static NEXT: AtomicU64 = AtomicU64::new(0);
+    if NEXT.load(Ordering::Relaxed) == 0 {
+        let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(1, |d| d.as_nanos() as u64);
+        let _ = NEXT.compare_exchange(0, now << 8, Ordering::Relaxed, Ordering::Relaxed);
+    }
+    let serial = NEXT.fetch_add(1, Ordering::Relaxed);
+    for (j, block) in buf.chunks_mut(4096).enumerate() {
+        block[..8].copy_from_slice(&serial.to_le_bytes());
+        block[8..16].copy_from_slice(&(j as u64).to_le_bytes());
+    }
+}
+
 /// A new, empty file opened for O_DIRECT writes (the probes' file).
 fn create_direct(path: &Path) -> std::io::Result<File> {
     OpenOptions::new().read(true).write(true).create(true).truncate(true).custom_flags(libc::O_DIRECT).open(path)
@@ -98,13 +117,14 @@ pub fn probe_sync_writes(dir: &Path, block: usize, count: u64, space: Space, tic
             f.sync_all()?;
         }
     }
-    // Every write different (see `Noise`), taken from one aligned buffer.
+    // Every write different (see `Noise` and `stamp`), taken from one aligned buffer.
     const SPAN: usize = 4 << 20;
     let mut buf = AlignedBuf::new(block + SPAN, 4096);
     buf.copy_from_slice(&Noise::new().bytes()[..block + SPAN]);
     let t = Instant::now();
     for i in 0..count {
         let at = (i as usize * 4096) % SPAN;
+        stamp(&mut buf[at..at + block]);
         f.write_all_at(&buf[at..at + block], i * block as u64)?;
         f.sync_data()?;
         tick(1);
@@ -271,6 +291,7 @@ pub fn w2_against_raw(dir: &Path, n: u64, pairs: u64) -> BenchResult<(f64, f64)>
                     while at < FILE && off < total {
                         // A different 4 MiB each time (the buffer's first or second page on).
                         let from = (k as usize + (at / CHUNK as u64) as usize) % 2 * 4096;
+                        stamp(&mut buf[from..from + CHUNK]);
                         f.write_all_at(&buf[from..from + CHUNK], at)?;
                         at += CHUNK as u64;
                         off += CHUNK as u64;
@@ -321,6 +342,7 @@ pub fn w3_interleaved(dir: &Path, epochs: u64) -> BenchResult<(f64, f64)> {
     let mut buf = AlignedBuf::new(CHUNK + 4096, 4096);
     buf.copy_from_slice(&noise.bytes()[..CHUNK + 4096]);
     for k in 0..FILE_CHUNKS {
+        stamp(&mut buf[..CHUNK]);
         f.write_all_at(&buf[..CHUNK], k * CHUNK as u64)?;
     }
     f.sync_all()?;
@@ -342,6 +364,7 @@ pub fn w3_interleaved(dir: &Path, epochs: u64) -> BenchResult<(f64, f64)> {
             // A different 4 MiB each time (the buffer's first or second page on).
             let k = epoch / 2;
             let at = (k % 2) as usize * 4096;
+            stamp(&mut buf[at..at + CHUNK]);
             f.write_all_at(&buf[at..at + CHUNK], (k % FILE_CHUNKS) * CHUNK as u64)?;
             f.sync_data()?;
             t_probe += t.elapsed().as_secs_f64();
