@@ -306,3 +306,43 @@ fn a_failed_background_write_is_never_acknowledged() {
         assert!(recs.iter().all(|r| r.payload == payload(r.header.lsn, if r.header.lsn <= 20 { 100 } else { 700 })));
     }
 }
+
+#[test]
+fn a_failed_sync_write_poisons_and_readers_never_see_its_mirrored_records() {
+    // With a reader alive, every write is also copied into the mirror
+    // readers decode from, before the sync's fdatasync. A failure of that
+    // write must fail the sync and poison, and readers must never be shown
+    // the records it carried, though their bytes are in the mirror.
+    let dir = tempfile::tempdir().unwrap();
+    let (storage, faults) = faulty();
+    let mut c = cfg(dir.path());
+    c.segment_target_size = 64 << 20;
+    c.writer_config.prepare_chunk_size = 16 << 20;
+    let mut wal = SegmentedWal::open_with_storage(c.clone(), storage.clone()).unwrap();
+    let reader = wal.reader();
+    let epoch = |wal: &mut SegmentedWal| {
+        for _ in 0..4_000 {
+            append(wal).unwrap(); // 4,000 x 332 B: a 1.3 MB sync epoch
+        }
+    };
+    epoch(&mut wal);
+    wal.sync().unwrap();
+    let acked = wal.next_lsn() - 1;
+    epoch(&mut wal);
+    faults.eio_write_after.store(0, Ordering::SeqCst);
+    assert!(matches!(wal.sync(), Err(WalError::Io { op: "write", .. })));
+    faults.eio_write_after.store(-1, Ordering::SeqCst);
+    assert!(matches!(wal.sync(), Err(WalError::Poisoned { .. })));
+    let page = reader.read_page(1, usize::MAX, usize::MAX).unwrap();
+    assert_eq!(page.records.len() as u64, acked, "a reader saw records of the failed sync");
+    assert!(!page.has_more);
+    for r in &page.records {
+        assert_eq!(r.payload, payload(r.header.lsn, 300));
+    }
+    drop((wal, reader));
+    let recs = SegmentedWal::open_with_storage(c, storage).unwrap().replay().unwrap();
+    assert!(recs.len() as u64 >= acked);
+    assert!(
+        recs.iter().enumerate().all(|(i, r)| r.header.lsn == i as u64 + 1 && r.payload == payload(r.header.lsn, 300))
+    );
+}
