@@ -261,11 +261,26 @@ pub fn is_direct_io_refusal(e: &io::Error) -> bool {
     e.raw_os_error() == Some(libc::EINVAL)
 }
 
+/// Buffers of at least this many bytes start on a multiple of it and ask
+/// for transparent huge pages (`MADV_HUGEPAGE`). An O_DIRECT write is built
+/// from the buffer's physical pages, and this disk takes at most 254
+/// segments per request: from 4 KiB pages a 4 MiB write is four requests,
+/// from 2 MiB pages one. Measured here (4 MiB O_DIRECT write + fdatasync,
+/// alternated): 368–495 → 879–897 MB/s into a growing file, 502–687 →
+/// 1,317–1,402 MB/s into a written one. Where the kernel gives no huge
+/// pages the buffer works the same, with small ones.
+pub const HUGE_PAGE: usize = 2 << 20;
+
 /// A zero-initialised heap buffer whose start and length are multiples of
 /// `align`, as O_DIRECT requires.
 pub struct AlignedBuf {
     ptr: NonNull<u8>,
-    layout: Layout,
+    len: usize,
+    /// The alignment asked for (a mapping's start is `HUGE_PAGE` aligned).
+    align: usize,
+    /// From the heap with this layout, or (None) an anonymous mapping of
+    /// exactly `[ptr, ptr + len)`.
+    heap: Option<Layout>,
 }
 
 // SAFETY: AlignedBuf owns its allocation exclusively (like Vec<u8>); moving it
@@ -279,21 +294,27 @@ impl AlignedBuf {
     /// is rounded up to a multiple of it).
     pub fn new(len: usize, align: usize) -> Self {
         let len = len.max(align).next_multiple_of(align);
+        if len >= HUGE_PAGE
+            && align <= HUGE_PAGE
+            && let Some(ptr) = map_huge(len)
+        {
+            return AlignedBuf { ptr, len, align, heap: None };
+        }
         let layout = Layout::from_size_align(len, align).expect("valid buffer layout");
         // SAFETY: the layout has non-zero size (len >= align >= 1).
         let raw = unsafe { alloc_zeroed(layout) };
         let ptr = NonNull::new(raw).unwrap_or_else(|| std::alloc::handle_alloc_error(layout));
-        AlignedBuf { ptr, layout }
+        AlignedBuf { ptr, len, align, heap: Some(layout) }
     }
 
     /// Capacity in bytes.
     pub fn len(&self) -> usize {
-        self.layout.size()
+        self.len
     }
 
     /// The alignment it was allocated with.
     pub fn align(&self) -> usize {
-        self.layout.align()
+        self.align
     }
 
     /// Never true: a buffer holds at least one block.
@@ -302,26 +323,101 @@ impl AlignedBuf {
     }
 }
 
+/// A fresh anonymous mapping of `len` bytes (a multiple of the page size)
+/// starting on a `HUGE_PAGE` boundary, with huge pages asked for before any
+/// page is touched. The heap would hand out memory already faulted in as
+/// small pages (a freed buffer's), for which the advice comes too late: in
+/// one run, of the two buffers the writer alternates, one wrote 4 MiB in
+/// 1.0 ms and the other in 5.5 ms. None when the mapping fails.
+fn map_huge(len: usize) -> Option<NonNull<u8>> {
+    let span = len + HUGE_PAGE;
+    // SAFETY: a new private anonymous mapping; no existing memory is named.
+    let base = unsafe {
+        libc::mmap(
+            std::ptr::null_mut(),
+            span,
+            libc::PROT_READ | libc::PROT_WRITE,
+            libc::MAP_PRIVATE | libc::MAP_ANONYMOUS,
+            -1,
+            0,
+        )
+    };
+    if base == libc::MAP_FAILED {
+        return None;
+    }
+    let head = (base as usize).next_multiple_of(HUGE_PAGE) - base as usize;
+    // SAFETY: head and tail are page-aligned pieces of the mapping just
+    // made (base is page aligned, HUGE_PAGE and len are page multiples),
+    // outside [base + head, base + head + len), and nothing refers to them.
+    unsafe {
+        if head > 0 {
+            libc::munmap(base, head);
+        }
+        libc::munmap(base.cast::<u8>().add(head + len).cast(), HUGE_PAGE - head);
+    }
+    // SAFETY: inside the mapping just made.
+    let start = unsafe { base.cast::<u8>().add(head) };
+    // Advice only: without THP the pages are small, which works the same.
+    // SAFETY: [start, start + len) is the mapping this buffer owns;
+    // MADV_HUGEPAGE changes how the kernel backs it, not its contents.
+    unsafe { libc::madvise(start.cast(), len, libc::MADV_HUGEPAGE) };
+    NonNull::new(start)
+}
+
 impl Deref for AlignedBuf {
     type Target = [u8];
     fn deref(&self) -> &[u8] {
-        // SAFETY: ptr points to layout.size() initialised (zeroed at
-        // allocation) bytes owned by self, alive for the borrow.
-        unsafe { std::slice::from_raw_parts(self.ptr.as_ptr(), self.layout.size()) }
+        // SAFETY: ptr points to len initialised bytes owned by self (zeroed
+        // at allocation: alloc_zeroed, or a fresh anonymous mapping), alive
+        // for the borrow.
+        unsafe { std::slice::from_raw_parts(self.ptr.as_ptr(), self.len) }
     }
 }
 
 impl std::ops::DerefMut for AlignedBuf {
     fn deref_mut(&mut self) -> &mut [u8] {
         // SAFETY: as in deref; `&mut self` guarantees exclusive access.
-        unsafe { std::slice::from_raw_parts_mut(self.ptr.as_ptr(), self.layout.size()) }
+        unsafe { std::slice::from_raw_parts_mut(self.ptr.as_ptr(), self.len) }
     }
 }
 
 impl Drop for AlignedBuf {
     fn drop(&mut self) {
-        // SAFETY: ptr was returned by alloc_zeroed with exactly this layout
-        // and is freed only here.
-        unsafe { dealloc(self.ptr.as_ptr(), self.layout) }
+        match self.heap {
+            // SAFETY: ptr was returned by alloc_zeroed with exactly this
+            // layout and is freed only here.
+            Some(layout) => unsafe { dealloc(self.ptr.as_ptr(), layout) },
+            // SAFETY: [ptr, ptr + len) is exactly the mapping `map_huge`
+            // made for this buffer, unmapped only here.
+            None => unsafe {
+                libc::munmap(self.ptr.as_ptr().cast(), self.len);
+            },
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn buffers_are_aligned_zeroed_and_large_ones_start_on_a_huge_page() {
+        for (len, align) in
+            [(4096, 4096), (100, 512), (1 << 20, 4096), (HUGE_PAGE, 4096), (5 << 20, 4096), (3 << 20, 65536)]
+        {
+            let mut b = AlignedBuf::new(len, align);
+            assert!(b.len() >= len && b.len().is_multiple_of(align), "{len} {align}: {}", b.len());
+            assert_eq!(b.align(), align);
+            assert!((b.as_ptr() as usize).is_multiple_of(align));
+            if len >= HUGE_PAGE {
+                // A mapping of its own, so the huge-page advice comes before
+                // any page is touched.
+                assert!((b.as_ptr() as usize).is_multiple_of(HUGE_PAGE), "{len}: not on a huge page boundary");
+            }
+            assert!(b.iter().all(|&x| x == 0));
+            b.fill(0xa5);
+            let last = b.len() - 1;
+            assert_eq!(b[last], 0xa5);
+        }
     }
 }
