@@ -342,6 +342,7 @@ pub struct RawHeader {
 }
 
 /// Reads a header from the first `RECORD_HEADER_LEN` bytes of `b`.
+#[inline]
 pub fn read_header(b: &[u8]) -> RawHeader {
     RawHeader {
         crc: u32_at(b, R_CRC),
@@ -402,6 +403,7 @@ pub fn check_record(
 /// [`check_record`] on a window of a segment: `seg[0]` is at segment offset
 /// `base`; `offset` and `end` are segment offsets, the returned range indexes
 /// `seg`.
+#[inline]
 pub fn check_record_in(
     seg: &[u8],
     base: u64,
