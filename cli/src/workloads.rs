@@ -289,12 +289,14 @@ pub fn w2_against_raw(dir: &Path, n: u64, pairs: u64) -> BenchResult<(f64, f64)>
                     let f = create_direct(&d.join(format!("raw-{k}")))?;
                     let mut at = 0u64;
                     while at < FILE && off < total {
-                        // A different 4 MiB each time (the buffer's first or second page on).
+                        // A different 4 MiB each time (the buffer's first or
+                        // second page on); the last write only what is left.
                         let from = (k as usize + (at / CHUNK as u64) as usize) % 2 * 4096;
-                        stamp(&mut buf[from..from + CHUNK]);
-                        f.write_all_at(&buf[from..from + CHUNK], at)?;
-                        at += CHUNK as u64;
-                        off += CHUNK as u64;
+                        let len = CHUNK.min((total - off).next_multiple_of(4096) as usize);
+                        stamp(&mut buf[from..from + len]);
+                        f.write_all_at(&buf[from..from + len], at)?;
+                        at += len as u64;
+                        off += len as u64;
                     }
                     f.sync_data()?;
                     k += 1;
