@@ -66,9 +66,7 @@ impl SealedSeg {
             asked_to: AtomicU64::new(0),
         }
     }
-}
 
-impl SealedSeg {
     /// Whether a mapping of the file is held outside this segment (I17).
     pub fn mapped_elsewhere(&self) -> bool {
         self.image.get().is_some_and(|img| Arc::strong_count(img) > 1)
@@ -263,7 +261,7 @@ impl ActiveView {
                 }
                 j += 1;
             }
-            if pos < need_end.min(end) {
+            if pos < want {
                 return None;
             }
             pieces

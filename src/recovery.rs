@@ -106,8 +106,9 @@ pub fn scan_unsealed(
             Err(_) => p += RECORD_ALIGN as u64,
         }
     }
-    let at = |o: u64, n: usize| img.get(o as usize..o as usize + n);
-    let hole_lsn = at(hole + 8, 8).map(|b| u64::from_le_bytes(b.try_into().expect("8 bytes")));
+    // The header at the hole, if a whole one is there (its fields unchecked).
+    let hole_header = img.get(hole as usize..hole as usize + RECORD_HEADER_LEN).map(format::read_header);
+    let hole_lsn = hole_header.map(|h| h.fields.lsn);
     let torn = if recycled {
         // I17: stale bytes end the data as zeros do in a fresh file. The
         // write was torn if records of it lie beyond the hole, or if the
@@ -119,8 +120,10 @@ pub fn scan_unsealed(
     if torn {
         let bytes_cut = if recycled {
             // Past our records the bytes are stale, not cut data.
-            let claimed = at(hole + 4, 4).map_or(0, |b| u32::from_le_bytes(b.try_into().expect("4 bytes")) as u64);
-            let own = if hole_lsn == Some(lsn) { record_size(claimed as usize) as u64 } else { 0 };
+            let own = match hole_header {
+                Some(h) if h.fields.lsn == lsn => record_size(h.len as usize) as u64,
+                _ => 0,
+            };
             (dropped_end - hole).max(own).min(end - hole)
         } else {
             img[hole as usize..].iter().rposition(|&b| b != 0).map_or(0, |i| i as u64 + 1)

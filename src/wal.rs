@@ -512,6 +512,7 @@ impl SegmentedWal {
         let salt = random_u128();
         let cipher = self.ring.as_ref().map(|r| SegmentCipher::new(r.current(), self.wal_id, salt));
         let spare = self.spares.get_mut().unwrap_or_else(|p| p.into_inner()).pop();
+        let recycled = spare.is_some();
         let header = SegmentHeader {
             version: FORMAT_VERSION,
             block_size: self.cfg.alignment as u32,
@@ -520,9 +521,8 @@ impl SegmentedWal {
             first_lsn: self.next_lsn,
             cipher: cipher.as_ref().map_or(Cipher::None, |c| c.descriptor()),
             created_ms: writer::now_ms(),
-            recycled: spare.is_some(),
+            recycled,
         };
-        let recycled = spare.is_some();
         let prepare_chunk = self.cfg.prepare_chunk_size.min(self.target).max(self.cfg.alignment as u64);
         let seg = ActiveSegment::create(
             NewSegment {

@@ -470,7 +470,7 @@ impl ActiveSegment {
     /// and continues in its spare, so the write overlaps the encoding of the
     /// next buffer (I16).
     fn write_full_buffer(&mut self, buf: &mut AlignedBuf) -> Result<()> {
-        let mut pipe = self.pipe.lock().unwrap_or_else(|p| p.into_inner());
+        let mut pipe = self.pipe();
         pipe.settle().map_err(|e| WalError::io("write", &self.path, e))?;
         let spare = pipe.spare.take().unwrap_or_else(|| AlignedBuf::new(buf.len(), buf.align()));
         let full = Arc::new(std::mem::replace(buf, spare));

@@ -86,6 +86,13 @@ fn stamp(buf: &mut [u8]) {
     }
 }
 
+/// A probe's write buffer: `len` bytes of `noise`, aligned for O_DIRECT.
+fn noise_buf(noise: &Noise, len: usize) -> AlignedBuf {
+    let mut buf = AlignedBuf::new(len, 4096);
+    buf.copy_from_slice(&noise.bytes()[..len]);
+    buf
+}
+
 /// A new, empty file opened for O_DIRECT writes (the probes' file).
 fn create_direct(path: &Path) -> std::io::Result<File> {
     OpenOptions::new().read(true).write(true).create(true).truncate(true).custom_flags(libc::O_DIRECT).open(path)
@@ -119,8 +126,7 @@ pub fn probe_sync_writes(dir: &Path, block: usize, count: u64, space: Space, tic
     }
     // Every write different (see `Noise` and `stamp`), taken from one aligned buffer.
     const SPAN: usize = 4 << 20;
-    let mut buf = AlignedBuf::new(block + SPAN, 4096);
-    buf.copy_from_slice(&Noise::new().bytes()[..block + SPAN]);
+    let mut buf = noise_buf(&Noise::new(), block + SPAN);
     let t = Instant::now();
     for i in 0..count {
         let at = (i as usize * 4096) % SPAN;
@@ -274,8 +280,7 @@ pub fn w2_against_raw(dir: &Path, n: u64, pairs: u64) -> BenchResult<(f64, f64)>
     const FILE: u64 = 64 << 20;
     let noise = Noise::new();
     let total = n * directwal::layout::record_size(128) as u64;
-    let mut buf = AlignedBuf::new(CHUNK + 4096, 4096);
-    buf.copy_from_slice(&noise.bytes()[..CHUNK + 4096]);
+    let mut buf = noise_buf(&noise, CHUNK + 4096);
     let (mut t_wal, mut t_raw) = (0f64, 0f64);
     for pair in 0..pairs {
         for wal_turn in [pair % 2 == 0, pair % 2 != 0] {
@@ -341,8 +346,7 @@ pub fn w3_interleaved(dir: &Path, epochs: u64) -> BenchResult<(f64, f64)> {
     let noise = Noise::new();
     let probe_path = dir.join("probe");
     let f = create_direct(&probe_path)?;
-    let mut buf = AlignedBuf::new(CHUNK + 4096, 4096);
-    buf.copy_from_slice(&noise.bytes()[..CHUNK + 4096]);
+    let mut buf = noise_buf(&noise, CHUNK + 4096);
     for k in 0..FILE_CHUNKS {
         stamp(&mut buf[..CHUNK]);
         f.write_all_at(&buf[..CHUNK], k * CHUNK as u64)?;
