@@ -13,6 +13,7 @@ use std::os::unix::io::AsRawFd;
 use std::path::Path;
 use std::ptr::NonNull;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 
 /// How to open a segment file for writing.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -396,6 +397,107 @@ impl Drop for AlignedBuf {
     }
 }
 
+/// A write buffer that readers may read while the writer fills it (DESIGN
+/// I18). Its first `frozen` bytes never change again while anyone but the
+/// writer holds it: readers read only those ([`SharedBuf::frozen`]), the
+/// writer writes only above them ([`WriteBuf::tail_mut`]).
+pub struct SharedBuf {
+    buf: AlignedBuf,
+    /// Bytes from the start that are frozen. Rises while the buffer is
+    /// shared; back to 0 only when the writer holds it alone again.
+    frozen: AtomicUsize,
+}
+
+impl SharedBuf {
+    /// Capacity in bytes.
+    pub fn len(&self) -> usize {
+        self.buf.len
+    }
+
+    /// Never true: a buffer holds at least one block.
+    pub fn is_empty(&self) -> bool {
+        false
+    }
+
+    /// Its first `len` bytes, which must be frozen (panics otherwise).
+    pub fn frozen(&self, len: usize) -> &[u8] {
+        assert!(
+            len <= self.frozen.load(Ordering::Acquire),
+            "read of {len} bytes of a shared buffer beyond its frozen part"
+        );
+        // SAFETY: [0, len) is initialised (AlignedBuf zeroes its memory) and
+        // frozen: the only writer, this buffer's `WriteBuf`, writes at or
+        // above the frozen mark (`tail_mut` asserts it), and the mark does
+        // not fall while `self` is borrowed (it is reset only through
+        // `Arc::get_mut`, which excludes every other reference). The Acquire
+        // load pairs with `freeze`'s Release: the frozen bytes are visible.
+        unsafe { std::slice::from_raw_parts(self.buf.ptr.as_ptr(), len) }
+    }
+}
+
+/// The writer's handle on a [`SharedBuf`]: the only one that writes to it
+/// (it is not `Clone`). Others get the buffer from [`freeze`](Self::freeze).
+pub struct WriteBuf {
+    page: Arc<SharedBuf>,
+}
+
+impl WriteBuf {
+    /// A zeroed buffer of `len` bytes aligned to `align` (as `AlignedBuf`).
+    pub fn new(len: usize, align: usize) -> Self {
+        WriteBuf { page: Arc::new(SharedBuf { buf: AlignedBuf::new(len, align), frozen: AtomicUsize::new(0) }) }
+    }
+
+    /// Capacity in bytes.
+    pub fn len(&self) -> usize {
+        self.page.len()
+    }
+
+    /// Never true: a buffer holds at least one block.
+    pub fn is_empty(&self) -> bool {
+        false
+    }
+
+    /// All its bytes (to write them to a file).
+    pub fn bytes(&self) -> &[u8] {
+        // SAFETY: initialised and alive for the borrow. Only this handle
+        // writes to the buffer, through `tail_mut(&mut self)`, which cannot
+        // run while this borrow lives; other holders only read.
+        unsafe { std::slice::from_raw_parts(self.page.buf.ptr.as_ptr(), self.page.len()) }
+    }
+
+    /// Its bytes from `from` on, to fill. I18: `from` must be at or above
+    /// the frozen mark (panics otherwise): bytes others may read never change.
+    pub fn tail_mut(&mut self, from: usize) -> &mut [u8] {
+        // Relaxed: only this handle stores the mark.
+        let frozen = self.page.frozen.load(Ordering::Relaxed);
+        assert!(from >= frozen && from <= self.len(), "write at {from} into a buffer frozen up to {frozen}");
+        // SAFETY: [from, len) is inside the buffer and above the frozen mark,
+        // so no other holder reads it (they read only frozen bytes), and
+        // `&mut self` excludes this handle's own `bytes()` borrows.
+        unsafe { std::slice::from_raw_parts_mut(self.page.buf.ptr.as_ptr().add(from), self.len() - from) }
+    }
+
+    /// Freezes its first `upto` bytes (they never change again while the
+    /// buffer is shared) and returns the buffer to share.
+    pub fn freeze(&mut self, upto: usize) -> Arc<SharedBuf> {
+        debug_assert!(upto <= self.len());
+        self.page.frozen.fetch_max(upto, Ordering::Release);
+        self.page.clone()
+    }
+
+    /// When no one else holds the buffer any more, thaws it (every byte
+    /// may be written again) and returns true.
+    pub fn reclaim(&mut self) -> bool {
+        match Arc::get_mut(&mut self.page) {
+            Some(p) => {
+                *p.frozen.get_mut() = 0;
+                true
+            }
+            None => false,
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -419,5 +521,28 @@ mod tests {
             let last = b.len() - 1;
             assert_eq!(b[last], 0xa5);
         }
+    }
+
+    #[test]
+    fn a_shared_buffer_is_written_only_above_its_frozen_part_and_reused_only_when_unshared() {
+        let mut w = WriteBuf::new(8192, 4096);
+        w.tail_mut(0)[..100].fill(7);
+        let shared = w.freeze(100);
+        assert_eq!(shared.frozen(100), &[7u8; 100][..]);
+        w.tail_mut(100)[..10].fill(8);
+        assert_eq!(&w.bytes()[..110], [&[7u8; 100][..], &[8u8; 10][..]].concat());
+        // Frozen bytes stay as they were while a reader holds the buffer.
+        let below = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            w.tail_mut(99);
+        }));
+        assert!(below.is_err(), "a write below the frozen part must be refused");
+        let beyond = std::panic::catch_unwind(|| shared.frozen(101).len());
+        assert!(beyond.is_err(), "a read beyond the frozen part must be refused");
+        assert!(!w.reclaim(), "reclaimed while shared");
+        w.tail_mut(100);
+        drop(shared);
+        assert!(w.reclaim(), "not reclaimed once unshared");
+        w.tail_mut(0)[0] = 1;
+        assert_eq!(w.bytes()[0], 1);
     }
 }

@@ -18,7 +18,7 @@ use std::sync::{Arc, Mutex, OnceLock, RwLock};
 use crate::crypto::{KeyRing, SegmentCipher};
 use crate::error::{Result, WalError};
 use crate::format::{self, Cipher, Seal, SegmentHeader};
-use crate::io::{FileImage, OsStorage, Storage};
+use crate::io::{FileImage, OsStorage, SharedBuf, Storage};
 use crate::record::{RecordHeader, RecordRef, WalRecord};
 
 /// One sparse index entry every this many records.
@@ -83,28 +83,23 @@ pub(crate) struct ActiveView {
     durable_last_lsn: AtomicU64,
     /// Sparse index of this segment, appended by the writer.
     index: Mutex<Vec<(u64, u64)>>,
-    /// The most recently written bytes of the file, mirrored by the writer
-    /// while readers exist, so followers near the end read memory instead of
-    /// the device.
+    /// The writer's most recent buffers, shared while readers exist (I18),
+    /// so followers near the end read memory instead of the device.
     tail: Mutex<Tail>,
-    /// Buffers of mirrored writes that left the mirror, kept for the next
-    /// copies (at most `SPARE_MIRROR_BUFFERS`): a fresh allocation of a large
-    /// write's size costs the writer a page fault per 4 KiB, and with an
-    /// idle reader alive that made W2-style writing 13–16% slower.
-    spare: Mutex<Vec<Vec<u8>>>,
     /// Live `WalReader`s of this WAL (shared with `Shared::readers`).
     readers: Arc<AtomicUsize>,
 }
 
-/// The file bytes `[start, start + bytes.len())` as one write put them.
+/// The file bytes `[start, start + len)`: the frozen part of one of the
+/// writer's buffers (I18), which holds the file from `start` on.
 struct Chunk {
     start: u64,
-    bytes: Arc<Vec<u8>>,
+    bytes: Arc<SharedBuf>,
+    len: usize,
 }
 
-/// The writer's recent writes, oldest first. A write supersedes every byte
-/// at or after its offset, so chunk i is valid up to where chunk i + 1
-/// starts (the rewritten tail block).
+/// The writer's recent buffers, oldest first; each holds the file bytes up
+/// to where the next one starts.
 #[derive(Default)]
 struct Tail {
     chunks: std::collections::VecDeque<Chunk>,
@@ -120,24 +115,24 @@ impl Tail {
     /// Where chunk `i`'s valid bytes end.
     fn valid_end(&self, i: usize) -> u64 {
         let c = &self.chunks[i];
-        let end = c.start + c.bytes.len() as u64;
+        let end = c.start + c.len as u64;
         self.chunks.get(i + 1).map_or(end, |n| n.start.min(end))
     }
 }
 
-/// Bytes of the active segment a reader decodes from: a mirrored write,
-/// shared without copying, or bytes copied or read from the file.
+/// Bytes of the active segment a reader decodes from: one of the writer's
+/// buffers, shared without copying, or bytes copied or read from the file.
 enum Window {
-    /// A mirrored write (memory the writer filled).
-    Shared { base: u64, bytes: Arc<Vec<u8>>, len: usize },
-    /// A copy: of mirrored writes (`from_disk` false) or read from the file.
+    /// The frozen part of a writer's buffer (memory the writer filled).
+    Shared { base: u64, bytes: Arc<SharedBuf>, len: usize },
+    /// A copy: of writer's buffers (`from_disk` false) or read from the file.
     Owned { base: u64, bytes: Vec<u8>, from_disk: bool },
 }
 
 impl Window {
     /// Whether the bytes were read from the file, so their CRCs must be
-    /// checked. Mirrored bytes are the writer's own encoding, never read
-    /// back from the device: checking them again would only cost time.
+    /// checked. The writer's buffers hold its own encoding, never read back
+    /// from the device: checking them again would only cost time.
     fn read_from_disk(&self) -> bool {
         matches!(self, Window::Owned { from_disk: true, .. })
     }
@@ -150,17 +145,15 @@ impl Window {
 
     fn bytes(&self) -> &[u8] {
         match self {
-            Window::Shared { bytes, len, .. } => &bytes[..*len],
+            Window::Shared { bytes, len, .. } => bytes.frozen(*len),
             Window::Owned { bytes, .. } => bytes,
         }
     }
 }
 
-/// Bytes of recent writes kept in memory for followers.
+/// The most recent bytes of the file kept shared with followers: whole
+/// buffers of the writer, so up to one buffer more.
 const TAIL_CACHE_BYTES: usize = 8 << 20;
-/// Buffers of dropped mirror chunks kept for reuse: one write evicts about
-/// one chunk, so two suffice.
-const SPARE_MIRROR_BUFFERS: usize = 2;
 
 impl ActiveView {
     pub fn new(name: String, path: PathBuf, header: SegmentHeader, readers: Arc<AtomicUsize>) -> Self {
@@ -174,70 +167,56 @@ impl ActiveView {
             durable_last_lsn: AtomicU64::new(last),
             index: Mutex::new(Vec::new()),
             tail: Mutex::new(Tail::default()),
-            spare: Mutex::new(Vec::new()),
             readers,
         }
     }
 
-    /// Mirrors bytes the writer wrote at `offset` (called for every write).
-    /// Without readers nothing is copied, and the mirror is emptied: after
-    /// writes it did not see, older mirrored bytes may be stale.
-    pub fn mirror(&self, offset: u64, bytes: &[u8]) {
+    /// Shares with readers the first `len` bytes (frozen) of the writer's
+    /// buffer `buf`, which holds the file from `offset` on (called after
+    /// every write). Without readers nothing is kept: held buffers could not
+    /// be reused by the writer.
+    pub fn mirror(&self, offset: u64, buf: &Arc<SharedBuf>, len: usize) {
+        let mut t = lock(&self.tail);
         if self.readers.load(Ordering::Relaxed) == 0 {
-            let mut t = lock(&self.tail);
-            if t.bytes > 0 {
-                t.clear();
-                lock(&self.spare).clear();
-            }
+            t.clear();
             return;
         }
-        // One copy, made before taking the lock readers also take, into a
-        // buffer that already has its pages when one is spare.
-        let mut copy = lock(&self.spare).pop().unwrap_or_default();
-        copy.clear();
-        copy.extend_from_slice(bytes);
-        let chunk = Chunk { start: offset, bytes: Arc::new(copy) };
-        let mut dropped = Vec::new();
+        if let Some(c) = t.chunks.back_mut()
+            && c.start == offset
+            && Arc::ptr_eq(&c.bytes, buf)
         {
-            let mut t = lock(&self.tail);
-            // Everything at or after `offset` is superseded by this write.
-            while t.chunks.back().is_some_and(|c| c.start >= offset) {
-                let c = t.chunks.pop_back().expect("a chunk");
-                t.bytes -= c.bytes.len();
-                dropped.push(c);
-            }
-            // A gap would make the mirror non-contiguous: start over.
-            if t.chunks.back().is_some_and(|c| c.start + (c.bytes.len() as u64) < offset) {
-                dropped.extend(t.chunks.drain(..));
-                t.clear();
-            }
-            t.bytes += chunk.bytes.len();
-            t.chunks.push_back(chunk);
-            while t.bytes > TAIL_CACHE_BYTES && t.chunks.len() > 1 {
-                let c = t.chunks.pop_front().expect("a chunk");
-                t.bytes -= c.bytes.len();
-                dropped.push(c);
-            }
+            // The same buffer, more of it written: its frozen part only grows.
+            let grown = len.saturating_sub(c.len);
+            c.len += grown;
+            t.bytes += grown;
+            return;
         }
-        // A chunk a reader still holds is freed by that reader instead.
-        let mut spare = lock(&self.spare);
-        for c in dropped {
-            if spare.len() < SPARE_MIRROR_BUFFERS
-                && let Ok(v) = Arc::try_unwrap(c.bytes)
-            {
-                spare.push(v);
-            }
+        // A buffer supersedes every byte at or after its start.
+        while t.chunks.back().is_some_and(|c| c.start >= offset) {
+            let c = t.chunks.pop_back().expect("a chunk");
+            t.bytes -= c.len;
+        }
+        // A gap would make the tail non-contiguous: start over.
+        if t.chunks.back().is_some_and(|c| c.start + (c.len as u64) < offset) {
+            t.clear();
+        }
+        t.bytes += len;
+        t.chunks.push_back(Chunk { start: offset, bytes: buf.clone(), len });
+        // The oldest buffer leaves once the others hold TAIL_CACHE_BYTES.
+        while t.chunks.len() > 1 && t.bytes - t.chunks[0].len >= TAIL_CACHE_BYTES {
+            let c = t.chunks.pop_front().expect("a chunk");
+            t.bytes -= c.len;
         }
     }
 
-    /// A window of mirrored bytes from `offset` that holds `[offset,
-    /// need_end)`: the mirrored write itself when one holds it (no copy),
-    /// else a copy of just those bytes (at most `end`), which straddle two
-    /// writes; the record after them is in the later write, shared again.
-    /// (Copying a larger window here cost every follower a 1 MiB copy per
-    /// sync epoch.) `None` when the mirror does not hold the bytes.
+    /// A window of the writer's buffers from `offset` that holds `[offset,
+    /// need_end)`: the buffer itself when one holds it (no copy), else a
+    /// copy of just those bytes (at most `end`), which straddle two buffers;
+    /// the record after them is in the later buffer, shared again. (Copying
+    /// a larger window here cost every follower a 1 MiB copy per sync
+    /// epoch.) `None` when the tail does not hold the bytes.
     fn tail_window(&self, offset: u64, need_end: u64, end: u64) -> Option<Window> {
-        let pieces: Vec<(u64, Arc<Vec<u8>>, u64)> = {
+        let pieces: Vec<(u64, Arc<SharedBuf>, u64)> = {
             let t = lock(&self.tail);
             let i = t.chunks.partition_point(|c| c.start <= offset).checked_sub(1)?;
             let valid = t.valid_end(i).min(end);
@@ -269,7 +248,7 @@ impl ActiveView {
         let mut out = Vec::new();
         let mut pos = offset;
         for (start, bytes, to) in pieces {
-            out.extend_from_slice(&bytes[(pos - start) as usize..(to - start) as usize]);
+            out.extend_from_slice(&bytes.frozen((to - start) as usize)[(pos - start) as usize..]);
             pos = to;
         }
         Some(Window::Owned { base: offset, bytes: out, from_disk: false })

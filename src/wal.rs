@@ -9,7 +9,7 @@ use tracing::{error, info, warn};
 use crate::crypto::{KeyRing, SegmentCipher};
 use crate::error::{Result, WalError};
 use crate::format::{self, Cipher, FORMAT_VERSION, MAX_PAYLOAD_SIZE, RecordFields, Seal, SegmentHeader};
-use crate::io::{AlignedBuf, OsStorage, Storage};
+use crate::io::{OsStorage, Storage};
 use crate::reader::{SealedSeg, Shared, View, WalReader};
 use crate::record::{RecordRef, WalRecord};
 use crate::recovery::{self, TornTail};
@@ -183,7 +183,7 @@ pub struct SegmentedWal {
     /// None only after a roll whose new segment could not be created yet.
     active: Option<ActiveSegment>,
     next_lsn: u64,
-    buf: AlignedBuf,
+    buf: writer::Buffers,
     scratch: Vec<u8>,
     /// Epoch size the last sealed segment saw, for preparing the next (F5).
     epoch_hint: u64,
@@ -259,7 +259,7 @@ impl SegmentedWal {
         let mut wal = SegmentedWal {
             // The header and seal blocks of a new segment are staged in the
             // buffer too, so it holds at least two blocks.
-            buf: AlignedBuf::new(cfg.write_buffer_size.max(2 * cfg.alignment), cfg.alignment),
+            buf: writer::Buffers::new(cfg.write_buffer_size.max(2 * cfg.alignment), cfg.alignment),
             dir,
             storage,
             target: config.segment_target_size.clamp(1, format::MAX_SEGMENT_TARGET_SIZE),

@@ -1,10 +1,12 @@
 //! The active segment: an aligned buffer in front of one segment file.
 //!
-//! Records are encoded back to back into the buffer. A sync writes the blocks
-//! from the first one that is not yet durable up to the end of the data (the
-//! last one partly filled and zero padded) and fdatasyncs; the partly filled
-//! block stays in the buffer and is written again, with identical durable
-//! bytes, by the next sync (F4, DESIGN I4). Nothing is padded per sync.
+//! Records are encoded back to back into the buffer, which holds a fixed
+//! window of the file. A sync writes the blocks from the first one that is
+//! not yet durable up to the end of the data (the last one partly filled and
+//! zero padded) and fdatasyncs; the partly filled block stays in the buffer
+//! and is written again, with identical durable bytes, by the next sync (F4,
+//! DESIGN I4). Nothing is padded per sync. Readers read the buffer itself
+//! (I18): nothing is copied for them.
 
 use std::path::{Path, PathBuf};
 use std::sync::{Mutex, mpsc};
@@ -13,7 +15,7 @@ use std::time::Instant;
 use crate::crypto::{SegmentCipher, TAG_LEN};
 use crate::error::{Result, WalError};
 use crate::format::{self, RecordFields, Seal, SegmentHeader};
-use crate::io::{AlignedBuf, OpenMode, Storage, StorageFile, is_direct_io_refusal};
+use crate::io::{AlignedBuf, OpenMode, SharedBuf, Storage, StorageFile, WriteBuf, is_direct_io_refusal};
 use crate::reader::ActiveView;
 use std::sync::Arc;
 
@@ -23,12 +25,57 @@ use std::sync::Arc;
 /// zero-filling would write it twice (docs/DESIGN.md, "Preparing space").
 const LARGE_EPOCH_BYTES: u64 = 1 << 20;
 
-/// A full buffer handed to the write helper. Shared, so that the writer
-/// can copy it for readers (the mirror) while the helper writes it.
+/// A full buffer handed to the write helper: its bytes `range` go to the
+/// file at `offset`. Frozen (I18), so readers read it meanwhile.
 struct Job {
     file: Arc<dyn StorageFile>,
-    buf: Arc<AlignedBuf>,
+    buf: Arc<SharedBuf>,
+    range: std::ops::Range<usize>,
     offset: u64,
+}
+
+/// Retired write buffers kept for reuse: one may be in the helper's write
+/// and two in the readers' tail (`TAIL_CACHE_BYTES` of 4 MiB buffers).
+const RETIRED_BUFFERS: usize = 4;
+
+/// The writer's buffers (I18): the one being filled, and retired ones,
+/// reused once no one else (the write helper, readers) holds them.
+pub struct Buffers {
+    pub cur: WriteBuf,
+    retired: Vec<WriteBuf>,
+    align: usize,
+}
+
+impl Buffers {
+    pub fn new(len: usize, align: usize) -> Self {
+        Buffers { cur: WriteBuf::new(len, align), retired: Vec::new(), align }
+    }
+
+    /// Capacity of each buffer.
+    pub fn len(&self) -> usize {
+        self.cur.len()
+    }
+
+    /// Makes the current buffer one that no one else holds (all writable).
+    fn exclusive(&mut self) {
+        if !self.cur.reclaim() {
+            self.rotate();
+        }
+    }
+
+    /// Retires the current buffer and continues in one that no one else
+    /// holds: a retired one, or (while readers or the helper hold them all)
+    /// a new one.
+    fn rotate(&mut self) {
+        let next = match self.retired.iter_mut().position(|b| b.reclaim()) {
+            Some(i) => self.retired.remove(i),
+            None => WriteBuf::new(self.cur.len(), self.align),
+        };
+        self.retired.push(std::mem::replace(&mut self.cur, next));
+        if self.retired.len() > RETIRED_BUFFERS {
+            self.retired.remove(0);
+        }
+    }
 }
 
 /// Writes full buffers on a helper thread while the writer encodes the next
@@ -42,13 +89,11 @@ struct Job {
 #[derive(Default)]
 struct WritePipe {
     jobs: Option<mpsc::Sender<Job>>,
-    done: Option<mpsc::Receiver<(Arc<AlignedBuf>, std::io::Result<()>)>>,
+    done: Option<mpsc::Receiver<std::io::Result<()>>>,
     thread: Option<std::thread::JoinHandle<()>>,
     in_flight: bool,
     /// The first failure, reported by every later `settle`.
     failed: Option<(std::io::ErrorKind, String)>,
-    /// The buffer of the last completed write, reused for the next swap.
-    spare: Option<AlignedBuf>,
 }
 
 impl WritePipe {
@@ -59,8 +104,11 @@ impl WritePipe {
             let (tx, done) = mpsc::channel();
             let thread = std::thread::Builder::new().name("directwal-write".into()).spawn(move || {
                 for job in rx {
-                    let r = job.file.write_all_at(&job.buf, job.offset);
-                    if tx.send((job.buf, r)).is_err() {
+                    let r = job.file.write_all_at(&job.buf.frozen(job.range.end)[job.range.start..], job.offset);
+                    // Let go of the buffer before reporting, so the writer
+                    // may reuse it once it has the report.
+                    drop(job);
+                    if tx.send(r).is_err() {
                         return;
                     }
                 }
@@ -79,10 +127,7 @@ impl WritePipe {
         if self.in_flight {
             self.in_flight = false;
             match self.done.as_ref().expect("started").recv() {
-                Ok((buf, r)) => {
-                    // The writer dropped its clone before waiting, so this is
-                    // the only one (if not, the spare is allocated anew).
-                    self.spare = Arc::try_unwrap(buf).ok();
+                Ok(r) => {
                     if let Err(e) = r {
                         self.failed.get_or_insert((e.kind(), e.to_string()));
                     }
@@ -199,7 +244,7 @@ impl ActiveSegment {
     /// spare file, I17), header and prepared space made durable, then
     /// renamed into place and the directory fsynced. Fails without side
     /// effects visible to recovery.
-    pub fn create(mut n: NewSegment<'_>, buf: &mut AlignedBuf) -> Result<Self> {
+    pub fn create(mut n: NewSegment<'_>, bufs: &mut Buffers) -> Result<Self> {
         debug_assert_eq!(n.cipher.as_ref().map_or(format::Cipher::None, |c| c.descriptor()), n.header.cipher);
         debug_assert_eq!(n.spare.is_some(), n.header.recycled);
         let cipher = n.cipher.take();
@@ -250,10 +295,9 @@ impl ActiveSegment {
                 pipe: Mutex::new(WritePipe::default()),
             };
             // Header block + zero seal block.
-            buf[..2 * block].fill(0);
-            n.header.encode(&mut buf[..block]);
-            seg.write(&buf[..2 * block], 0)?;
-            buf[..block].fill(0);
+            let mut head = AlignedBuf::new(2 * block, block);
+            n.header.encode(&mut head[..block]);
+            seg.write(&head, 0)?;
             seg.prepared_end = start.max(stale_end);
             let want = start + n.prepare_bytes;
             if seg.prepared_end >= want {
@@ -267,13 +311,18 @@ impl ActiveSegment {
                     Err(e) => return Err(WalError::io("fallocate", &tmp, e)),
                 }
             } else {
-                seg.zero_fill(want, buf)?;
+                seg.zero_fill(want)?;
             }
             seg.file.sync_data().map_err(|e| WalError::io("fdatasync", &tmp, e))?;
             Ok(seg)
         })();
         let seg = match result {
-            Ok(seg) => seg,
+            Ok(seg) => {
+                // The buffer starts this segment's data: readers of the last
+                // segment must not be reading it (I18).
+                bufs.exclusive();
+                seg
+            }
             Err(e) => {
                 let _ = n.storage.remove_file(&tmp);
                 return Err(e);
@@ -330,18 +379,21 @@ impl ActiveSegment {
         self.file.write_all_at(bytes, offset).map_err(|e| WalError::io("write", &self.path, e))
     }
 
-    /// Zero-fills from `prepared_end` up to at least `upto` (block aligned)
-    /// using `buf` as the zero source (its contents are destroyed).
-    fn zero_fill(&mut self, upto: u64, buf: &mut AlignedBuf) -> Result<()> {
+    /// Zero-fills from `prepared_end` up to at least `upto` (block aligned).
+    fn zero_fill(&mut self, upto: u64) -> Result<()> {
         let upto = upto.next_multiple_of(self.block as u64);
         if upto <= self.prepared_end {
             return Ok(());
         }
-        buf.fill(0);
+        // One huge page of zeros (io::HUGE_PAGE): each zero write is one
+        // request. From a 1 MiB small-paged buffer a 16 MiB chunk stalled the
+        // append that needed it 17–21 ms, from this one 9 ms (alternated runs,
+        // 4 KB appends with a sync every 8).
+        let zeros = AlignedBuf::new(self.prepare_chunk.min(crate::io::HUGE_PAGE as u64) as usize, self.block);
         let mut off = self.prepared_end;
         while off < upto {
-            let n = ((upto - off) as usize).min(buf.len());
-            self.write(&buf[..n], off)?;
+            let n = ((upto - off) as usize).min(zeros.len());
+            self.write(&zeros[..n], off)?;
             off += n as u64;
         }
         self.prepared_end = upto;
@@ -378,12 +430,7 @@ impl ActiveSegment {
         // yet; the buffer keeps at most the blocks from buf_file_off on.
         let from = self.prepared_end.max(self.buf_file_off + self.buf_len.next_multiple_of(self.block) as u64);
         self.prepared_end = from;
-        // One huge page of zeros (io::HUGE_PAGE): each zero write is one
-        // request. From a 1 MiB small-paged buffer a 16 MiB chunk stalled the
-        // append that needed it 17–21 ms, from this one 9 ms (alternated runs,
-        // 4 KB appends with a sync every 8).
-        let mut zeros = AlignedBuf::new(self.prepare_chunk.min(crate::io::HUGE_PAGE as u64) as usize, self.block);
-        self.zero_fill(need.max(from + self.prepare_chunk), &mut zeros)
+        self.zero_fill(need.max(from + self.prepare_chunk))
     }
 
     /// Bytes a payload of `len` bytes occupies in this segment.
@@ -401,7 +448,7 @@ impl ActiveSegment {
     /// encrypted segment the payload is encrypted in place (E1).
     pub fn append(
         &mut self,
-        buf: &mut AlignedBuf,
+        bufs: &mut Buffers,
         scratch: &mut Vec<u8>,
         mut fields: RecordFields,
         payload: &[u8],
@@ -419,8 +466,9 @@ impl ActiveSegment {
         };
         let size = format::record_size(stored);
         self.view.note(fields.lsn, self.data_end);
-        if size <= buf.len() - self.buf_len {
-            format::encode_record_with(self.seed, &fields, stored, &mut buf[self.buf_len..self.buf_len + size], fill);
+        let cap = bufs.len();
+        if size <= cap - self.buf_len {
+            format::encode_record_with(self.seed, &fields, stored, &mut bufs.cur.tail_mut(self.buf_len)[..size], fill);
             self.buf_len += size;
         } else {
             scratch.clear();
@@ -428,17 +476,17 @@ impl ActiveSegment {
             format::encode_record_with(self.seed, &fields, stored, scratch, fill);
             let mut rest = &scratch[..];
             while !rest.is_empty() {
-                let n = rest.len().min(buf.len() - self.buf_len);
-                buf[self.buf_len..self.buf_len + n].copy_from_slice(&rest[..n]);
+                let n = rest.len().min(cap - self.buf_len);
+                bufs.cur.tail_mut(self.buf_len)[..n].copy_from_slice(&rest[..n]);
                 self.buf_len += n;
                 rest = &rest[n..];
-                if self.buf_len == buf.len() {
-                    self.write_full_buffer(buf)?;
+                if self.buf_len == cap {
+                    self.write_full_buffer(bufs)?;
                 }
             }
         }
-        if self.buf_len == buf.len() {
-            self.write_full_buffer(buf)?;
+        if self.buf_len == cap {
+            self.write_full_buffer(bufs)?;
         }
         self.data_end += size as u64;
         self.records += 1;
@@ -466,26 +514,27 @@ impl ActiveSegment {
         self.file.clone()
     }
 
+    /// Where in the buffer the next write starts: the block holding the
+    /// end of what was last written (I4), or the buffer's start when that
+    /// was in an earlier buffer.
+    fn unwritten_from(&self) -> usize {
+        (self.flushed.end.saturating_sub(self.buf_file_off) as usize).min(self.buf_len) / self.block * self.block
+    }
+
     /// Hands a completely filled buffer to the write helper (no fdatasync)
-    /// and continues in its spare, so the write overlaps the encoding of the
-    /// next buffer (I16).
-    fn write_full_buffer(&mut self, buf: &mut AlignedBuf) -> Result<()> {
+    /// and continues in another, so the write overlaps the encoding of the
+    /// next buffer (I16). The full one is frozen and readers read it (I18).
+    fn write_full_buffer(&mut self, bufs: &mut Buffers) -> Result<()> {
         let mut pipe = self.pipe();
         pipe.settle().map_err(|e| WalError::io("write", &self.path, e))?;
-        let spare = pipe.spare.take().unwrap_or_else(|| AlignedBuf::new(buf.len(), buf.align()));
-        let full = Arc::new(std::mem::replace(buf, spare));
-        let job = Job { file: self.file.clone(), buf: full.clone(), offset: self.buf_file_off };
+        let (cap, from) = (bufs.len(), self.unwritten_from());
+        let full = bufs.cur.freeze(cap);
+        self.view.mirror(self.buf_file_off, &full, cap);
+        let job = Job { file: self.file.clone(), buf: full, range: from..cap, offset: self.buf_file_off + from as u64 };
         pipe.submit(job).map_err(|e| WalError::io("write", &self.path, e))?;
         drop(pipe);
-        // Copied for readers while the helper writes it (and dropped before
-        // the next settle, so it comes back as the spare). With an idle
-        // reader alive, W2 without syncs ran at 0.967–0.985 of its rate
-        // without one, against 0.920–0.934 when the copy came first (three
-        // alternated runs each). Handing a sync's write to the helper so
-        // that the copy overlaps it too was slower (1.6 MB syncs: 0.88–0.89
-        // against 0.92–0.94 inline), so `write_out` writes and copies inline.
-        self.view.mirror(self.buf_file_off, &full[..]);
-        self.buf_file_off += buf.len() as u64;
+        bufs.rotate();
+        self.buf_file_off += cap as u64;
         self.buf_len = 0;
         Ok(())
     }
@@ -495,7 +544,7 @@ impl ActiveSegment {
     /// filled tail block at the front of the buffer. Returns what is written
     /// so far; it is durable once an fdatasync after this returns. On error
     /// the caller must poison the writer (I3).
-    pub fn write_out(&mut self, buf: &mut AlignedBuf) -> Result<FlushTarget> {
+    pub fn write_out(&mut self, bufs: &mut Buffers) -> Result<FlushTarget> {
         // I16: this epoch's background write completes (and succeeded) first.
         self.settle()?;
         if self.data_end == self.flushed.end {
@@ -503,19 +552,17 @@ impl ActiveSegment {
         }
         if self.buf_len > 0 {
             let padded = self.buf_len.next_multiple_of(self.block);
-            buf[self.buf_len..padded].fill(0);
+            bufs.cur.tail_mut(self.buf_len)[..padded - self.buf_len].fill(0);
             // I4: the first block written may be the tail block of the last
             // sync; its durable prefix is rewritten with identical bytes.
-            self.write(&buf[..padded], self.buf_file_off)?;
-            self.view.mirror(self.buf_file_off, &buf[..padded]);
+            let from = self.unwritten_from();
+            self.write(&bufs.cur.bytes()[from..padded], self.buf_file_off + from as u64)?;
+            // I18: the data (not the padding, which later records replace)
+            // is frozen, and readers read it from this buffer.
+            let written = bufs.cur.freeze(self.buf_len);
+            self.view.mirror(self.buf_file_off, &written, self.buf_len);
         }
         self.flushed = FlushTarget { end: self.data_end, records: self.records, last_lsn: self.last_lsn };
-        let full = self.buf_len / self.block * self.block;
-        if full > 0 {
-            buf.copy_within(full..self.buf_len, 0);
-            self.buf_file_off += full as u64;
-            self.buf_len -= full;
-        }
         Ok(self.flushed)
     }
 
@@ -539,19 +586,19 @@ impl ActiveSegment {
     /// Writes everything appended and fdatasyncs (D1). On error the caller
     /// must poison the writer (I3): the state of the file is unknown.
     /// Returns the number of records this sync made durable.
-    pub fn sync(&mut self, buf: &mut AlignedBuf) -> Result<u64> {
+    pub fn sync(&mut self, bufs: &mut Buffers) -> Result<u64> {
         if self.data_end == self.durable_end {
             return Ok(0);
         }
-        let t = self.write_out(buf)?;
+        let t = self.write_out(bufs)?;
         self.file.sync_data().map_err(|e| WalError::io("fdatasync", &self.path, e))?;
         Ok(self.mark_durable(t))
     }
 
     /// Seals the segment (I7): all data durable, then the seal block written
     /// and fdatasynced. After this the file never changes again.
-    pub fn seal(&mut self, buf: &mut AlignedBuf) -> Result<Seal> {
-        self.sync(buf)?;
+    pub fn seal(&mut self, bufs: &mut Buffers) -> Result<Seal> {
+        self.sync(bufs)?;
         let seal =
             Seal { last_lsn: self.last_lsn, records: self.records, data_end: self.data_end, sealed_ms: now_ms() };
         write_seal(&*self.file, &self.path, self.block, self.seed, &seal)?;

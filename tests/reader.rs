@@ -243,10 +243,11 @@ fn a_full_page_does_not_read_the_record_after_it() {
 }
 
 #[test]
-fn followers_read_exact_bytes_while_the_mirror_recycles_its_buffers() {
-    // Syncs of a few hundred KiB to a few MiB: the writer's in-memory mirror
-    // (8 MiB) drops old writes and reuses their buffers for new copies. A
-    // buffer a follower still reads from must never be reused under it.
+fn followers_read_exact_bytes_while_the_writer_reuses_its_buffers() {
+    // Syncs of a few hundred KiB to a few MiB: followers read the writer's
+    // buffers (8 MiB of them kept shared), which the writer reuses once
+    // they leave the tail. A buffer a follower still reads from must never
+    // be written under it.
     let dir = tempfile::tempdir().unwrap();
     let mut c = SegmentedWalConfig::new(dir.path());
     c.segment_target_size = 24 << 20;
