@@ -79,24 +79,30 @@ const R_VSHARD: usize = 26;
 const R_FLAGS: usize = 28;
 
 /// Offset of the first record in a segment with the given block size.
+#[inline]
 pub fn data_start(block_size: usize) -> u64 {
     2 * block_size as u64
 }
 
 /// Bytes a record with `payload_len` payload bytes occupies on disk.
+#[inline]
 pub fn record_size(payload_len: usize) -> usize {
     (RECORD_HEADER_LEN + payload_len).next_multiple_of(RECORD_ALIGN)
 }
 
+#[inline]
 fn u16_at(b: &[u8], o: usize) -> u16 {
     u16::from_le_bytes([b[o], b[o + 1]])
 }
+#[inline]
 fn u32_at(b: &[u8], o: usize) -> u32 {
     u32::from_le_bytes(b[o..o + 4].try_into().expect("4 bytes"))
 }
+#[inline]
 fn u64_at(b: &[u8], o: usize) -> u64 {
     u64::from_le_bytes(b[o..o + 8].try_into().expect("8 bytes"))
 }
+#[inline]
 fn u128_at(b: &[u8], o: usize) -> u128 {
     u128::from_le_bytes(b[o..o + 16].try_into().expect("16 bytes"))
 }
@@ -403,7 +409,7 @@ pub fn check_record(
 /// [`check_record`] on a window of a segment: `seg[0]` is at segment offset
 /// `base`; `offset` and `end` are segment offsets, the returned range indexes
 /// `seg`.
-#[inline]
+#[inline(always)]
 pub fn check_record_in(
     seg: &[u8],
     base: u64,

@@ -664,12 +664,7 @@ impl WalReader {
             loop {
                 let (base, bytes) = (window.base(), window.bytes());
                 let w_end = base + bytes.len() as u64;
-                let need_end = if off >= base && off + format::RECORD_HEADER_LEN as u64 <= w_end {
-                    let h = format::read_header(&bytes[(off - base) as usize..]);
-                    off + format::record_size((h.len as usize).min(format::MAX_STORED_LEN)) as u64
-                } else {
-                    off + format::RECORD_HEADER_LEN as u64
-                };
+                let need_end = record_end(bytes, base, off).unwrap_or(off + format::RECORD_HEADER_LEN as u64);
                 if off >= base && (need_end <= w_end || w_end >= end) {
                     break;
                 }
@@ -686,22 +681,43 @@ impl WalReader {
                     }
                 };
             }
-            let (base, bytes) = (window.base(), window.bytes());
-            let take = at_lsn >= *lsn;
-            let rec =
-                decode(&a.name, bytes, base, off, end, seed, at_lsn, cipher.as_ref(), take, window.read_from_disk())?;
-            off += rec.1;
-            if let Some((header, payload)) = rec.0 {
-                if !f(RecordRef { header, payload: &payload }) {
+            // Decode every record the window holds whole (the first one it
+            // does, by the loop above).
+            let (base, bytes, verify) = (window.base(), window.bytes(), window.read_from_disk());
+            let w_end = base + bytes.len() as u64;
+            loop {
+                let take = at_lsn >= *lsn;
+                let rec = decode(&a.name, bytes, base, off, end, seed, at_lsn, cipher.as_ref(), take, verify)?;
+                off += rec.1;
+                if let Some((header, payload)) = rec.0 {
+                    if !f(RecordRef { header, payload: &payload }) {
+                        *lsn = at_lsn;
+                        return Ok(false);
+                    }
+                    *lsn = at_lsn + 1;
+                }
+                at_lsn += 1;
+                if at_lsn > last || (w_end < end && record_end(bytes, base, off).is_none_or(|e| e > w_end)) {
+                    break;
+                }
+                if at_lsn >= *lsn && !room() {
                     *lsn = at_lsn;
                     return Ok(false);
                 }
-                *lsn = at_lsn + 1;
             }
-            at_lsn += 1;
         }
         Ok(true)
     }
+}
+
+/// Where the record at segment offset `off` ends, when the window `bytes`
+/// (at segment offset `base`) holds its header; its length is not checked
+/// beyond the largest a record may have.
+#[inline]
+fn record_end(bytes: &[u8], base: u64, off: u64) -> Option<u64> {
+    let rel = usize::try_from(off.checked_sub(base)?).ok()?;
+    let h = bytes.get(rel..rel.checked_add(format::RECORD_HEADER_LEN)?)?;
+    Some(off + format::record_size((format::read_header(h).len as usize).min(format::MAX_STORED_LEN)) as u64)
 }
 
 /// The sparse index entry at or before `lsn` (or the segment start).
@@ -719,6 +735,7 @@ type Decoded<'a> = (RecordHeader, Cow<'a, [u8]>);
 /// decodes it (decrypting with `cipher`). Returns the record and its size.
 /// `img[0]` is at segment offset `base`; `off` and `end` are segment offsets.
 #[allow(clippy::too_many_arguments)]
+#[inline(always)]
 fn decode<'a>(
     name: &str,
     img: &'a [u8],
