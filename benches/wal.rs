@@ -85,10 +85,20 @@ fn w5p(dir: &Path) -> f64 {
     n as f64 / t.elapsed().as_secs_f64()
 }
 
-/// Followers of one measured block: `n` threads that page from `from_lsn`
-/// in 1,000-record pages, polling every millisecond once caught up, as
-/// replication followers do. Pages of owned records (`WalCursor::next_page`)
-/// or, when `lend`, records lent from the log (`WalReader::visit`).
+/// How a follower takes its records.
+#[derive(Clone, Copy)]
+enum Follow {
+    /// Pages of owned records (`WalCursor::next_page`).
+    Owned,
+    /// Pages in one reused `PageBuf` (`WalCursor::next_page_into`).
+    Reused,
+    /// Records lent from the log (`WalReader::visit`).
+    Lent,
+}
+
+/// Followers of one measured block: `n` threads that read from `from_lsn`
+/// 1,000 records at a time, polling every millisecond once caught up, as
+/// replication followers do.
 struct Followers {
     stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
     threads: Vec<std::thread::JoinHandle<u64>>,
@@ -96,7 +106,7 @@ struct Followers {
 
 impl Followers {
     /// Starts `n` followers and returns once each has read its first page.
-    fn start(reader: &WalReader, n: usize, from_lsn: u64, lend: bool) -> Self {
+    fn start(reader: &WalReader, n: usize, from_lsn: u64, how: Follow) -> Self {
         let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
         let ready = std::sync::Arc::new(std::sync::Barrier::new(n + 1));
         let threads = (0..n)
@@ -104,12 +114,13 @@ impl Followers {
                 let (reader, stop, ready) = (reader.clone(), stop.clone(), ready.clone());
                 std::thread::spawn(move || {
                     let mut cursor = reader.cursor(from_lsn);
+                    let mut buf = directwal::PageBuf::new();
                     let mut next = from_lsn;
                     // One page: (records read, whether more are durable).
                     let mut page = || -> (u64, bool) {
                         let first = next;
-                        let more = if lend {
-                            reader
+                        let more = match how {
+                            Follow::Lent => reader
                                 .visit(next, |r| {
                                     if next - first == 1_000 {
                                         return false;
@@ -122,14 +133,30 @@ impl Followers {
                                     next += 1;
                                     true
                                 })
-                                .unwrap()
-                        } else {
-                            let page = cursor.next_page(1_000, usize::MAX).unwrap();
-                            for r in &page.records {
-                                assert_eq!(r.header.lsn, next, "a follower sees every durable record once, in order");
-                                next += 1;
+                                .unwrap(),
+                            Follow::Reused => {
+                                cursor.next_page_into(&mut buf, 1_000, usize::MAX).unwrap();
+                                for r in buf.iter() {
+                                    assert_eq!(
+                                        r.header.lsn, next,
+                                        "a follower sees every durable record once, in order"
+                                    );
+                                    std::hint::black_box(r.payload);
+                                    next += 1;
+                                }
+                                buf.has_more()
                             }
-                            page.has_more
+                            Follow::Owned => {
+                                let page = cursor.next_page(1_000, usize::MAX).unwrap();
+                                for r in &page.records {
+                                    assert_eq!(
+                                        r.header.lsn, next,
+                                        "a follower sees every durable record once, in order"
+                                    );
+                                    next += 1;
+                                }
+                                page.has_more
+                            }
                         };
                         (next - first, more)
                     };
@@ -165,14 +192,17 @@ impl Followers {
 /// this shared disk; followers start and stop outside the timed part).
 /// W1: blocks of 300 durable 128 B records. W2: blocks of 50k records with
 /// a sync every 10k. Returns records/s: (W1 with, W1 without, W2 with, W2 without).
-fn writers_with_readers(base: &Path, readers: usize, blocks: usize, lend: bool) -> (f64, f64, f64, f64) {
+fn writers_with_readers(base: &Path, readers: usize, blocks: usize, how: Follow) -> (f64, f64, f64, f64) {
     let noise = workloads::Noise::new();
     let run = |name: &str, per_block: u64, sync_every: u64| {
         let mut wal = SegmentedWal::open(cfg(&fresh(base, name))).unwrap();
         let (mut t_with, mut t_without, mut i) = (0f64, 0f64, 0u64);
-        for b in 0..2 * blocks {
-            let with = (b % 2 == 0) == ((b / 2) % 2 == 0);
-            let followers = with.then(|| Followers::start(&wal.reader(), readers, wal.next_lsn(), lend));
+        // Two untimed blocks first, one each way: the first block with
+        // readers makes the buffers they keep shared (I18), once.
+        for b in 0..2 * blocks + 2 {
+            let warm_up = b < 2;
+            let with = if warm_up { b == 0 } else { (b % 2 == 0) == ((b / 2) % 2 == 0) };
+            let followers = with.then(|| Followers::start(&wal.reader(), readers, wal.next_lsn(), how));
             let t = Instant::now();
             for _ in 0..per_block {
                 wal.append(1, 0, 0, noise.payload(i, 128)).unwrap();
@@ -182,7 +212,7 @@ fn writers_with_readers(base: &Path, readers: usize, blocks: usize, lend: bool) 
                 }
             }
             wal.sync().unwrap();
-            let e = t.elapsed().as_secs_f64();
+            let e = if warm_up { 0.0 } else { t.elapsed().as_secs_f64() };
             match followers {
                 Some(f) => {
                     t_with += e;
@@ -311,12 +341,17 @@ fn main() {
             push("open_1g_scanned", scanned as f64);
         }
         if run("readers") {
-            let (w1_4, w1_0, w2_4, w2_0) = writers_with_readers(&base, 4, 5, false);
+            let (w1_4, w1_0, w2_4, w2_0) = writers_with_readers(&base, 4, 10, Follow::Owned);
             push("w1_no_readers", w1_0);
             push("w1_4_readers", w1_4);
             push("w2s_no_readers", w2_0);
             push("w2s_4_readers", w2_4);
-            let (w1_4, w1_0, w2_4, w2_0) = writers_with_readers(&base, 4, 5, true);
+            let (w1_4, w1_0, w2_4, w2_0) = writers_with_readers(&base, 4, 10, Follow::Reused);
+            push("w1_no_reusers", w1_0);
+            push("w1_4_reusers", w1_4);
+            push("w2s_no_reusers", w2_0);
+            push("w2s_4_reusers", w2_4);
+            let (w1_4, w1_0, w2_4, w2_0) = writers_with_readers(&base, 4, 10, Follow::Lent);
             push("w1_no_lenders", w1_0);
             push("w1_4_lenders", w1_4);
             push("w2s_no_lenders", w2_0);
@@ -462,6 +497,18 @@ fn main() {
         g("w2s_4_readers"),
         g("w2s_no_readers"),
         ratio("w2s_4_readers", "w2s_no_readers")
+    );
+    println!(
+        "| W1 with 4 followers paging into a reused `PageBuf` (`next_page_into`, interleaved) | {:.0} rec/s | without readers {:.0} | {:.3} | >= 0.9 |",
+        g("w1_4_reusers"),
+        g("w1_no_reusers"),
+        ratio("w1_4_reusers", "w1_no_reusers")
+    );
+    println!(
+        "| W2 (blocks of 50k, sync every 10k) with 4 followers paging into a reused `PageBuf` | {:.0} rec/s | without readers {:.0} | {:.3} | >= 0.9 |",
+        g("w2s_4_reusers"),
+        g("w2s_no_reusers"),
+        ratio("w2s_4_reusers", "w2s_no_reusers")
     );
     println!(
         "| W1 with 4 followers visiting lent records (`WalReader::visit`, interleaved) | {:.0} rec/s | without readers {:.0} | {:.3} | >= 0.9 |",

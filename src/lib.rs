@@ -50,7 +50,7 @@ mod writer;
 pub use commit::{Durable, SyncPolicy, WalHandle};
 pub use error::{Result, WalError};
 pub use format::{MAX_PAYLOAD_SIZE, MAX_SEGMENT_TARGET_SIZE};
-pub use reader::{Page, WalCursor, WalReader};
+pub use reader::{Page, PageBuf, WalCursor, WalReader};
 pub use record::{RecordHeader, RecordRef, RecordType, WalRecord};
 pub use recovery::TornTail;
 pub use segment::{SegmentMeta, parse_segment_name, segment_file_name};

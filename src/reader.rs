@@ -332,6 +332,61 @@ pub struct Page {
     pub has_more: bool,
 }
 
+/// A page of records in buffers that the next page reuses
+/// ([`WalCursor::next_page_into`], [`WalReader::read_page_into`]): the
+/// headers in one `Vec`, the payloads back to back in another, so a
+/// follower paging through the log allocates nothing per record.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct PageBuf {
+    records: Vec<(RecordHeader, std::ops::Range<usize>)>,
+    data: Vec<u8>,
+    next_lsn: u64,
+    has_more: bool,
+}
+
+impl PageBuf {
+    /// An empty page.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Records in the page.
+    pub fn len(&self) -> usize {
+        self.records.len()
+    }
+
+    /// Whether the page holds no record.
+    pub fn is_empty(&self) -> bool {
+        self.records.is_empty()
+    }
+
+    /// Record `i`, lent from the page.
+    pub fn get(&self, i: usize) -> Option<RecordRef<'_>> {
+        self.records.get(i).map(|(header, r)| RecordRef { header: *header, payload: &self.data[r.clone()] })
+    }
+
+    /// The records in LSN order, lent from the page.
+    pub fn iter(&self) -> impl ExactSizeIterator<Item = RecordRef<'_>> + '_ {
+        self.records.iter().map(|(header, r)| RecordRef { header: *header, payload: &self.data[r.clone()] })
+    }
+
+    /// All payloads, back to back in LSN order.
+    pub fn payloads(&self) -> &[u8] {
+        &self.data
+    }
+
+    /// The LSN to ask for next.
+    pub fn next_lsn(&self) -> u64 {
+        self.next_lsn
+    }
+
+    /// True exactly when durable records from `next_lsn` existed when the
+    /// page was read.
+    pub fn has_more(&self) -> bool {
+        self.has_more
+    }
+}
+
 /// A reader of the WAL: `Send + Sync`, cheap to clone, never blocks the writer.
 pub struct WalReader {
     shared: Arc<Shared>,
@@ -436,26 +491,74 @@ impl WalReader {
     }
 
     fn read_page_in(&self, view: &View, from_lsn: u64, max_records: usize, max_bytes: usize) -> Result<Page> {
-        let mut page =
-            Page { records: Vec::with_capacity(max_records.min(1 << 16)), next_lsn: from_lsn, has_more: false };
-        let mut bytes = 0usize;
+        let mut records = Vec::with_capacity(max_records.min(1 << 16));
+        let (next_lsn, has_more) =
+            self.fill_page(view, from_lsn, max_records, max_bytes, |rec| records.push(rec.to_record()))?;
+        Ok(Page { records, next_lsn, has_more })
+    }
+
+    /// Like [`read_page`](Self::read_page), into `page`, whose buffers are
+    /// reused: once they have grown to a page's size, paging allocates
+    /// nothing per record (only decryption does).
+    pub fn read_page_into(
+        &self,
+        page: &mut PageBuf,
+        from_lsn: u64,
+        max_records: usize,
+        max_bytes: usize,
+    ) -> Result<()> {
+        self.read_page_into_in(&self.shared.snapshot(), page, from_lsn, max_records, max_bytes)
+    }
+
+    fn read_page_into_in(
+        &self,
+        view: &View,
+        page: &mut PageBuf,
+        from_lsn: u64,
+        max_records: usize,
+        max_bytes: usize,
+    ) -> Result<()> {
+        page.records.clear();
+        page.data.clear();
+        (page.next_lsn, page.has_more) = (from_lsn, false);
+        let (records, data) = (&mut page.records, &mut page.data);
+        (page.next_lsn, page.has_more) = self.fill_page(view, from_lsn, max_records, max_bytes, |rec| {
+            let start = data.len();
+            data.extend_from_slice(rec.payload);
+            records.push((rec.header, start..data.len()));
+        })?;
+        Ok(())
+    }
+
+    /// Passes up to `max_records` durable records from `from_lsn` to `push`,
+    /// until their payloads reach `max_bytes` (at least one record when one
+    /// is available); returns the LSN to ask for next and whether durable
+    /// records remain from there.
+    fn fill_page(
+        &self,
+        view: &View,
+        from_lsn: u64,
+        max_records: usize,
+        max_bytes: usize,
+        mut push: impl FnMut(RecordRef<'_>),
+    ) -> Result<(u64, bool)> {
+        let (mut next_lsn, mut bytes) = (from_lsn, 0usize);
         let taken = std::cell::Cell::new(0usize);
         let has_more = self.scan(view, from_lsn, &|| taken.get() < max_records, |rec| {
-            if page.records.len() >= max_records || (!page.records.is_empty() && bytes + rec.payload.len() > max_bytes)
-            {
+            let n = taken.get();
+            if n >= max_records || (n > 0 && bytes + rec.payload.len() > max_bytes) {
                 return false;
             }
             bytes += rec.payload.len();
-            page.next_lsn = rec.header.lsn + 1;
-            page.records.push(rec.to_record());
-            taken.set(page.records.len());
+            next_lsn = rec.header.lsn + 1;
+            push(rec);
+            taken.set(n + 1);
             true
         })?;
-        if page.records.is_empty() {
-            page.next_lsn = from_lsn.max(oldest(view));
+        if taken.get() == 0 {
+            next_lsn = from_lsn.max(oldest(view));
         }
-        page.has_more = has_more;
-        Ok(page)
+        Ok((next_lsn, has_more))
     }
 
     /// A cursor that pages forward from `from_lsn`.
@@ -811,6 +914,25 @@ impl WalCursor {
     /// The next page; an empty page with `has_more == false` when the reader
     /// has caught up with the durable end (call again later to follow).
     pub fn next_page(&mut self, max_records: usize, max_bytes: usize) -> Result<Page> {
+        self.advance(|reader, view, from| {
+            let page = reader.read_page_in(view, from, max_records, max_bytes)?;
+            let next = page.next_lsn;
+            Ok((page, next))
+        })
+    }
+
+    /// Like [`next_page`](Self::next_page), into `page`, whose buffers are
+    /// reused: paging allocates nothing per record.
+    pub fn next_page_into(&mut self, page: &mut PageBuf, max_records: usize, max_bytes: usize) -> Result<()> {
+        self.advance(|reader, view, from| {
+            reader.read_page_into_in(view, page, from, max_records, max_bytes)?;
+            Ok(((), page.next_lsn))
+        })
+    }
+
+    /// Reads a page with `read(reader, view, from_lsn)`, which returns it
+    /// and the LSN after it, and moves the cursor there.
+    fn advance<T>(&mut self, read: impl FnOnce(&WalReader, &View, u64) -> Result<(T, u64)>) -> Result<T> {
         let mut view = self.reader.shared.snapshot();
         if let Some(p) = &self.pinned
             && p.header.first_lsn < oldest(&view)
@@ -819,8 +941,8 @@ impl WalCursor {
             // Truncated under us: keep reading the segment we are in.
             Arc::make_mut(&mut view.sealed).insert(0, p.clone());
         }
-        let page = self.reader.read_page_in(&view, self.next_lsn, max_records, max_bytes)?;
-        self.next_lsn = page.next_lsn;
+        let (page, next_lsn) = read(&self.reader, &view, self.next_lsn)?;
+        self.next_lsn = next_lsn;
         let at = view.sealed.partition_point(|s| s.header.first_lsn <= self.next_lsn);
         self.pinned = at.checked_sub(1).map(|i| &view.sealed[i]).filter(|s| self.next_lsn <= s.seal.last_lsn).cloned();
         if let Some(p) = &self.pinned {

@@ -5,6 +5,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
 use common::payload;
+use directwal::crypto::{KeyRing, WalEncryptionKey};
 use directwal::{SegmentedWal, SegmentedWalConfig, WalError, WalReader};
 
 fn cfg(dir: &std::path::Path) -> SegmentedWalConfig {
@@ -292,4 +293,53 @@ fn followers_read_exact_bytes_while_the_writer_reuses_its_buffers() {
         assert_eq!(f.join().unwrap(), last);
     }
     assert!(wal.list_segments().unwrap().len() > 1, "the log rolled while followed");
+}
+
+#[test]
+fn reused_pages_hold_exactly_what_owned_pages_hold() {
+    // Plain and encrypted segments, sealed and active, payloads of many
+    // sizes; one PageBuf reused for every page, large pages then small.
+    let dir = tempfile::tempdir().unwrap();
+    let mut wal = SegmentedWal::open(cfg(dir.path())).unwrap();
+    let len = |lsn: u64| (lsn * 37 % 301) as usize;
+    let append = |wal: &mut SegmentedWal, n: u64| {
+        for _ in 0..n {
+            let lsn = wal.next_lsn();
+            wal.append(1, 7, 3, &payload(lsn, len(lsn))).unwrap();
+        }
+        wal.sync().unwrap();
+    };
+    append(&mut wal, 300);
+    wal.set_encryption_ring(KeyRing::new(WalEncryptionKey::from_bytes(&[9u8; 32]))).unwrap();
+    append(&mut wal, 300);
+    let r = wal.reader();
+    let mut buf = directwal::PageBuf::new();
+    for (max_records, max_bytes) in [(1000, usize::MAX), (37, usize::MAX), (1000, 700), (5, 1), (1, usize::MAX)] {
+        for from in [0, 1, 150, 299, 300, 301, 450, 600, 601] {
+            let owned = r.read_page(from, max_records, max_bytes).unwrap();
+            r.read_page_into(&mut buf, from, max_records, max_bytes).unwrap();
+            assert_eq!(
+                (buf.next_lsn(), buf.has_more(), buf.len()),
+                (owned.next_lsn, owned.has_more, owned.records.len())
+            );
+            for (i, rec) in buf.iter().enumerate() {
+                assert_eq!((rec.header, rec.payload), (owned.records[i].header, &owned.records[i].payload[..]));
+                assert_eq!(rec.payload, payload(rec.header.lsn, len(rec.header.lsn)));
+            }
+            assert_eq!(buf.payloads().len(), owned.records.iter().map(|r| r.payload.len()).sum::<usize>());
+        }
+        // A cursor pages through all of it the same way either way.
+        let (mut a, mut b) = (r.cursor(0), r.cursor(0));
+        loop {
+            let owned = a.next_page(max_records, max_bytes).unwrap();
+            b.next_page_into(&mut buf, max_records, max_bytes).unwrap();
+            let lent: Vec<_> = buf.iter().map(|rec| rec.to_record()).collect();
+            assert_eq!(lent, owned.records);
+            assert_eq!((b.position(), buf.has_more()), (a.position(), owned.has_more));
+            if !owned.has_more {
+                break;
+            }
+        }
+        assert_eq!(b.position(), 601);
+    }
 }
