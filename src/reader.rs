@@ -518,6 +518,7 @@ impl WalReader {
         max_records: usize,
         max_bytes: usize,
     ) -> Result<()> {
+        // Emptied first: after an error the page holds no stale records.
         page.records.clear();
         page.data.clear();
         (page.next_lsn, page.has_more) = (from_lsn, false);
