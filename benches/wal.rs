@@ -96,6 +96,13 @@ enum Follow {
     Lent,
 }
 
+/// A follower's check of the record it takes: the one it expects, `next`.
+fn saw(next: &mut u64, r: directwal::RecordRef<'_>) {
+    assert_eq!(r.header.lsn, *next, "a follower sees every durable record once, in order");
+    std::hint::black_box(r.payload);
+    *next += 1;
+}
+
 /// Followers of one measured block: `n` threads that read from `from_lsn`
 /// 1,000 records at a time, polling every millisecond once caught up, as
 /// replication followers do.
@@ -125,36 +132,20 @@ impl Followers {
                                     if next - first == 1_000 {
                                         return false;
                                     }
-                                    assert_eq!(
-                                        r.header.lsn, next,
-                                        "a follower sees every durable record once, in order"
-                                    );
-                                    std::hint::black_box(r.payload);
-                                    next += 1;
+                                    saw(&mut next, r);
                                     true
                                 })
                                 .unwrap(),
                             Follow::Reused => {
                                 cursor.next_page_into(&mut buf, 1_000, usize::MAX).unwrap();
-                                for r in buf.iter() {
-                                    assert_eq!(
-                                        r.header.lsn, next,
-                                        "a follower sees every durable record once, in order"
-                                    );
-                                    std::hint::black_box(r.payload);
-                                    next += 1;
-                                }
+                                buf.iter().for_each(|r| saw(&mut next, r));
                                 buf.has_more()
                             }
                             Follow::Owned => {
                                 let page = cursor.next_page(1_000, usize::MAX).unwrap();
-                                for r in &page.records {
-                                    assert_eq!(
-                                        r.header.lsn, next,
-                                        "a follower sees every durable record once, in order"
-                                    );
-                                    next += 1;
-                                }
+                                page.records.iter().for_each(|r| {
+                                    saw(&mut next, directwal::RecordRef { header: r.header, payload: &r.payload })
+                                });
                                 page.has_more
                             }
                         };

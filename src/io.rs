@@ -457,6 +457,11 @@ impl WriteBuf {
         false
     }
 
+    /// The alignment it was allocated with.
+    pub fn align(&self) -> usize {
+        self.page.buf.align()
+    }
+
     /// All its bytes (to write them to a file).
     pub fn bytes(&self) -> &[u8] {
         // SAFETY: initialised and alive for the borrow. Only this handle

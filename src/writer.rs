@@ -43,12 +43,11 @@ const RETIRED_BUFFERS: usize = 4;
 pub struct Buffers {
     pub cur: WriteBuf,
     retired: Vec<WriteBuf>,
-    align: usize,
 }
 
 impl Buffers {
     pub fn new(len: usize, align: usize) -> Self {
-        Buffers { cur: WriteBuf::new(len, align), retired: Vec::new(), align }
+        Buffers { cur: WriteBuf::new(len, align), retired: Vec::new() }
     }
 
     /// Capacity of each buffer.
@@ -69,7 +68,7 @@ impl Buffers {
     fn rotate(&mut self) {
         let next = match self.retired.iter_mut().position(|b| b.reclaim()) {
             Some(i) => self.retired.remove(i),
-            None => WriteBuf::new(self.cur.len(), self.align),
+            None => WriteBuf::new(self.cur.len(), self.cur.align()),
         };
         self.retired.push(std::mem::replace(&mut self.cur, next));
         if self.retired.len() > RETIRED_BUFFERS {
