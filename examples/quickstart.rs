@@ -1,21 +1,20 @@
 //! Write, reopen, replay: what directwal does, and how fast, on this disk.
 //!
-//! `cargo run --release --example quickstart [DIR]` (default: a temporary
-//! directory under ./target, which should be on a real disk for O_DIRECT).
+//! `cargo run --release --example quickstart [DIR]` writes its WAL into a new
+//! subdirectory of DIR (default ./target, which should be on a real disk for
+//! O_DIRECT) and removes only that subdirectory at the end: whatever DIR
+//! held before is left alone.
 
 use std::time::Instant;
 
 use directwal::{RecordType, SegmentedWal, SegmentedWalConfig};
 
-fn main() -> Result<(), directwal::WalError> {
-    let dir = match std::env::args().nth(1) {
-        Some(d) => std::path::PathBuf::from(d),
-        None => {
-            let base = std::path::Path::new("target").join("quickstart-wal");
-            let _ = std::fs::remove_dir_all(&base);
-            base
-        }
-    };
+fn main() -> Result<(), Box<dyn std::error::Error>> {
+    let base = std::env::args().nth(1).map_or_else(|| std::path::PathBuf::from("target"), std::path::PathBuf::from);
+    std::fs::create_dir_all(&base)?;
+    // Ours alone: removed when `work` drops, and nothing else is.
+    let work = tempfile::Builder::new().prefix("quickstart-wal-").tempdir_in(&base)?;
+    let dir = work.path().to_owned();
     let config = SegmentedWalConfig::new(&dir);
 
     // 1. Durable appends, one sync each (a commit per record).

@@ -4,7 +4,8 @@
 //! directory and catches up (by log replication or snapshot).
 //!
 //! `cargo run --release --features openraft --example raft_cluster [DIR]`
-//! (default: ./target/raft-cluster, removed first).
+//! writes into a new subdirectory of DIR (default ./target) and removes only
+//! that subdirectory: whatever DIR held before is left alone.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::{Arc, Mutex};
@@ -168,11 +169,12 @@ async fn write(leader: &Raft<TypeConfig>, from: u64, n: u64) -> Duration {
 
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
 async fn main() {
-    let base = std::env::args()
-        .nth(1)
-        .map(std::path::PathBuf::from)
-        .unwrap_or_else(|| std::path::PathBuf::from("target").join("raft-cluster"));
-    let _ = std::fs::remove_dir_all(&base);
+    // The nodes' logs go into a new subdirectory of the argument (default
+    // ./target), removed at the end; nothing else there is touched.
+    let parent = std::env::args().nth(1).map_or_else(|| std::path::PathBuf::from("target"), std::path::PathBuf::from);
+    std::fs::create_dir_all(&parent).expect("create the base directory");
+    let work = tempfile::Builder::new().prefix("raft-cluster-").tempdir_in(&parent).expect("create a work directory");
+    let base = work.path().to_owned();
     let config = Arc::new(
         Config {
             heartbeat_interval: 100,
