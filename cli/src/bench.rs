@@ -1,15 +1,17 @@
 //! `bench`: the SPEC §8 workloads, each beside the device probe it is
 //! judged against, measured in the same run; a progress bar per step and
-//! one table at the end.
+//! one table (or JSON lines) at the end. It runs in a new subdirectory of
+//! `--dir` and removes only that: whatever `--dir` held is left alone.
 
 use std::path::{Path, PathBuf};
 
 use clap::ValueEnum;
 use directwal::crypto::KeyRing;
-use indicatif::{ProgressBar, ProgressStyle};
+use indicatif::{ProgressBar, ProgressState, ProgressStyle};
+use serde_json::json;
 
-use crate::Failure;
 use crate::workloads::{self, BenchResult, Log, Space};
+use crate::{Failure, Output};
 
 /// The workloads of SPEC §8.
 #[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, ValueEnum, Debug)]
@@ -28,9 +30,10 @@ pub enum Workload {
 
 #[derive(clap::Args)]
 pub struct Args {
-    /// Directory to run in; it must be on the disk under test. Removed
-    /// afterwards unless --keep.
-    #[arg(long, default_value = "directwal-bench")]
+    /// Directory to run in (created if missing); it must be on the disk
+    /// under test. The bench works in a new subdirectory of it, removed
+    /// afterwards unless --keep; nothing else in it is touched.
+    #[arg(long, default_value = ".")]
     dir: PathBuf,
     /// Workloads to run (repeat or separate with commas); default all.
     #[arg(long = "workload", value_enum, value_delimiter = ',')]
@@ -39,26 +42,86 @@ pub struct Args {
     /// 1,000,000; W3 32,000; W4 1,000 per thread up to 8 threads, else 300.
     #[arg(long)]
     records: Option<u64>,
-    /// W4 thread counts (repeat or separate with commas).
-    #[arg(long, value_delimiter = ',', default_values_t = [4usize, 32])]
+    /// W4 thread counts, 1 or more (repeat or separate with commas).
+    #[arg(long, value_delimiter = ',', default_values_t = [4usize, 32],
+          value_parser = threads_count)]
     threads: Vec<usize>,
-    /// Keep the directory (and the logs written) after the run.
+    /// Keep the bench's subdirectory (and the logs written) after the run.
     #[arg(long)]
     keep: bool,
+    #[command(flatten)]
+    output: Output,
+}
+
+/// `--threads`: 1 to 4096.
+fn threads_count(s: &str) -> Result<usize, String> {
+    match s.parse::<usize>() {
+        Ok(n @ 1..=4096) => Ok(n),
+        _ => Err(format!("'{s}' is not a thread count from 1 to 4096")),
+    }
+}
+
+/// What a ratio must be to pass.
+#[derive(Clone, Copy)]
+enum Target {
+    AtLeast(f64),
+    AtMost(f64),
+    None,
+}
+
+impl Target {
+    fn text(self) -> String {
+        match self {
+            Target::AtLeast(x) => format!(">= {x}"),
+            Target::AtMost(x) => format!("<= {x}"),
+            Target::None => String::new(),
+        }
+    }
+
+    fn pass(self, ratio: Option<f64>) -> Option<bool> {
+        match (self, ratio) {
+            (Target::AtLeast(x), Some(r)) => Some(r >= x),
+            (Target::AtMost(x), Some(r)) => Some(r <= x),
+            _ => None,
+        }
+    }
 }
 
 /// One line of the result table.
 struct Row {
     workload: String,
+    /// The measurement in words, and as a number with its unit.
     result: String,
+    value: f64,
+    unit: &'static str,
+    /// What it is measured against, in words and as a number (same unit).
     against: String,
-    ratio: Option<f64>,
-    target: &'static str,
+    baseline: Option<f64>,
+    target: Target,
+}
+
+impl Row {
+    fn ratio(&self) -> Option<f64> {
+        self.baseline.map(|b| self.value / b)
+    }
+}
+
+/// 308.07484729608234 -> "308", 12345.6 -> "12.3k", 6752190.0 -> "6.75M".
+fn human(x: f64) -> String {
+    match x {
+        x if x >= 1e9 => format!("{:.2}G", x / 1e9),
+        x if x >= 1e6 => format!("{:.2}M", x / 1e6),
+        x if x >= 1e4 => format!("{:.1}k", x / 1e3),
+        x => format!("{x:.0}"),
+    }
 }
 
 fn bar(prefix: &str, len: u64) -> ProgressBar {
-    let style = ProgressStyle::with_template("{prefix:<14} {bar:40} {pos:>9}/{len:9} {per_sec:>14} {eta}")
-        .expect("a valid template");
+    let style = ProgressStyle::with_template("{prefix:<12} {bar:30} {pos:>9}/{len:9} {rate:>10} {eta}")
+        .expect("a valid template")
+        .with_key("rate", |s: &ProgressState, w: &mut dyn std::fmt::Write| {
+            let _ = w.write_fmt(format_args!("{}/s", human(s.per_sec())));
+        });
     ProgressBar::new(len).with_style(style).with_prefix(prefix.to_owned())
 }
 
@@ -77,19 +140,26 @@ pub fn run(args: Args, ring: Option<KeyRing>) -> Result<(), Failure> {
     }
     wanted.sort();
     wanted.dedup();
+    let json = args.output.text_or_json()?;
     std::fs::create_dir_all(&args.dir)
         .map_err(|e| Failure::Error(format!("cannot create {}: {e}", args.dir.display())))?;
-    let result = measure(&args, &wanted, ring.as_ref());
-    if !args.keep {
-        let _ = std::fs::remove_dir_all(&args.dir);
-    }
+    // Ours alone: removed when `work` drops (unless --keep), nothing else is.
+    let work = tempfile::Builder::new()
+        .prefix("directwal-bench-")
+        .tempdir_in(&args.dir)
+        .map_err(|e| Failure::Error(format!("cannot create a directory in {}: {e}", args.dir.display())))?;
+    let result = measure(&args, work.path(), &wanted, ring.as_ref());
+    let base = if args.keep { work.keep() } else { work.path().to_owned() };
     let rows = result.map_err(|e| Failure::Error(format!("bench failed: {e}")))?;
-    print_table(&args.dir, ring.is_some(), &rows);
+    if json {
+        print_json(&rows);
+    } else {
+        print_table(&base, args.keep, ring.is_some(), &rows);
+    }
     Ok(())
 }
 
-fn measure(args: &Args, wanted: &[Workload], ring: Option<&KeyRing>) -> BenchResult<Vec<Row>> {
-    let base = &args.dir;
+fn measure(args: &Args, base: &Path, wanted: &[Workload], ring: Option<&KeyRing>) -> BenchResult<Vec<Row>> {
     let n = |default: u64| args.records.unwrap_or(default).max(1);
     let mut rows = Vec::new();
     let mut w2_dir: Option<PathBuf> = None;
@@ -109,17 +179,21 @@ fn measure(args: &Args, wanted: &[Workload], ring: Option<&KeyRing>) -> BenchRes
                 rows.push(Row {
                     workload: "W1 128 B, each durable".into(),
                     result: format!("{} rec/s", thousands(r.rate)),
-                    against: format!("4 KiB O_DIRECT pwrite+fdatasync {}/s", thousands(ceiling)),
-                    ratio: Some(r.rate / ceiling),
-                    target: ">= 0.95",
+                    value: r.rate,
+                    unit: "records/s",
+                    against: format!("4K direct+sync {}/s", thousands(ceiling)),
+                    baseline: Some(ceiling),
+                    target: Target::AtLeast(0.95),
                 });
                 let header = directwal::layout::RECORD_HEADER_LEN as f64;
                 rows.push(Row {
-                    workload: "bytes per synced 128 B record".into(),
+                    workload: "W1 bytes per record".into(),
                     result: format!("{:.1} B", r.bytes_per_record),
-                    against: format!("payload + header {} B", 128.0 + header),
-                    ratio: Some(r.bytes_per_record / (128.0 + header)),
-                    target: "<= 1.3",
+                    value: r.bytes_per_record,
+                    unit: "bytes",
+                    against: format!("payload+header {} B", 128.0 + header),
+                    baseline: Some(128.0 + header),
+                    target: Target::AtMost(1.3),
                 });
             }
             Workload::W2 | Workload::W5 if w2_dir.is_none() => {
@@ -128,31 +202,35 @@ fn measure(args: &Args, wanted: &[Workload], ring: Option<&KeyRing>) -> BenchRes
                 let rate = step("W2", count, |t| workloads::w2(&dir, count, Log::Fresh, t))?;
                 if w == Workload::W2 {
                     rows.push(Row {
-                        workload: format!("W2 {} x 128 B, one sync", thousands(count as f64)),
+                        workload: format!("W2 {} x 128 B, 1 sync", thousands(count as f64)),
                         result: format!("{} rec/s", thousands(rate)),
+                        value: rate,
+                        unit: "records/s",
                         against: "3M rec/s".into(),
-                        ratio: Some(rate / 3e6),
-                        target: ">= 1",
+                        baseline: Some(3e6),
+                        target: Target::AtLeast(1.0),
                     });
                     let dir = workloads::fresh(base, "w2c")?;
                     let rate = step("W2 ckpt", count, |t| workloads::w2(&dir, count, Log::Checkpointed, t))?;
                     rows.push(Row {
-                        workload: "W2, checkpointed log (segments recycled)".into(),
+                        workload: "W2 checkpointed log".into(),
                         result: format!("{} rec/s", thousands(rate)),
+                        value: rate,
+                        unit: "records/s",
                         against: "3M rec/s".into(),
-                        ratio: Some(rate / 3e6),
-                        target: ">= 1",
+                        baseline: Some(3e6),
+                        target: Target::AtLeast(1.0),
                     });
                 }
                 w2_dir = Some(dir);
                 if w == Workload::W5 {
-                    rows.push(w5_row(w2_dir.as_deref().expect("just set"), count)?);
+                    rows.extend(w5_rows(w2_dir.as_deref().expect("just set"), count)?);
                 }
             }
             Workload::W2 => {}
             Workload::W5 => {
                 let dir = w2_dir.as_deref().expect("W2 ran");
-                rows.push(w5_row(dir, n(1_000_000))?);
+                rows.extend(w5_rows(dir, n(1_000_000))?);
             }
             Workload::W3 => {
                 let count = n(32_000);
@@ -161,34 +239,38 @@ fn measure(args: &Args, wanted: &[Workload], ring: Option<&KeyRing>) -> BenchRes
                 let ceiling = step("ceiling 4M", chunks, |t| {
                     workloads::probe_sync_writes(&dir, 4 << 20, chunks, Space::ZeroFilled, t)
                 })? * 4.194304;
-                let enc = if ring.is_some() { ", encrypted" } else { "" };
+                let enc = if ring.is_some() { ", enc" } else { "" };
                 for (log, label, what) in
-                    [(Log::Fresh, "W3", ""), (Log::Checkpointed, "W3 ckpt", ", checkpointed log (segments recycled)")]
+                    [(Log::Fresh, "W3", "4 KiB, sync/1000"), (Log::Checkpointed, "W3 ckpt", "checkpointed")]
                 {
                     let dir = workloads::fresh(base, "w3")?;
                     let mb_s = step(label, count, |t| workloads::w3(&dir, count, 1_000, log, ring, t))?;
                     rows.push(Row {
-                        workload: format!("W3 4 KiB, sync every 1000{enc}{what}"),
+                        workload: format!("W3 {what}{enc}"),
                         result: format!("{mb_s:.0} MB/s"),
-                        against: format!("pre-filled 4 MiB O_DIRECT+fdatasync {ceiling:.0} MB/s"),
-                        ratio: Some(mb_s / ceiling),
-                        target: ">= 0.9",
+                        value: mb_s,
+                        unit: "MB/s",
+                        against: format!("4M direct+sync {ceiling:.0} MB/s"),
+                        baseline: Some(ceiling),
+                        target: Target::AtLeast(0.9),
                     });
                 }
             }
             Workload::W4 => {
                 for &threads in &args.threads {
-                    let threads = threads.max(1);
                     let per = args.records.unwrap_or(if threads <= 8 { 1_000 } else { 300 }).max(1) as usize;
                     let dir = workloads::fresh(base, "w4")?;
                     let label = format!("W4 {threads} thr");
                     let (rate, p99) = step(&label, (threads * per) as u64, |t| workloads::w4(&dir, threads, per, t))?;
+                    let judged = threads >= 32;
                     rows.push(Row {
-                        workload: format!("W4 {threads} threads, 128 B, each waits"),
-                        result: format!("{} rec/s, p99 {p99:.2} ms", thousands(rate)),
-                        against: if threads >= 32 { "60k rec/s, p99 < 2 ms".into() } else { String::new() },
-                        ratio: (threads >= 32).then_some(rate / 60e3),
-                        target: if threads >= 32 { ">= 1" } else { "" },
+                        workload: format!("W4 {threads} threads, each waits"),
+                        result: format!("{}/s, p99 {p99:.2} ms", human(rate)),
+                        value: rate,
+                        unit: "records/s",
+                        against: if judged { "60k rec/s, p99 < 2 ms".into() } else { String::new() },
+                        baseline: judged.then_some(60e3),
+                        target: if judged { Target::AtLeast(1.0) } else { Target::None },
                     });
                 }
             }
@@ -197,7 +279,9 @@ fn measure(args: &Args, wanted: &[Workload], ring: Option<&KeyRing>) -> BenchRes
     Ok(rows)
 }
 
-fn w5_row(dir: &Path, expected: u64) -> BenchResult<Row> {
+/// W5's rows: the replay against the disk's sequential read, and the open
+/// (recovery) time it measured, which has no target.
+fn w5_rows(dir: &Path, expected: u64) -> BenchResult<[Row; 2]> {
     let seq = step("seq read", 1, |t| {
         let r = workloads::probe_seq_read(dir);
         t(1);
@@ -207,13 +291,25 @@ fn w5_row(dir: &Path, expected: u64) -> BenchResult<Row> {
     if r.records != expected {
         return Err(format!("W5 replayed {} records, W2 wrote {expected}", r.records).into());
     }
-    Ok(Row {
+    let open = Row {
+        workload: "W5 open (recovery), cold".into(),
+        result: format!("{:.3} s", r.open_s),
+        value: r.open_s,
+        unit: "s",
+        against: String::new(),
+        baseline: None,
+        target: Target::None,
+    };
+    let replay = Row {
         workload: "W5 replay of W2, cold".into(),
-        result: format!("{} rec/s, {:.0} MB/s (open {:.3} s)", thousands(r.rate), r.mb_s, r.open_s),
-        against: format!("buffered sequential read {seq:.0} MB/s"),
-        ratio: Some(r.mb_s / seq),
-        target: ">= 0.8",
-    })
+        result: format!("{:.0} MB/s, {}/s", r.mb_s, human(r.rate)),
+        value: r.mb_s,
+        unit: "MB/s",
+        against: format!("sequential read {seq:.0} MB/s"),
+        baseline: Some(seq),
+        target: Target::AtLeast(0.8),
+    };
+    Ok([replay, open])
 }
 
 /// 1234567.8 -> "1,234,568".
@@ -229,29 +325,62 @@ fn thousands(x: f64) -> String {
     out
 }
 
-fn print_table(dir: &Path, encrypted: bool, rows: &[Row]) {
+fn print_table(dir: &Path, kept: bool, encrypted: bool, rows: &[Row]) {
     println!(
-        "directwal bench in {} ({} cores{})",
+        "directwal bench in {}{} ({} cores{})",
         dir.display(),
+        if kept { ", kept" } else { ", removed" },
         std::thread::available_parallelism().map_or(0, |n| n.get()),
         if encrypted { ", W1/W3 encrypted" } else { "" }
     );
     let w = |f: fn(&Row) -> usize, head: &str| rows.iter().map(f).max().unwrap_or(0).max(head.len());
-    let (w0, w1, w2) = (
-        w(|r| r.workload.len(), "workload"),
-        w(|r| r.result.len(), "result"),
-        w(|r| r.against.len(), "measured against"),
-    );
-    println!("{:<w0$}  {:<w1$}  {:<w2$}  {:>6}  target", "workload", "result", "measured against", "ratio");
+    let (w0, w1, w2) =
+        (w(|r| r.workload.len(), "workload"), w(|r| r.result.len(), "result"), w(|r| r.against.len(), "against"));
+    println!("{:<w0$}  {:<w1$}  {:<w2$}  {:>5}  {:<7} pass", "workload", "result", "against", "ratio", "target");
     for r in rows {
-        let ratio = r.ratio.map_or(String::new(), |x| format!("{x:.2}"));
-        println!("{:<w0$}  {:<w1$}  {:<w2$}  {:>6}  {}", r.workload, r.result, r.against, ratio, r.target);
+        let ratio = r.ratio().map_or(String::new(), |x| format!("{x:.2}"));
+        let pass = match r.target.pass(r.ratio()) {
+            Some(true) => "yes",
+            Some(false) => "NO",
+            None => "-",
+        };
+        println!(
+            "{:<w0$}  {:<w1$}  {:<w2$}  {ratio:>5}  {:<7} {pass}",
+            r.workload,
+            r.result,
+            r.against,
+            r.target.text()
+        );
+    }
+}
+
+/// One JSON object per row.
+fn print_json(rows: &[Row]) {
+    for r in rows {
+        let target = match r.target {
+            Target::AtLeast(x) => json!({"at_least": x}),
+            Target::AtMost(x) => json!({"at_most": x}),
+            Target::None => json!(null),
+        };
+        let v = json!({
+            "workload": r.workload, "result": r.result, "value": r.value, "unit": r.unit,
+            "against": r.against, "baseline": r.baseline, "ratio": r.ratio(),
+            "target": target, "pass": r.target.pass(r.ratio()),
+        });
+        println!("{v}");
     }
 }
 
 #[cfg(test)]
 mod tests {
-    use super::thousands;
+    use super::{human, thousands};
+
+    #[test]
+    fn rates_have_human_units() {
+        assert_eq!(human(308.07484729608234), "308");
+        assert_eq!(human(12_345.6), "12.3k");
+        assert_eq!(human(6_752_190.0), "6.75M");
+    }
 
     #[test]
     fn thousands_groups_digits() {

@@ -11,11 +11,27 @@ use directwal::crypto::KeyRing;
 use indicatif::{ProgressBar, ProgressStyle};
 use serde_json::{Value, json};
 
-use crate::Failure;
+use crate::{Failure, no_segments, wal_dir};
 
-pub fn inspect(dir: &Path, json: bool) -> Result<(), Failure> {
+/// What inspect found in a segment, saying what it looked at: it reads the
+/// headers and seals of sealed segments (`headers-ok`: their records are
+/// not read, `verify` reads them) and every record of an unsealed one.
+fn health(s: &SegmentCheck) -> &'static str {
+    match s.health() {
+        "ok" if s.sealed => "headers-ok",
+        "ok" => "records-ok",
+        other => other,
+    }
+}
+
+pub fn inspect(dir: &Path, json: bool, allow_empty: bool) -> Result<(), Failure> {
+    wal_dir(dir)?;
     let check = check_dir(dir, &CheckOptions::default(), &mut |_| {})?;
-    let direct = direct_io_usable(dir, &check);
+    if check.segments.is_empty() && !allow_empty {
+        return Err(no_segments(dir));
+    }
+    let direct = direct_io_usable(&check);
+    let damaged = !check.is_clean();
     let mut out = std::io::stdout().lock();
     if json {
         let v = json!({
@@ -25,10 +41,12 @@ pub fn inspect(dir: &Path, json: bool) -> Result<(), Failure> {
             "records": check.total_records(),
             "temp_files": check.temp_files.len(),
             "spare_files": check.spare_files.len(),
+            "records_verified": false,
+            "clean": check.is_clean(),
             "segments": check.segments.iter().map(segment_json).collect::<Vec<_>>(),
         });
         writeln!(out, "{v}")?;
-        return Ok(());
+        return if damaged { Err(Failure::Damaged) } else { Ok(()) };
     }
     writeln!(
         out,
@@ -47,7 +65,7 @@ pub fn inspect(dir: &Path, json: bool) -> Result<(), Failure> {
             s.used_bytes,
             if s.sealed { "sealed" } else { "active" },
             key,
-            s.health()
+            health(s)
         )?;
         for p in &s.problems {
             writeln!(out, "  problem: {p}")?;
@@ -61,7 +79,8 @@ pub fn inspect(dir: &Path, json: bool) -> Result<(), Failure> {
     let on_disk: u64 = check.segments.iter().map(|s| s.file_size).sum();
     writeln!(
         out,
-        "wal_id={} segments={} records={} bytes={} bytes_on_disk={} temp_files={} spare_files={} direct_io={}",
+        "wal_id={} segments={} records={} bytes={} bytes_on_disk={} temp_files={} spare_files={} direct_io={} \
+         sealed_records=not-verified",
         check.wal_id.map_or("-".to_owned(), |id| format!("{id:032x}")),
         check.segments.len(),
         check.total_records(),
@@ -75,10 +94,11 @@ pub fn inspect(dir: &Path, json: bool) -> Result<(), Failure> {
             None => "unknown",
         }
     )?;
-    Ok(())
+    if damaged { Err(Failure::Damaged) } else { Ok(()) }
 }
 
-pub fn verify(dir: &Path, ring: Option<KeyRing>, json: bool) -> Result<(), Failure> {
+pub fn verify(dir: &Path, ring: Option<KeyRing>, json: bool, allow_empty: bool) -> Result<(), Failure> {
+    wal_dir(dir)?;
     // The bar counts segment bytes; its total comes from the file sizes.
     let total: u64 = std::fs::read_dir(dir)
         .map_err(|e| Failure::Error(format!("cannot list {}: {e}", dir.display())))?
@@ -94,6 +114,9 @@ pub fn verify(dir: &Path, ring: Option<KeyRing>, json: bool) -> Result<(), Failu
     let check = check_dir(dir, &opts, &mut |n| bar.inc(n));
     bar.finish_and_clear();
     let check = check?;
+    if check.segments.is_empty() && !allow_empty {
+        return Err(no_segments(dir));
+    }
     let secs = t.elapsed().as_secs_f64();
     let mut out = std::io::stdout().lock();
     let verified: u64 = check.segments.iter().map(|s| s.records_verified).sum();
@@ -153,7 +176,7 @@ fn segment_json(s: &SegmentCheck) -> Value {
         "file_size": s.file_size,
         "sealed": s.sealed,
         "key_id": s.key_id.map(|k| format!("{k:08x}")),
-        "health": s.health(),
+        "health": health(s),
         "problems": s.problems.iter().map(|p| json!({"offset": p.offset, "lsn": p.lsn, "what": p.what}))
             .collect::<Vec<_>>(),
         "torn_tail": torn_json(s),
@@ -167,11 +190,12 @@ fn torn_json(s: &SegmentCheck) -> Option<Value> {
 }
 
 /// Whether this file system accepts O_DIRECT here, probed read-only by
-/// opening a segment (or the directory) with it. `None` when nothing opens.
-fn direct_io_usable(dir: &Path, check: &DirCheck) -> Option<bool> {
+/// opening a segment with it. `None` without a segment (a directory refuses
+/// O_DIRECT on file systems whose files accept it) or when none opens.
+fn direct_io_usable(check: &DirCheck) -> Option<bool> {
     use std::os::unix::fs::OpenOptionsExt;
-    let target = check.segments.first().map_or(dir.to_owned(), |s| s.path.clone());
-    match std::fs::OpenOptions::new().read(true).custom_flags(libc::O_DIRECT).open(&target) {
+    let target = &check.segments.first()?.path;
+    match std::fs::OpenOptions::new().read(true).custom_flags(libc::O_DIRECT).open(target) {
         Ok(_) => Some(true),
         Err(e) if e.raw_os_error() == Some(libc::EINVAL) => Some(false),
         Err(_) => None,

@@ -1,25 +1,41 @@
-//! `directwal`: inspect, dump, verify and benchmark directwal write-ahead logs.
-//!
-//! Exit status: 0 success (for `verify`: no damage), 1 damage found, 2 the
-//! command could not run (bad arguments, unreadable directory, missing key).
+//! `directwal`: inspect, dump, verify, repair and benchmark directwal
+//! write-ahead logs. Every command shares one exit-status scheme
+//! ([`EXIT_STATUS`]), printed by each `--help`.
 
 mod bench;
 mod dump;
+mod filter;
+mod follow;
 mod inspect;
+mod repair;
 mod workloads;
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand, ValueEnum};
 use directwal::WalError;
 use directwal::crypto::{KeyRing, WalEncryptionKey};
 
+/// The exit statuses of every command (one scheme; shown by every `--help`).
+pub const EXIT_STATUS: &str = "\
+Exit status:
+  0  success; for inspect, verify and repair: no damage (a torn tail is not damage)
+  1  damage found: a problem in the WAL was printed (dump: after every record before it)
+  2  the command could not run: bad arguments, a missing or empty directory,
+     a missing or wrong key, a WAL locked by a writer, an I/O error";
+
 #[derive(Parser)]
-#[command(name = "directwal", version, about = "Inspect, dump, verify and benchmark directwal write-ahead logs")]
+#[command(
+    name = "directwal",
+    version,
+    about = "Inspect, dump, verify, repair and benchmark directwal write-ahead logs",
+    after_help = EXIT_STATUS
+)]
 struct Cli {
     /// Key file of an encrypted WAL (32 raw bytes or 64 hex digits; mode 0600).
-    /// Repeat it for keys rotated out: the first is the current key.
+    /// Repeat it for keys rotated out: the first is the current key. Read only
+    /// by the commands that decrypt (dump, verify, repair, bench).
     #[arg(long = "key-file", global = true, env = "DIRECTWAL_KEY_FILE", value_delimiter = ',')]
     key_files: Vec<PathBuf>,
 
@@ -27,50 +43,84 @@ struct Cli {
     command: Command,
 }
 
+/// `--json` or `--format text|json`, accepted by every command.
+#[derive(clap::Args, Clone, Copy)]
+pub struct Output {
+    /// Print JSON (the same as --format json).
+    #[arg(long)]
+    json: bool,
+    /// text: lines for people and grep; json: for jq (dump: also hex, a hexdump per record).
+    #[arg(long, value_enum)]
+    format: Option<Format>,
+}
+
+impl Output {
+    /// The format asked for; `--json` with another `--format` is an error.
+    pub fn format(self) -> Result<Format, Failure> {
+        match (self.json, self.format) {
+            (true, Some(f)) if f != Format::Json => {
+                Err(Failure::Error("--json contradicts --format; give one of them".into()))
+            }
+            (true, _) => Ok(Format::Json),
+            (false, f) => Ok(f.unwrap_or(Format::Text)),
+        }
+    }
+
+    /// Text or JSON (hex is for dump only).
+    pub fn text_or_json(self) -> Result<bool, Failure> {
+        match self.format()? {
+            Format::Hex => Err(Failure::Error("--format hex is for dump only".into())),
+            f => Ok(f == Format::Json),
+        }
+    }
+}
+
 #[derive(Subcommand)]
 enum Command {
-    /// One row per segment: LSN range, records, bytes, sealed/active, key id, health.
+    /// One row per segment from headers and seals (records are not read; see verify).
+    #[command(after_help = EXIT_STATUS)]
     Inspect {
         /// The WAL directory.
         dir: PathBuf,
-        /// Print one JSON object instead of the table.
+        /// Succeed on a directory without segments (by default exit 2: a
+        /// typo'd path is not an empty WAL).
         #[arg(long)]
-        json: bool,
+        allow_empty: bool,
+        #[command(flatten)]
+        output: Output,
     },
-    /// Print records, streaming through the reader.
-    Dump {
-        /// The WAL directory.
-        dir: PathBuf,
-        /// First LSN to print (default: the oldest retained).
-        #[arg(long, default_value_t = 0)]
-        from: u64,
-        /// Print at most this many records.
-        #[arg(long)]
-        limit: Option<u64>,
-        /// text: one line per record; json: one JSON object per line; hex: a hexdump per record.
-        #[arg(long, value_enum, default_value_t = Format::Text)]
-        format: Format,
-    },
+    /// Print records, streaming through the reader, oldest first.
+    #[command(after_help = EXIT_STATUS)]
+    Dump(dump::Args),
     /// Check everything: every CRC and tag, LSN continuity, headers, seals, WAL ids.
+    #[command(after_help = EXIT_STATUS)]
     Verify {
         /// The WAL directory.
         dir: PathBuf,
-        /// Print one JSON object instead of lines.
+        /// Succeed on a directory without segments (by default a typo'd
+        /// path must not pass a health check: exit 2).
         #[arg(long)]
-        json: bool,
+        allow_empty: bool,
+        #[command(flatten)]
+        output: Output,
     },
+    /// Cut the log at damage in its newest segment, as an open in tolerant
+    /// recovery mode does; without --yes only says what it would drop.
+    #[command(after_help = EXIT_STATUS)]
+    Repair(repair::Args),
     /// Run the SPEC §8 workloads beside the device ceiling, and print a table.
+    #[command(after_help = EXIT_STATUS)]
     Bench(bench::Args),
 }
 
-/// Output format of `dump`.
+/// Output format.
 #[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum Format {
-    /// `lsn=… type=… tenant=… vshard=… len=… payload="…"`.
+    /// Lines for people and grep (dump: `lsn=… type=… tenant=… …`).
     Text,
-    /// JSON lines.
+    /// JSON (dump: one object per line).
     Json,
-    /// A header line and a hexdump per record.
+    /// dump only: a header line and a hexdump per record.
     Hex,
 }
 
@@ -78,6 +128,8 @@ pub enum Format {
 pub enum Failure {
     /// The data is damaged (exit 1); the details were printed.
     Damaged,
+    /// The data is damaged (exit 1); this says where.
+    Damage(String),
     /// The command could not run (exit 2).
     Error(String),
     /// Whoever read the output stopped reading (`| head`): not an error.
@@ -86,7 +138,13 @@ pub enum Failure {
 
 impl From<WalError> for Failure {
     fn from(e: WalError) -> Self {
-        Failure::Error(explain(&e))
+        match e {
+            WalError::Corruption { .. }
+            | WalError::ForeignSegment { .. }
+            | WalError::MissingSegment { .. }
+            | WalError::AuthenticationFailed { .. } => Failure::Damage(explain(&e)),
+            _ => Failure::Error(explain(&e)),
+        }
     }
 }
 
@@ -111,6 +169,23 @@ pub fn explain(e: &WalError) -> String {
     }
 }
 
+/// The directory a command reads: it must exist and be a directory.
+pub fn wal_dir(dir: &Path) -> Result<(), Failure> {
+    match std::fs::metadata(dir) {
+        Ok(m) if m.is_dir() => Ok(()),
+        Ok(_) => Err(Failure::Error(format!("{} is not a directory", dir.display()))),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            Err(Failure::Error(format!("{}: no such directory", dir.display())))
+        }
+        Err(e) => Err(Failure::Error(format!("cannot read {}: {e}", dir.display()))),
+    }
+}
+
+/// The "no WAL segments" error, one wording for every command.
+pub fn no_segments(dir: &Path) -> Failure {
+    Failure::Error(format!("no WAL segments in {} (is it the WAL directory?)", dir.display()))
+}
+
 fn key_ring(files: &[PathBuf]) -> Result<Option<KeyRing>, Failure> {
     let mut keys = Vec::with_capacity(files.len());
     for path in files {
@@ -123,12 +198,18 @@ fn key_ring(files: &[PathBuf]) -> Result<Option<KeyRing>, Failure> {
 }
 
 fn run(cli: Cli) -> Result<(), Failure> {
-    let ring = key_ring(&cli.key_files)?;
+    // The keys are read only by the commands that decrypt: inspect reads
+    // headers in the clear and must work with a stale DIRECTWAL_KEY_FILE.
+    let ring = || key_ring(&cli.key_files);
     match cli.command {
-        Command::Inspect { dir, json } => inspect::inspect(&dir, json),
-        Command::Verify { dir, json } => inspect::verify(&dir, ring, json),
-        Command::Dump { dir, from, limit, format } => dump::dump(&dir, ring, from, limit, format),
-        Command::Bench(args) => bench::run(args, ring),
+        Command::Inspect { dir, allow_empty, output } => inspect::inspect(&dir, output.text_or_json()?, allow_empty),
+        Command::Verify { dir, allow_empty, output } => {
+            let json = output.text_or_json()?;
+            inspect::verify(&dir, ring()?, json, allow_empty)
+        }
+        Command::Dump(args) => dump::run(args, ring()?),
+        Command::Repair(args) => repair::run(args, ring()?),
+        Command::Bench(args) => bench::run(args, ring()?),
     }
 }
 
@@ -136,6 +217,10 @@ fn main() -> ExitCode {
     match run(Cli::parse()) {
         Ok(()) | Err(Failure::Closed) => ExitCode::SUCCESS,
         Err(Failure::Damaged) => ExitCode::from(1),
+        Err(Failure::Damage(msg)) => {
+            eprintln!("directwal: damage: {msg}");
+            ExitCode::from(1)
+        }
         Err(Failure::Error(msg)) => {
             eprintln!("directwal: error: {msg}");
             ExitCode::from(2)

@@ -1,78 +1,15 @@
 //! The `directwal` binary run on real WAL directories: clean, torn tail,
 //! flipped byte, encrypted with and without the key, and dump's JSON read back.
 
+mod common;
+
 use std::fs::OpenOptions;
 use std::os::unix::fs::{FileExt, PermissionsExt};
-use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::Command;
 
-use directwal::crypto::{KeyRing, WalEncryptionKey};
+use common::*;
+use directwal::SegmentedWal;
 use directwal::layout::{data_start, record_size};
-use directwal::{SegmentedWal, SegmentedWalConfig};
-
-/// Records per segment in these tests: segments roll at 16 KiB.
-const PAYLOAD_LEN: usize = 100;
-
-fn run(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_directwal"))
-        .args(args)
-        .env_remove("DIRECTWAL_KEY_FILE")
-        .output()
-        .expect("the binary runs")
-}
-
-fn stdout(o: &Output) -> String {
-    String::from_utf8(o.stdout.clone()).expect("utf-8 output")
-}
-
-fn stderr(o: &Output) -> String {
-    String::from_utf8(o.stderr.clone()).expect("utf-8 output")
-}
-
-fn payload(i: u64) -> Vec<u8> {
-    format!("record {i:06} ").into_bytes().into_iter().cycle().take(PAYLOAD_LEN).collect()
-}
-
-fn config(dir: &Path) -> SegmentedWalConfig {
-    let mut c = SegmentedWalConfig::new(dir);
-    c.segment_target_size = 16 * 1024;
-    c
-}
-
-/// A WAL of `n` synced records over several segments, in a directory on
-/// the test's disk (O_DIRECT); returns it.
-fn write_wal(n: u64, ring: Option<KeyRing>) -> tempfile::TempDir {
-    let dir = tempfile::tempdir_in(env!("CARGO_TARGET_TMPDIR")).unwrap();
-    let mut wal = SegmentedWal::open(config(dir.path())).unwrap();
-    if let Some(ring) = ring {
-        wal.set_encryption_ring(ring).unwrap();
-    }
-    for i in 1..=n {
-        wal.append(1 + (i % 3) as u16, i as u32 * 7, (i % 5) as u16, &payload(i)).unwrap();
-        if i % 10 == 0 {
-            wal.sync().unwrap();
-        }
-    }
-    wal.sync().unwrap();
-    dir
-}
-
-fn segments(dir: &Path) -> Vec<PathBuf> {
-    let mut v: Vec<PathBuf> = std::fs::read_dir(dir)
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .filter(|p| p.extension().is_some_and(|e| e == "seg"))
-        .collect();
-    v.sort();
-    v
-}
-
-fn key_file(dir: &Path, byte: u8) -> (PathBuf, KeyRing) {
-    let path = dir.join(format!("key-{byte}"));
-    std::fs::write(&path, [byte; 32]).unwrap();
-    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).unwrap();
-    (path, KeyRing::new(WalEncryptionKey::from_bytes(&[byte; 32])))
-}
 
 #[test]
 fn clean_wal_inspects_verifies_and_dumps_back_exactly() {
@@ -85,7 +22,12 @@ fn clean_wal_inspects_verifies_and_dumps_back_exactly() {
     let rows: Vec<&str> = text.lines().filter(|l| l.starts_with("wal-")).collect();
     assert_eq!(rows.len(), segments(dir.path()).len());
     assert!(rows.len() > 3, "several segments: {text}");
-    assert!(rows.iter().all(|r| r.ends_with(" ok")), "{text}");
+    // Sealed segments: headers and seals read, records not (verify reads
+    // them); the unsealed newest one: every record scanned.
+    let (newest, sealed) = rows.split_last().unwrap();
+    assert!(sealed.iter().all(|r| r.ends_with(" headers-ok")), "{text}");
+    assert!(newest.ends_with(" records-ok"), "{text}");
+    assert!(text.contains("sealed_records=not-verified"), "{text}");
     assert!(text.contains("records=500 "), "{text}");
 
     let o = run(&["inspect", d, "--json"]);
@@ -218,9 +160,10 @@ fn flipped_byte_in_durable_data_fails_verify_naming_the_place() {
     assert_eq!(v["clean"], false);
     assert_eq!(v["problems"][0]["offset"], offset);
     assert_eq!(v["problems"][0]["lsn"], 10);
-    // Dump stops at the damage with the same place, after printing what precedes it.
+    // Dump stops at the damage with the same place, after printing what
+    // precedes it, and exits 1 as verify does (damage, not a failure to run).
     let o = run(&["dump", d]);
-    assert_eq!(o.status.code(), Some(2));
+    assert_eq!(o.status.code(), Some(1));
     assert_eq!(stdout(&o).lines().count(), 9);
     assert!(stderr(&o).contains(&format!("offset {offset}")), "{}", stderr(&o));
 }
@@ -307,14 +250,39 @@ fn garbage_named_like_a_segment_is_a_problem_not_a_crash() {
 
 #[test]
 fn bench_runs_every_workload_and_prints_the_table() {
+    // A --dir that holds a user's files, including names the bench uses.
     let base = tempfile::tempdir_in(env!("CARGO_TARGET_TMPDIR")).unwrap();
-    let dir = base.path().join("bench");
+    let dir = base.path();
+    for name in ["w1", "w2", "ceiling", "notes.txt"] {
+        std::fs::write(dir.join(name), format!("precious {name}")).unwrap();
+    }
+    std::fs::create_dir(dir.join("w3")).unwrap();
+    std::fs::write(dir.join("w3").join("inside"), "precious inside").unwrap();
+    let listing = || {
+        let mut v: Vec<String> =
+            std::fs::read_dir(dir).unwrap().map(|e| e.unwrap().file_name().into_string().unwrap()).collect();
+        v.sort();
+        v
+    };
+    let before = listing();
+
     let o = run(&["bench", "--dir", dir.to_str().unwrap(), "--records", "64", "--threads", "2"]);
     let text = stdout(&o);
     assert!(o.status.success(), "{text}{}", stderr(&o));
-    for row in ["W1 128 B", "bytes per synced", "W2 64 x 128 B", "W3 4 KiB", "W4 2 threads", "W5 replay"] {
+    for row in ["W1 128 B", "W1 bytes per record", "W2 64 x 128 B", "W3 4 KiB", "W4 2 threads", "W5 replay"] {
         assert!(text.lines().any(|l| l.starts_with(row)), "{row} missing:\n{text}");
     }
-    assert!(text.contains("4 KiB O_DIRECT pwrite+fdatasync"), "{text}");
-    assert!(!dir.exists(), "the bench directory is removed unless --keep");
+    assert!(text.contains("4K direct+sync"), "{text}");
+    let head = text.lines().nth(1).unwrap();
+    assert!(head.starts_with("workload") && head.ends_with(" pass"), "{text}");
+    assert!(text.lines().skip(1).all(|l| l.chars().count() <= 100), "wider than 100 columns:\n{text}");
+    assert!(text.lines().any(|l| l.starts_with("W1 128 B") && (l.ends_with(" yes") || l.ends_with(" NO"))), "{text}");
+
+    // Every file the user had is still there, unchanged; the bench's own
+    // subdirectory is gone.
+    assert_eq!(listing(), before);
+    for name in ["w1", "w2", "ceiling", "notes.txt"] {
+        assert_eq!(std::fs::read_to_string(dir.join(name)).unwrap(), format!("precious {name}"));
+    }
+    assert_eq!(std::fs::read_to_string(dir.join("w3").join("inside")).unwrap(), "precious inside");
 }

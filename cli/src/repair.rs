@@ -1,0 +1,165 @@
+//! `repair`: for the operator whose WAL refuses to open. It does exactly
+//! what an open in `RecoveryMode::Tolerant` does, and nothing else: that
+//! open takes the directory lock, seals the newest segment just before its
+//! first damaged record and starts a new segment there. It deletes and
+//! rewrites no record: the dropped bytes stay in the file after the seal, as
+//! evidence. Without `--yes` nothing is opened for writing.
+
+use std::io::Write;
+use std::os::unix::fs::FileExt;
+use std::path::{Path, PathBuf};
+
+use directwal::check::{CheckOptions, DirCheck, Problem, check_dir};
+use directwal::crypto::KeyRing;
+use directwal::layout::{RECORD_ALIGN, RECORD_HEADER_LEN, record_size};
+use directwal::{MAX_PAYLOAD_SIZE, RecoveryMode, SegmentedWal, SegmentedWalConfig};
+use serde_json::json;
+
+use crate::{Failure, Output, no_segments, wal_dir};
+
+#[derive(clap::Args)]
+pub struct Args {
+    /// The WAL directory (no process may have it open).
+    dir: PathBuf,
+    /// Cut the log; without it, repair only says what it would drop.
+    #[arg(long, visible_alias = "confirm")]
+    yes: bool,
+    #[command(flatten)]
+    output: Output,
+}
+
+/// The cut: where the log will end, and what leaves it.
+struct Cut<'a> {
+    problem: &'a Problem,
+    path: PathBuf,
+}
+
+pub fn run(args: Args, ring: Option<KeyRing>) -> Result<(), Failure> {
+    let json = args.output.text_or_json()?;
+    let dir = &args.dir;
+    let check = full_check(dir, ring.clone())?;
+    let mut out = std::io::stdout().lock();
+    let Some(cut) = plan(&check, &mut out)? else {
+        let torn = check.segments.iter().any(|s| s.torn_tail.is_some());
+        let note = if torn { " (the torn tail is cut by the next open of the WAL)" } else { "" };
+        if json {
+            writeln!(out, "{}", json!({"dir": dir.display().to_string(), "damage": false, "repaired": false}))?;
+        } else {
+            writeln!(out, "no damage in {}: nothing to repair{note}", dir.display())?;
+        }
+        return Ok(());
+    };
+    let p = cut.problem;
+    if !args.yes {
+        if json {
+            let v = json!({"dir": dir.display().to_string(), "damage": true, "repaired": false,
+                "cut": {"segment": p.segment, "offset": p.offset, "lsn": p.lsn, "what": p.what}});
+            writeln!(out, "{v}")?;
+        } else {
+            writeln!(out, "PROBLEM {p}")?;
+            writeln!(
+                out,
+                "would cut {} at offset {}: the log would end at LSN {} and LSN {} on would be dropped \
+                 (the bytes stay in the file); nothing changed: run again with --yes to cut",
+                p.segment,
+                p.offset,
+                p.lsn - 1,
+                p.lsn
+            )?;
+        }
+        return Err(Failure::Damaged);
+    }
+    let mut config = SegmentedWalConfig::new(dir);
+    config.writer_config.recovery_mode = RecoveryMode::Tolerant;
+    let wal = SegmentedWal::open(config)?;
+    let report = wal.recovery_report().clone();
+    let next = wal.next_lsn();
+    drop(wal);
+    let Some(dropped) = report.dropped_corruption else {
+        return Err(Failure::Error(format!(
+            "the tolerant open dropped nothing although {p} was found; nothing was cut"
+        )));
+    };
+    let last = last_lsn_after(&cut.path, p.offset, p.lsn);
+    let after = full_check(dir, ring)?;
+    if json {
+        let v = json!({"dir": dir.display().to_string(), "damage": true, "repaired": true,
+            "cut": {"segment": p.segment, "offset": p.offset, "lsn": p.lsn, "what": p.what},
+            "dropped_first_lsn": p.lsn, "dropped_last_lsn": last, "next_lsn": next,
+            "report": dropped, "clean_after": after.is_clean()});
+        writeln!(out, "{v}")?;
+    } else {
+        let upto = last.map_or(format!("LSN {} on", p.lsn), |l| format!("LSNs {}..={l}", p.lsn));
+        writeln!(
+            out,
+            "cut {} at offset {}: dropped {upto}; the log now ends at LSN {}",
+            p.segment,
+            p.offset,
+            p.lsn - 1
+        )?;
+        writeln!(out, "  recovery report: {dropped}")?;
+        writeln!(out, "  the dropped bytes remain in {} after its seal; new records start at LSN {next}", p.segment)?;
+        writeln!(out, "  verify after the cut: {}", if after.is_clean() { "clean" } else { "DAMAGED" })?;
+    }
+    if after.is_clean() { Ok(()) } else { Err(Failure::Damaged) }
+}
+
+fn full_check(dir: &Path, ring: Option<KeyRing>) -> Result<DirCheck, Failure> {
+    wal_dir(dir)?;
+    let check = check_dir(dir, &CheckOptions { ring, verify_records: true }, &mut |_| {})?;
+    if check.segments.is_empty() {
+        return Err(no_segments(dir));
+    }
+    Ok(check)
+}
+
+/// The cut a tolerant open would make, or None when there is no damage.
+/// Damage outside the newest segment is refused (exit 1): a tolerant open
+/// does not cut there, and cutting there would remove later segments.
+fn plan<'a>(check: &'a DirCheck, out: &mut impl Write) -> Result<Option<Cut<'a>>, Failure> {
+    let newest = check.segments.last().expect("segments checked non-empty");
+    let Some(first) = check.problems().next() else { return Ok(None) };
+    if check.problems().any(|p| p.segment != newest.name) || newest.sealed {
+        for p in check.problems() {
+            writeln!(out, "PROBLEM {p}")?;
+        }
+        writeln!(
+            out,
+            "not repaired: repair cuts only damage in the newest, unsealed segment ({}), as an open in \
+             tolerant mode does; cutting at an older segment would remove the segments after it, which \
+             this tool never does. Nothing changed.",
+            newest.name
+        )?;
+        return Err(Failure::Damaged);
+    }
+    Ok(Some(Cut { problem: first, path: newest.path.clone() }))
+}
+
+/// The last LSN of the record chain that follows the damage at `offset`,
+/// as the record headers there say (their CRCs are not checked: the library
+/// does not lend its record check). None when no chain is found.
+fn last_lsn_after(path: &Path, offset: u64, lsn: u64) -> Option<u64> {
+    let f = std::fs::File::open(path).ok()?;
+    let len = f.metadata().ok()?.len();
+    let header = |at: u64| -> Option<(u64, usize)> {
+        let mut b = [0u8; RECORD_HEADER_LEN];
+        f.read_exact_at(&mut b, at).ok()?;
+        let stored = u32::from_le_bytes(b[4..8].try_into().ok()?) as usize;
+        let l = u64::from_le_bytes(b[8..16].try_into().ok()?);
+        (stored <= MAX_PAYLOAD_SIZE + 16).then_some((l, stored))
+    };
+    let mut p = offset + RECORD_ALIGN as u64;
+    let mut last = None;
+    while p + RECORD_HEADER_LEN as u64 <= len {
+        let max_lsn = lsn + (p - offset) / RECORD_HEADER_LEN as u64;
+        match header(p) {
+            Some((l, stored)) if l > lsn && l <= max_lsn && last.is_none_or(|x| l == x + 1) => {
+                last = Some(l);
+                p += record_size(stored) as u64;
+            }
+            _ if last.is_some() => break,
+            _ => p += RECORD_ALIGN as u64,
+        }
+    }
+    last
+}
