@@ -165,116 +165,127 @@ fn measure(args: &Args, base: &Path, wanted: &[Workload], ring: Option<&KeyRing>
     let mut w2_dir: Option<PathBuf> = None;
     for &w in wanted {
         match w {
-            Workload::W1 => {
-                let count = n(2_000);
-                let dir = workloads::fresh(base, "ceiling")?;
-                let ceiling = step("ceiling 4K", count, |t| {
-                    workloads::probe_sync_writes(&dir, 4096, count, Space::ZeroFilled, t)
-                })?;
-                let dir = workloads::fresh(base, "w1")?;
-                let r = step("W1", count, |t| workloads::w1(directwal::SegmentedWalConfig::new(&dir), count, ring, t))?;
-                if !r.direct_io {
-                    eprintln!("note: this file system refused O_DIRECT; the WAL ran buffered");
-                }
-                rows.push(Row {
-                    workload: "W1 128 B, each durable".into(),
-                    result: format!("{} rec/s", thousands(r.rate)),
-                    value: r.rate,
-                    unit: "records/s",
-                    against: format!("4K direct+sync {}/s", thousands(ceiling)),
-                    baseline: Some(ceiling),
-                    target: Target::AtLeast(0.95),
-                });
-                let header = directwal::layout::RECORD_HEADER_LEN as f64;
-                rows.push(Row {
-                    workload: "W1 bytes per record".into(),
-                    result: format!("{:.1} B", r.bytes_per_record),
-                    value: r.bytes_per_record,
-                    unit: "bytes",
-                    against: format!("payload+header {} B", 128.0 + header),
-                    baseline: Some(128.0 + header),
-                    target: Target::AtMost(1.3),
-                });
-            }
+            Workload::W1 => rows.extend(w1_rows(base, n(2_000), ring)?),
             Workload::W2 | Workload::W5 if w2_dir.is_none() => {
                 let count = n(1_000_000);
                 let dir = workloads::fresh(base, "w2")?;
                 let rate = step("W2", count, |t| workloads::w2(&dir, count, Log::Fresh, t))?;
                 if w == Workload::W2 {
-                    rows.push(Row {
-                        workload: format!("W2 {} x 128 B, 1 sync", thousands(count as f64)),
-                        result: format!("{} rec/s", thousands(rate)),
-                        value: rate,
-                        unit: "records/s",
-                        against: "3M rec/s".into(),
-                        baseline: Some(3e6),
-                        target: Target::AtLeast(1.0),
-                    });
-                    let dir = workloads::fresh(base, "w2c")?;
-                    let rate = step("W2 ckpt", count, |t| workloads::w2(&dir, count, Log::Checkpointed, t))?;
-                    rows.push(Row {
-                        workload: "W2 checkpointed log".into(),
-                        result: format!("{} rec/s", thousands(rate)),
-                        value: rate,
-                        unit: "records/s",
-                        against: "3M rec/s".into(),
-                        baseline: Some(3e6),
-                        target: Target::AtLeast(1.0),
-                    });
+                    rows.extend(w2_rows(base, count, rate)?);
+                } else {
+                    rows.extend(w5_rows(&dir, count)?);
                 }
                 w2_dir = Some(dir);
-                if w == Workload::W5 {
-                    rows.extend(w5_rows(w2_dir.as_deref().expect("just set"), count)?);
-                }
             }
             Workload::W2 => {}
-            Workload::W5 => {
-                let dir = w2_dir.as_deref().expect("W2 ran");
-                rows.extend(w5_rows(dir, n(1_000_000))?);
-            }
-            Workload::W3 => {
-                let count = n(32_000);
-                let dir = workloads::fresh(base, "ceiling")?;
-                let chunks = (count * 4096).div_ceil(4 << 20).max(1);
-                let ceiling = step("ceiling 4M", chunks, |t| {
-                    workloads::probe_sync_writes(&dir, 4 << 20, chunks, Space::ZeroFilled, t)
-                })? * 4.194304;
-                let enc = if ring.is_some() { ", enc" } else { "" };
-                for (log, label, what) in
-                    [(Log::Fresh, "W3", "4 KiB, sync/1000"), (Log::Checkpointed, "W3 ckpt", "checkpointed")]
-                {
-                    let dir = workloads::fresh(base, "w3")?;
-                    let mb_s = step(label, count, |t| workloads::w3(&dir, count, 1_000, log, ring, t))?;
-                    rows.push(Row {
-                        workload: format!("W3 {what}{enc}"),
-                        result: format!("{mb_s:.0} MB/s"),
-                        value: mb_s,
-                        unit: "MB/s",
-                        against: format!("4M direct+sync {ceiling:.0} MB/s"),
-                        baseline: Some(ceiling),
-                        target: Target::AtLeast(0.9),
-                    });
-                }
-            }
-            Workload::W4 => {
-                for &threads in &args.threads {
-                    let per = args.records.unwrap_or(if threads <= 8 { 1_000 } else { 300 }).max(1) as usize;
-                    let dir = workloads::fresh(base, "w4")?;
-                    let label = format!("W4 {threads} thr");
-                    let (rate, p99) = step(&label, (threads * per) as u64, |t| workloads::w4(&dir, threads, per, t))?;
-                    let judged = threads >= 32;
-                    rows.push(Row {
-                        workload: format!("W4 {threads} threads, each waits"),
-                        result: format!("{}/s, p99 {p99:.2} ms", human(rate)),
-                        value: rate,
-                        unit: "records/s",
-                        against: if judged { "60k rec/s, p99 < 2 ms".into() } else { String::new() },
-                        baseline: judged.then_some(60e3),
-                        target: if judged { Target::AtLeast(1.0) } else { Target::None },
-                    });
-                }
-            }
+            Workload::W5 => rows.extend(w5_rows(w2_dir.as_deref().expect("W2 ran"), n(1_000_000))?),
+            Workload::W3 => rows.extend(w3_rows(base, n(32_000), ring)?),
+            Workload::W4 => rows.extend(w4_rows(base, args)?),
         }
+    }
+    Ok(rows)
+}
+
+/// W1 beside 4 KiB O_DIRECT writes each synced, and its bytes per record.
+fn w1_rows(base: &Path, count: u64, ring: Option<&KeyRing>) -> BenchResult<Vec<Row>> {
+    let mut rows = Vec::new();
+    let dir = workloads::fresh(base, "ceiling")?;
+    let ceiling = step("ceiling 4K", count, |t| workloads::probe_sync_writes(&dir, 4096, count, Space::ZeroFilled, t))?;
+    let dir = workloads::fresh(base, "w1")?;
+    let r = step("W1", count, |t| workloads::w1(directwal::SegmentedWalConfig::new(&dir), count, ring, t))?;
+    if !r.direct_io {
+        eprintln!("note: this file system refused O_DIRECT; the WAL ran buffered");
+    }
+    rows.push(Row {
+        workload: "W1 128 B, each durable".into(),
+        result: format!("{} rec/s", thousands(r.rate)),
+        value: r.rate,
+        unit: "records/s",
+        against: format!("4K direct+sync {}/s", thousands(ceiling)),
+        baseline: Some(ceiling),
+        target: Target::AtLeast(0.95),
+    });
+    let header = directwal::layout::RECORD_HEADER_LEN as f64;
+    rows.push(Row {
+        workload: "W1 bytes per record".into(),
+        result: format!("{:.1} B", r.bytes_per_record),
+        value: r.bytes_per_record,
+        unit: "bytes",
+        against: format!("payload+header {} B", 128.0 + header),
+        baseline: Some(128.0 + header),
+        target: Target::AtMost(1.3),
+    });
+    Ok(rows)
+}
+
+/// W2's rows: the fresh log (`rate`, measured), then a checkpointed one.
+fn w2_rows(base: &Path, count: u64, rate: f64) -> BenchResult<Vec<Row>> {
+    let mut rows = vec![Row {
+        workload: format!("W2 {} x 128 B, 1 sync", thousands(count as f64)),
+        result: format!("{} rec/s", thousands(rate)),
+        value: rate,
+        unit: "records/s",
+        against: "3M rec/s".into(),
+        baseline: Some(3e6),
+        target: Target::AtLeast(1.0),
+    }];
+    let dir = workloads::fresh(base, "w2c")?;
+    let rate = step("W2 ckpt", count, |t| workloads::w2(&dir, count, Log::Checkpointed, t))?;
+    rows.push(Row {
+        workload: "W2 checkpointed log".into(),
+        result: format!("{} rec/s", thousands(rate)),
+        value: rate,
+        unit: "records/s",
+        against: "3M rec/s".into(),
+        baseline: Some(3e6),
+        target: Target::AtLeast(1.0),
+    });
+    Ok(rows)
+}
+
+/// W3 (fresh and checkpointed log) beside pre-filled 4 MiB O_DIRECT writes.
+fn w3_rows(base: &Path, count: u64, ring: Option<&KeyRing>) -> BenchResult<Vec<Row>> {
+    let mut rows = Vec::new();
+    let dir = workloads::fresh(base, "ceiling")?;
+    let chunks = (count * 4096).div_ceil(4 << 20).max(1);
+    let ceiling =
+        step("ceiling 4M", chunks, |t| workloads::probe_sync_writes(&dir, 4 << 20, chunks, Space::ZeroFilled, t))?
+            * 4.194304;
+    let enc = if ring.is_some() { ", enc" } else { "" };
+    for (log, label, what) in [(Log::Fresh, "W3", "4 KiB, sync/1000"), (Log::Checkpointed, "W3 ckpt", "checkpointed")] {
+        let dir = workloads::fresh(base, "w3")?;
+        let mb_s = step(label, count, |t| workloads::w3(&dir, count, 1_000, log, ring, t))?;
+        rows.push(Row {
+            workload: format!("W3 {what}{enc}"),
+            result: format!("{mb_s:.0} MB/s"),
+            value: mb_s,
+            unit: "MB/s",
+            against: format!("4M direct+sync {ceiling:.0} MB/s"),
+            baseline: Some(ceiling),
+            target: Target::AtLeast(0.9),
+        });
+    }
+    Ok(rows)
+}
+
+/// W4 at each thread count; 32 threads and more are judged against SPEC §8.
+fn w4_rows(base: &Path, args: &Args) -> BenchResult<Vec<Row>> {
+    let mut rows = Vec::new();
+    for &threads in &args.threads {
+        let per = args.records.unwrap_or(if threads <= 8 { 1_000 } else { 300 }).max(1) as usize;
+        let dir = workloads::fresh(base, "w4")?;
+        let label = format!("W4 {threads} thr");
+        let (rate, p99) = step(&label, (threads * per) as u64, |t| workloads::w4(&dir, threads, per, t))?;
+        let judged = threads >= 32;
+        rows.push(Row {
+            workload: format!("W4 {threads} threads, each waits"),
+            result: format!("{}/s, p99 {p99:.2} ms", human(rate)),
+            value: rate,
+            unit: "records/s",
+            against: if judged { "60k rec/s, p99 < 2 ms".into() } else { String::new() },
+            baseline: judged.then_some(60e3),
+            target: if judged { Target::AtLeast(1.0) } else { Target::None },
+        });
     }
     Ok(rows)
 }

@@ -3,7 +3,8 @@
 //! `WalReader::open_dir` is a snapshot: it lists the segments and scans the
 //! unsealed newest one once, and never sees records added after that. So
 //! following re-opens the directory when it changed (a segment added or
-//! removed, the newest one written) at most once per poll interval, and
+//! removed, the newest one written, or written within [`QUIET`]) at most
+//! once per poll interval, and
 //! resumes with a cursor at the next LSN. Records reach us when they reach
 //! the file, which for a writer's full buffer can be before its fdatasync;
 //! a record that a crash then tears is cut by the next open (I5).
@@ -21,6 +22,10 @@ use crate::dump::{Sink, drain};
 /// Polls in a row whose open may fail from a write in progress before the
 /// error counts.
 const RETRIES: u32 = 5;
+/// A directory unchanged for this long is not re-read. A write landing in
+/// the same coarse clock tick as the look before it leaves the modification
+/// time as it was, so a recently written one is re-read every poll.
+const QUIET: Duration = Duration::from_secs(2);
 
 static INTERRUPTED: AtomicBool = AtomicBool::new(false);
 
@@ -88,7 +93,8 @@ pub fn follow(
             return Ok(());
         }
         let now = fingerprint(dir);
-        if now.is_some() && now == seen && failures == 0 {
+        let quiet = now.as_ref().is_some_and(|(_, _, m)| m.elapsed().is_ok_and(|e| e > QUIET));
+        if quiet && now == seen && failures == 0 {
             continue;
         }
         let reader = match WalReader::open_dir(dir, ring.clone()) {
