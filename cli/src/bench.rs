@@ -201,7 +201,7 @@ fn w1_rows(base: &Path, count: u64, ring: Option<&KeyRing>) -> BenchResult<Vec<R
         result: format!("{} rec/s", thousands(r.rate)),
         value: r.rate,
         unit: "records/s",
-        against: format!("4K direct+sync {}/s", thousands(ceiling)),
+        against: format!("4K direct+sync {}/s", human(ceiling)),
         baseline: Some(ceiling),
         target: Target::AtLeast(0.95),
     });
@@ -221,7 +221,7 @@ fn w1_rows(base: &Path, count: u64, ring: Option<&KeyRing>) -> BenchResult<Vec<R
 /// W2's rows: the fresh log (`rate`, measured), then a checkpointed one.
 fn w2_rows(base: &Path, count: u64, rate: f64) -> BenchResult<Vec<Row>> {
     let mut rows = vec![Row {
-        workload: format!("W2 {} x 128 B, 1 sync", thousands(count as f64)),
+        workload: format!("W2 {} x 128 B, 1 sync", count_label(count)),
         result: format!("{} rec/s", thousands(rate)),
         value: rate,
         unit: "records/s",
@@ -278,8 +278,12 @@ fn w4_rows(base: &Path, args: &Args) -> BenchResult<Vec<Row>> {
         let (rate, p99) = step(&label, (threads * per) as u64, |t| workloads::w4(&dir, threads, per, t))?;
         let judged = threads >= 32;
         rows.push(Row {
-            workload: format!("W4 {threads} threads, each waits"),
-            result: format!("{}/s, p99 {p99:.2} ms", human(rate)),
+            workload: format!("W4 {threads} thr, each waits"),
+            result: format!(
+                "{}/s, p99 {} ms",
+                human(rate),
+                if p99 < 10.0 { format!("{p99:.2}") } else { format!("{p99:.0}") }
+            ),
             value: rate,
             unit: "records/s",
             against: if judged { "60k rec/s, p99 < 2 ms".into() } else { String::new() },
@@ -323,6 +327,16 @@ fn w5_rows(dir: &Path, expected: u64) -> BenchResult<[Row; 2]> {
     Ok([replay, open])
 }
 
+/// 1000000 -> "1M", 32000 -> "32k", 1234 -> "1,234", 12345678 -> "12.35M".
+fn count_label(n: u64) -> String {
+    match n {
+        n if n >= 1_000_000 && n % 1_000_000 == 0 => format!("{}M", n / 1_000_000),
+        n if n >= 1_000 && n % 1_000 == 0 => format!("{}k", n / 1_000),
+        n if n >= 1_000_000 => human(n as f64),
+        n => thousands(n as f64),
+    }
+}
+
 /// 1234567.8 -> "1,234,568".
 fn thousands(x: f64) -> String {
     let digits = format!("{:.0}", x.max(0.0));
@@ -344,25 +358,29 @@ fn print_table(dir: &Path, kept: bool, encrypted: bool, rows: &[Row]) {
         std::thread::available_parallelism().map_or(0, |n| n.get()),
         if encrypted { ", W1/W3 encrypted" } else { "" }
     );
+    for line in table(rows) {
+        println!("{line}");
+    }
+}
+
+/// The table's lines: a head, then a row each.
+fn table(rows: &[Row]) -> Vec<String> {
     let w = |f: fn(&Row) -> usize, head: &str| rows.iter().map(f).max().unwrap_or(0).max(head.len());
     let (w0, w1, w2) =
         (w(|r| r.workload.len(), "workload"), w(|r| r.result.len(), "result"), w(|r| r.against.len(), "against"));
-    println!("{:<w0$}  {:<w1$}  {:<w2$}  {:>5}  {:<7} pass", "workload", "result", "against", "ratio", "target");
-    for r in rows {
+    let head =
+        format!("{:<w0$}  {:<w1$}  {:<w2$}  {:>5}  {:<7} pass", "workload", "result", "against", "ratio", "target");
+    let lines = rows.iter().map(|r| {
         let ratio = r.ratio().map_or(String::new(), |x| format!("{x:.2}"));
         let pass = match r.target.pass(r.ratio()) {
             Some(true) => "yes",
             Some(false) => "NO",
             None => "-",
         };
-        println!(
-            "{:<w0$}  {:<w1$}  {:<w2$}  {ratio:>5}  {:<7} {pass}",
-            r.workload,
-            r.result,
-            r.against,
-            r.target.text()
-        );
-    }
+        let target = r.target.text();
+        format!("{:<w0$}  {:<w1$}  {:<w2$}  {ratio:>5}  {target:<7} {pass}", r.workload, r.result, r.against)
+    });
+    std::iter::once(head).chain(lines).collect()
 }
 
 /// One JSON object per row.
@@ -384,13 +402,39 @@ fn print_json(rows: &[Row]) {
 
 #[cfg(test)]
 mod tests {
-    use super::{human, thousands};
+    use super::{Row, Target, human, table, thousands};
+
+    #[test]
+    fn the_widest_rows_fit_100_columns() {
+        let row = |workload: &str, result: &str, against: &str| Row {
+            workload: workload.into(),
+            result: result.into(),
+            value: 1.0,
+            unit: "",
+            against: against.into(),
+            baseline: Some(1234.5),
+            target: Target::AtLeast(0.95),
+        };
+        // The longest text each column gets, with 10M records and slow syncs.
+        let rows = [
+            row("W2 12.35M x 128 B, 1 sync", "12,345,678 rec/s", "3M rec/s"),
+            row("W4 4096 thr, each waits", "123.4k/s, p99 12345 ms", "60k rec/s, p99 < 2 ms"),
+            row("W3 4 KiB, sync/1000, enc", "12345 MB/s", "4M direct+sync 12345 MB/s"),
+            row("W1 128 B, each durable", "1,234,567 rec/s", "4K direct+sync 123.4k/s"),
+            row("W5 open (recovery), cold", "12345 MB/s, 12.35M/s", "sequential read 12345 MB/s"),
+        ];
+        for line in table(&rows) {
+            assert!(line.len() <= 100, "{} columns: {line}", line.len());
+        }
+    }
 
     #[test]
     fn rates_have_human_units() {
         assert_eq!(human(308.07484729608234), "308");
         assert_eq!(human(12_345.6), "12.3k");
         assert_eq!(human(6_752_190.0), "6.75M");
+        assert_eq!(super::count_label(1_000_000), "1M");
+        assert_eq!(super::count_label(64), "64");
     }
 
     #[test]

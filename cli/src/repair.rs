@@ -3,7 +3,9 @@
 //! open takes the directory lock, seals the newest segment just before its
 //! first damaged record and starts a new segment there. It deletes and
 //! rewrites no record: the dropped bytes stay in the file after the seal, as
-//! evidence. Without `--yes` nothing is opened for writing.
+//! evidence. Like every open it deletes leftover `.tmp` files, which never
+//! held an acknowledged record (I2). Without `--yes` nothing is opened for
+//! writing.
 
 use std::io::Write;
 use std::os::unix::fs::FileExt;
@@ -71,6 +73,8 @@ pub fn run(args: Args, ring: Option<KeyRing>) -> Result<(), Failure> {
     }
     let mut config = SegmentedWalConfig::new(dir);
     config.writer_config.recovery_mode = RecoveryMode::Tolerant;
+    // Every spare file stays (the open would delete those past the count).
+    config.writer_config.recycle_segments = usize::MAX;
     let wal = SegmentedWal::open(config)?;
     let report = wal.recovery_report().clone();
     let next = wal.next_lsn();

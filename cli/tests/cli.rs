@@ -269,7 +269,7 @@ fn bench_runs_every_workload_and_prints_the_table() {
     let o = run(&["bench", "--dir", dir.to_str().unwrap(), "--records", "64", "--threads", "2"]);
     let text = stdout(&o);
     assert!(o.status.success(), "{text}{}", stderr(&o));
-    for row in ["W1 128 B", "W1 bytes per record", "W2 64 x 128 B", "W3 4 KiB", "W4 2 threads", "W5 replay"] {
+    for row in ["W1 128 B", "W1 bytes per record", "W2 64 x 128 B", "W3 4 KiB", "W4 2 thr", "W5 replay"] {
         assert!(text.lines().any(|l| l.starts_with(row)), "{row} missing:\n{text}");
     }
     assert!(text.contains("4K direct+sync"), "{text}");
