@@ -124,3 +124,27 @@ fn a_forged_record_past_the_largest_lsn_is_cut_not_a_wrap_or_panic() {
     assert_eq!(wal.replay().unwrap().len(), 1);
     exhausted(wal.append(1, 0, 0, b"x"), "append");
 }
+
+#[test]
+fn truncating_an_exhausted_wal_keeps_the_segment_that_carries_next_lsn() {
+    let dir = tempfile::tempdir().unwrap();
+    forged_wal(dir.path(), MAX_LSN - 5);
+    let mut wal = SegmentedWal::open(cfg(dir.path())).unwrap();
+    for lsn in MAX_LSN - 5..=MAX_LSN {
+        assert_eq!(wal.append(1, 0, 0, b"rec").unwrap(), lsn);
+        if lsn % 2 == 0 && lsn < MAX_LSN {
+            wal.roll_segment().unwrap();
+        }
+    }
+    drop(wal);
+    let mut wal = SegmentedWal::open(cfg(dir.path())).unwrap();
+    let segments = wal.list_segments().unwrap().len();
+    assert!(segments >= 3, "{segments}");
+    // No active segment: the newest sealed one is all that says where LSNs stand.
+    assert_eq!(wal.truncate_before(u64::MAX).unwrap().segments_deleted, segments - 1);
+    exhausted(wal.append(1, 0, 0, b"x"), "append");
+    drop(wal);
+    let mut wal = SegmentedWal::open(cfg(dir.path())).unwrap();
+    assert_eq!(wal.next_lsn(), u64::MAX, "LSNs did not restart");
+    exhausted(wal.append(1, 0, 0, b"x"), "append after reopen");
+}
