@@ -17,7 +17,7 @@ pub const SEAL_MAGIC: [u8; 8] = *b"DWALSEAL";
 /// Highest readable format version. Version 2 added the header's `flags`
 /// byte, version 3 its `encryption_off` bit; older segments stay readable. A
 /// header is written with the lowest version that expresses it
-/// ([`SegmentHeader::version_needed`]), so a build that predates a flag keeps
+/// (`SegmentHeader::version_needed`), so a build that predates a flag keeps
 /// reading every segment that does not use it.
 pub const FORMAT_VERSION: u16 = 3;
 

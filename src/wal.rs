@@ -758,7 +758,9 @@ impl SegmentedWal {
     }
 
     /// Seals the active segment and starts the next one. A no-op when the
-    /// active segment holds no record.
+    /// active segment holds no record. Refused, before anything is sealed,
+    /// with `EncryptionRequired` while the WAL needs a ring it lacks (I11)
+    /// and with `LsnExhausted` once every LSN is taken (I20).
     pub fn roll_segment(&mut self) -> Result<()> {
         self.check_poison()?;
         // I11, I20: refused before anything is sealed (no segment could follow).
@@ -824,7 +826,9 @@ impl SegmentedWal {
     }
 
     /// Turns encryption off (E6): an explicit call that starts a new, plain
-    /// segment. Reading older, encrypted segments needs a ring again.
+    /// segment, flagged `encryption_off` when encrypted segments precede it
+    /// so that the next open knows the downgrade was asked for (I11).
+    /// Reading older, encrypted segments needs a ring again.
     pub fn disable_encryption(&mut self) -> Result<()> {
         self.check_poison()?;
         // I11: recorded in the new segment's header, for the next open.
@@ -902,8 +906,11 @@ impl SegmentedWal {
 
     /// Deletes sealed segments whose records all lie below `lsn`, oldest first,
     /// fsyncing the directory after each deletion (D8). The active segment is
-    /// never deleted. Up to `recycle_segments` of the files are kept as spares
-    /// for new segments rather than deleted (I17); they count as deleted.
+    /// never deleted, nor, while there is no active segment, the newest sealed
+    /// one (I20). Up to `recycle_segments` of the files are kept as spares
+    /// for new segments rather than deleted (I17; I19 says which may be);
+    /// they count as deleted. Refused with `EncryptionRequired` while the WAL
+    /// needs a ring it lacks (I11).
     pub fn truncate_before(&self, lsn: u64) -> Result<TruncateResult> {
         // I11: without its key the WAL changes none of its files; deleting
         // the segments that carry the requirement would lift it.
