@@ -803,10 +803,8 @@ impl SegmentedWal {
     pub fn truncate_before(&self, lsn: u64) -> Result<TruncateResult> {
         // I11: without its key the WAL changes none of its files; deleting
         // the segments that carry the requirement would lift it.
-        if self.ring.is_none()
-            && let Some(key_id) = self.required_key
-        {
-            return Err(WalError::EncryptionRequired { key_id });
+        if let Some(e) = self.missing_ring() {
+            return Err(e);
         }
         self.settle_writes();
         let mut result = TruncateResult::default();

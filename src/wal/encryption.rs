@@ -36,9 +36,13 @@ impl SegmentedWal {
         self.ring = Some(ring);
         self.required_key = Some(key_id);
         self.encryption_off = false;
-        // I19: spares that may hold plain records never become encrypted segments.
-        self.evict_spares()?;
-        self.switch_segment_unless(Some(key_id))
+        // The switch first: should the eviction fail, no plain segment stays active.
+        let switched = self.switch_segment_unless(Some(key_id));
+        // I19: spares that may hold plain records never become encrypted
+        // segments (the switch's new segment took none: `SparePool::take`).
+        let evicted = self.evict_spares();
+        switched?;
+        evicted.map(|_| ())
     }
 
     /// The key ring, if one is set.
@@ -87,12 +91,16 @@ impl SegmentedWal {
     /// has been handed out. Every path that writes a record or creates a
     /// segment asks this first, and nothing is written when it refuses.
     pub(super) fn write_refusal(&self) -> Option<WalError> {
-        if self.ring.is_none()
-            && let Some(key_id) = self.required_key
-        {
-            return Some(WalError::EncryptionRequired { key_id });
+        self.missing_ring()
+            .or_else(|| (self.next_lsn > MAX_LSN).then(|| WalError::LsnExhausted { last_lsn: self.next_lsn - 1 }))
+    }
+
+    /// I11: `EncryptionRequired` while encryption is required and no ring is set.
+    pub(super) fn missing_ring(&self) -> Option<WalError> {
+        match (self.ring.as_ref(), self.required_key) {
+            (None, Some(key_id)) => Some(WalError::EncryptionRequired { key_id }),
+            _ => None,
         }
-        (self.next_lsn > MAX_LSN).then(|| WalError::LsnExhausted { last_lsn: self.next_lsn - 1 })
     }
 
     /// Whether new records are encrypted, or must be (I19).
