@@ -154,6 +154,8 @@ pub fn check_dir(dir: &Path, opts: &CheckOptions, progress: &mut dyn FnMut(u64))
         spare_files: listing.spares,
     };
     let mut expect_lsn: Option<u64> = None;
+    // Readable headers, with the index of their segment in `out.segments`.
+    let mut headers: Vec<(usize, SegmentHeader)> = Vec::new();
     for (i, f) in found.iter().enumerate() {
         let is_newest = i + 1 == found.len();
         let mut seg = SegmentCheck {
@@ -214,6 +216,7 @@ pub fn check_dir(dir: &Path, opts: &CheckOptions, progress: &mut dyn FnMut(u64))
         };
         seg.wal_id = Some(header.wal_id);
         seg.key_id = segment::key_id(&header);
+        headers.push((out.segments.len(), header.clone()));
         if header.first_lsn != f.first_lsn {
             problem(&mut seg, 0, f.first_lsn, format!("header says first LSN {}", header.first_lsn));
         }
@@ -296,7 +299,21 @@ pub fn check_dir(dir: &Path, opts: &CheckOptions, progress: &mut dyn FnMut(u64))
         progress(img.len() as u64);
         out.segments.push(seg);
     }
+    report_downgrade(&mut out, &headers);
     Ok(out)
+}
+
+/// I11: a plain segment after encrypted ones without the `encryption_off`
+/// flag is a problem (`crypto::encryption_state`, the rule open applies).
+fn report_downgrade(out: &mut DirCheck, headers: &[(usize, SegmentHeader)]) {
+    let live: Vec<&(usize, SegmentHeader)> = headers.iter().filter(|(i, _)| !out.segments[*i].truncated).collect();
+    if let Some(d) = crate::crypto::encryption_state(live.iter().map(|(_, h)| h)).downgrade {
+        let seg = &mut out.segments[live[d].0];
+        let what = "plain segment after encrypted ones without an explicit disable_encryption \
+                    (header flag encryption_off): the WAL still requires its key"
+            .to_owned();
+        seg.problems.push(Problem { segment: seg.name.clone(), offset: 0, lsn: seg.first_lsn, what });
+    }
 }
 
 /// The reason of an error, without the location the `Problem` carries anyway.

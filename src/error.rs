@@ -176,6 +176,14 @@ pub enum WalError {
     /// The configuration is unusable.
     #[error("invalid configuration: {0}")]
     InvalidConfig(String),
+
+    /// Every LSN has been handed out (DESIGN I20): the last record took the
+    /// largest LSN, so nothing more can be appended. Nothing was written.
+    #[error("LSN space exhausted: LSN {last_lsn} was the last one; no record can follow it")]
+    LsnExhausted {
+        /// The last LSN handed out (or the one before the next segment's start).
+        last_lsn: u64,
+    },
 }
 
 impl WalError {

@@ -14,15 +14,27 @@
 pub const SEGMENT_MAGIC: [u8; 8] = *b"DWALSEG\0";
 /// Magic at offset 0 of a written seal block.
 pub const SEAL_MAGIC: [u8; 8] = *b"DWALSEAL";
-/// Current (and highest readable) format version. Version 2 added the
-/// header's `flags` byte; version 1 segments (flags always zero) stay readable.
-pub const FORMAT_VERSION: u16 = 2;
+/// Highest readable format version. Version 2 added the header's `flags`
+/// byte, version 3 its `encryption_off` bit; older segments stay readable. A
+/// header is written with the lowest version that expresses it
+/// (`SegmentHeader::version_needed`), so a build that predates a flag keeps
+/// reading every segment that does not use it.
+pub const FORMAT_VERSION: u16 = 3;
 
 /// Header flag: the segment file is a recycled one, so the space past its
 /// data may hold stale bytes of an older segment (never valid here: F3).
 pub const HEADER_FLAG_RECYCLED: u8 = 1 << 0;
+/// Header flag (version 3 on): a plain segment started by an explicit
+/// `disable_encryption` after encrypted ones (DESIGN I11). Without it, a
+/// plain segment after encrypted ones is an unexplained downgrade.
+pub const HEADER_FLAG_ENCRYPTION_OFF: u8 = 1 << 1;
 /// Every header flag this build knows.
-pub const KNOWN_HEADER_FLAGS: u8 = HEADER_FLAG_RECYCLED;
+pub const KNOWN_HEADER_FLAGS: u8 = HEADER_FLAG_RECYCLED | HEADER_FLAG_ENCRYPTION_OFF;
+
+/// The largest LSN ever handed out (I20): the LSN after it, `u64::MAX`, is
+/// still representable, so `lsn + 1` never wraps for a valid record. A
+/// segment cannot start above it, and no record carries a larger one.
+pub const MAX_LSN: u64 = u64::MAX - 1;
 
 /// Meaningful bytes of the segment header block; the CRC is the last 4.
 pub const SEGMENT_HEADER_LEN: usize = 128;
@@ -139,6 +151,9 @@ pub struct SegmentHeader {
     /// The file was recycled: stale bytes may follow the data
     /// (`HEADER_FLAG_RECYCLED`; version 2 on).
     pub recycled: bool,
+    /// Plain by an explicit `disable_encryption` (`HEADER_FLAG_ENCRYPTION_OFF`;
+    /// version 3 on; never set on an encrypted segment).
+    pub encryption_off: bool,
 }
 
 /// Why a header or seal block was rejected.
@@ -159,6 +174,14 @@ impl SegmentHeader {
         crc32c::crc32c(&ids)
     }
 
+    /// The lowest format version that expresses this header: 3 with the
+    /// `encryption_off` flag, else 2. Older builds, which refuse unknown flag
+    /// bits, then refuse only the segments that use the new flag, and with
+    /// `UnsupportedVersion` rather than as damage.
+    pub fn version_needed(&self) -> u16 {
+        if self.encryption_off { 3 } else { 2 }
+    }
+
     /// Writes the header into the first `SEGMENT_HEADER_LEN` bytes of `out`.
     pub fn encode(&self, out: &mut [u8]) {
         let b = &mut out[..SEGMENT_HEADER_LEN];
@@ -175,7 +198,8 @@ impl SegmentHeader {
             Cipher::Aes256Gcm { key_id } => (1u8, key_id),
         };
         b[H_CIPHER] = cipher;
-        b[H_FLAGS] = if self.recycled { HEADER_FLAG_RECYCLED } else { 0 };
+        b[H_FLAGS] = if self.recycled { HEADER_FLAG_RECYCLED } else { 0 }
+            | if self.encryption_off { HEADER_FLAG_ENCRYPTION_OFF } else { 0 };
         b[H_KEY_ID..H_KEY_ID + 4].copy_from_slice(&key_id.to_le_bytes());
         b[H_CREATED_MS..H_CREATED_MS + 8].copy_from_slice(&self.created_ms.to_le_bytes());
         let crc = crc32c::crc32c(&b[..H_CRC]);
@@ -211,12 +235,24 @@ impl SegmentHeader {
         };
         // Version 1 wrote this byte as reserved zero.
         let flags = b[H_FLAGS];
-        if flags & !KNOWN_HEADER_FLAGS != 0 || (version < 2 && flags != 0) {
+        if flags & !KNOWN_HEADER_FLAGS != 0
+            || (version < 2 && flags != 0)
+            || (version < 3 && flags & HEADER_FLAG_ENCRYPTION_OFF != 0)
+        {
             return Err(HeaderError::Invalid("unknown header flags"));
+        }
+        let encryption_off = flags & HEADER_FLAG_ENCRYPTION_OFF != 0;
+        if encryption_off && cipher != Cipher::None {
+            return Err(HeaderError::Invalid("encrypted segment flagged as plain"));
         }
         let first_lsn = u64_at(b, H_FIRST_LSN);
         if first_lsn == 0 {
             return Err(HeaderError::Invalid("first LSN is zero"));
+        }
+        // I20: a segment starting above MAX_LSN could hold no record; the
+        // writer never creates one.
+        if first_lsn > MAX_LSN {
+            return Err(HeaderError::Invalid("first LSN leaves no room for a record"));
         }
         Ok(SegmentHeader {
             version,
@@ -227,6 +263,7 @@ impl SegmentHeader {
             cipher,
             created_ms: u64_at(b, H_CREATED_MS),
             recycled: flags & HEADER_FLAG_RECYCLED != 0,
+            encryption_off,
         })
     }
 }
@@ -444,6 +481,10 @@ pub fn check_record_in(
     if h.fields.epoch_start as u64 > epoch_check_offset {
         return Err(RecordFault::BadField("epoch start beyond record"));
     }
+    // I20: no valid record carries an LSN whose successor would wrap.
+    if h.fields.lsn > MAX_LSN {
+        return Err(RecordFault::BadField("LSN beyond the largest"));
+    }
     if let Some(lsn) = expect_lsn
         && h.fields.lsn != lsn
     {
@@ -475,6 +516,7 @@ mod tests {
             cipher: Cipher::None,
             created_ms: 7,
             recycled: false,
+            encryption_off: false,
         }
     }
 
@@ -499,6 +541,37 @@ mod tests {
             b[H_CRC..].copy_from_slice(&crc.to_le_bytes());
             assert_eq!(SegmentHeader::decode(&b), Err(HeaderError::Invalid("unknown header flags")), "v{version}");
         }
+    }
+
+    #[test]
+    fn encryption_off_needs_version_3_and_a_plain_segment() {
+        let mut h = header();
+        h.encryption_off = true;
+        h.version = h.version_needed();
+        assert_eq!((h.version, header().version_needed()), (3, 2));
+        let mut b = [0u8; SEGMENT_HEADER_LEN];
+        h.encode(&mut b);
+        assert_eq!(SegmentHeader::decode(&b), Ok(h.clone()));
+        // A version 2 reader's view: the bit is unknown there.
+        h.version = 2;
+        h.encode(&mut b);
+        assert_eq!(SegmentHeader::decode(&b), Err(HeaderError::Invalid("unknown header flags")));
+        h.version = 3;
+        h.cipher = Cipher::Aes256Gcm { key_id: 9 };
+        h.encode(&mut b);
+        assert_eq!(SegmentHeader::decode(&b), Err(HeaderError::Invalid("encrypted segment flagged as plain")));
+    }
+
+    #[test]
+    fn a_first_lsn_without_room_for_a_record_is_refused() {
+        let mut h = header();
+        let mut b = [0u8; SEGMENT_HEADER_LEN];
+        h.first_lsn = MAX_LSN;
+        h.encode(&mut b);
+        assert_eq!(SegmentHeader::decode(&b).map(|h| h.first_lsn), Ok(MAX_LSN));
+        h.first_lsn = u64::MAX;
+        h.encode(&mut b);
+        assert_eq!(SegmentHeader::decode(&b), Err(HeaderError::Invalid("first LSN leaves no room for a record")));
     }
 
     #[test]
@@ -546,6 +619,11 @@ mod tests {
         assert_eq!(check_record(&seg, 8192, end, 78, Some(5)), Err(RecordFault::BadCrc));
         assert_eq!(check_record(&seg, 8192, end, 77, Some(6)), Err(RecordFault::LsnMismatch(5)));
         assert_eq!(check_record(&seg, 8192, end - 8, 77, None), Err(RecordFault::Truncated));
+        // I20: a record claiming the LSN after MAX_LSN never validates.
+        let f = RecordFields { lsn: u64::MAX, ..f };
+        encode_record(77, &f, payload, &mut seg[8192..]);
+        let lsn_fault = RecordFault::BadField("LSN beyond the largest");
+        assert_eq!(check_record(&seg, 8192, end, 77, Some(u64::MAX)), Err(lsn_fault));
     }
 
     #[test]

@@ -44,6 +44,7 @@ mod record;
 mod recovery;
 mod segment;
 pub mod sim;
+mod spares;
 mod wal;
 mod writer;
 

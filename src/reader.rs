@@ -642,7 +642,7 @@ impl WalReader {
         let oldest = crate::segment::discover(storage, &self.shared.dir)
             .ok()
             .and_then(|l| l.segments.first().map(|f| f.first_lsn))
-            .unwrap_or(s.seal.last_lsn + 1);
+            .unwrap_or(s.seal.last_lsn.saturating_add(1)); // I20: the seal is unchecked here
         WalError::LsnTruncated { requested: lsn, oldest }
     }
 

@@ -8,13 +8,16 @@ use tracing::{error, info, warn};
 
 use crate::crypto::{KeyRing, SegmentCipher};
 use crate::error::{Result, WalError};
-use crate::format::{self, Cipher, FORMAT_VERSION, MAX_PAYLOAD_SIZE, RecordFields, Seal, SegmentHeader};
+use crate::format::{self, Cipher, MAX_PAYLOAD_SIZE, RecordFields, Seal, SegmentHeader};
 use crate::io::{OsStorage, Storage};
 use crate::reader::{SealedSeg, Shared, View, WalReader};
 use crate::record::{RecordRef, WalRecord};
 use crate::recovery::{self, TornTail};
 use crate::segment::{self, SegmentMeta};
+use crate::spares::{self, SparePool};
 use crate::writer::{self, ActiveSegment, NewSegment};
+
+mod encryption;
 
 /// Default `segment_target_size`: 64 MiB.
 pub const DEFAULT_SEGMENT_TARGET_SIZE: u64 = 64 << 20;
@@ -191,14 +194,18 @@ pub struct SegmentedWal {
     /// Keys for encrypting new segments and decrypting old ones.
     /// Shared with the readers' view: one copy of the key material (E7).
     ring: Option<Arc<KeyRing>>,
-    /// E6: the key new records must be encrypted with, from the newest
-    /// segment on disk or the ring; appends are refused without a ring.
+    /// E6: the key new records must be encrypted with, from the segments on
+    /// disk (`crypto::encryption_state`) or the ring; appends are refused
+    /// without a ring.
     required_key: Option<u32>,
+    /// I11: encryption was turned off explicitly after encrypted segments:
+    /// new plain segments carry the header flag `encryption_off`.
+    encryption_off: bool,
     direct_io: bool,
     stats: WalStats,
     report: RecoveryReport,
-    /// Spare files for new segments (I17); filled by `truncate_before`.
-    spares: std::sync::Mutex<Vec<PathBuf>>,
+    /// Spare files for new segments (I17, I19); filled by `truncate_before`.
+    spares: std::sync::Mutex<SparePool>,
     _lock: Box<dyn Send + Sync>,
 }
 
@@ -278,10 +285,11 @@ impl SegmentedWal {
             poisoned: None,
             ring: None,
             required_key: None,
+            encryption_off: false,
             direct_io: cfg.use_direct_io,
             stats: WalStats::default(),
             report: RecoveryReport::default(),
-            spares: std::sync::Mutex::new(spares),
+            spares: std::sync::Mutex::new(SparePool::found(spares)),
             cfg,
             _lock: lock_guard,
         };
@@ -289,10 +297,13 @@ impl SegmentedWal {
         if found.is_empty() {
             wal.wal_id = random_u128();
         }
+        // I19: spares of unknown past are not kept while encryption is required.
+        report.spare_files -= wal.evict_spares()?;
         // D7/I6: never append into a segment of an earlier process: start a
         // fresh one (replacing an empty newest segment of the same name).
-        // I11 (E6): an encrypted WAL gets its next segment once a ring is set.
-        if wal.required_key.is_none() {
+        // I11 (E6): an encrypted WAL gets its next segment once a ring is set;
+        // I20: an exhausted one never.
+        if wal.write_refusal().is_none() {
             wal.start_segment()?;
         }
         if replace_newest {
@@ -318,6 +329,7 @@ impl SegmentedWal {
     fn recover(&mut self, found: &[segment::Found], report: &mut RecoveryReport) -> Result<bool> {
         let Some(newest) = found.last() else { return Ok(false) };
         let mut sealed = Vec::with_capacity(found.len());
+        let mut headers = Vec::with_capacity(found.len());
         let mut expect_lsn: Option<u64> = None;
         for (i, f) in found.iter().enumerate() {
             let (head, file_len) = segment::read_head(&*self.storage, &f.path)?;
@@ -358,8 +370,9 @@ impl SegmentedWal {
             }
             let data_start = format::data_start(header.block_size as usize);
             let is_newest = i + 1 == found.len();
+            headers.push(header.clone());
             if is_newest {
-                self.required_key = segment::key_id(&header);
+                self.note_encryption_state(found, &headers);
             }
             let seal = match seal {
                 Ok(seal) => seal,
@@ -509,12 +522,18 @@ impl SegmentedWal {
     /// active key when a ring is set.
     fn start_segment(&mut self) -> Result<()> {
         debug_assert!(self.active.is_none());
+        // I11, I20: the one gate every path that creates a segment passes.
+        if let Some(e) = self.write_refusal() {
+            return Err(e);
+        }
         let salt = random_u128();
         let cipher = self.ring.as_ref().map(|r| SegmentCipher::new(r.current(), self.wal_id, salt));
-        let spare = self.spares.get_mut().unwrap_or_else(|p| p.into_inner()).pop();
+        // I19: an encrypted segment starts only in a plain-free file.
+        let taken = self.spares.get_mut().unwrap_or_else(|p| p.into_inner()).take(cipher.is_some());
+        let (spare, spare_plain_free) = (taken.as_ref().map(|t| t.0.clone()), taken.map(|t| t.1));
         let recycled = spare.is_some();
-        let header = SegmentHeader {
-            version: FORMAT_VERSION,
+        let mut header = SegmentHeader {
+            version: 0,
             block_size: self.cfg.alignment as u32,
             wal_id: self.wal_id,
             salt,
@@ -522,7 +541,11 @@ impl SegmentedWal {
             cipher: cipher.as_ref().map_or(Cipher::None, |c| c.descriptor()),
             created_ms: writer::now_ms(),
             recycled,
+            // I11: a plain segment after an explicit disable_encryption says so.
+            encryption_off: cipher.is_none() && self.encryption_off,
         };
+        header.version = header.version_needed();
+        let started_header = header.clone();
         let prepare_chunk = self.cfg.prepare_chunk_size.min(self.target).max(self.cfg.alignment as u64);
         let seg = ActiveSegment::create(
             NewSegment {
@@ -542,6 +565,7 @@ impl SegmentedWal {
         if recycled {
             self.stats.segments_recycled += 1;
         }
+        self.spares.get_mut().unwrap_or_else(|p| p.into_inner()).started(&started_header, spare_plain_free);
         if self.cfg.use_direct_io && !seg.direct() {
             if self.cfg.require_direct_io {
                 let path = seg.path.clone();
@@ -588,11 +612,9 @@ impl SegmentedWal {
         if payload.len() > MAX_PAYLOAD_SIZE {
             return Err(WalError::PayloadTooLarge { size: payload.len(), max: MAX_PAYLOAD_SIZE });
         }
-        if self.ring.is_none()
-            && let Some(key_id) = self.required_key
-        {
-            // I11 (E6): fail closed; nothing is written.
-            return Err(WalError::EncryptionRequired { key_id });
+        // I11 (E6): fail closed; I20: never wrap. Nothing is written.
+        if let Some(e) = self.write_refusal() {
+            return Err(e);
         }
         if let Some(active) = &self.active
             && active.records > 0
@@ -694,9 +716,15 @@ impl SegmentedWal {
     }
 
     /// Seals the active segment and starts the next one. A no-op when the
-    /// active segment holds no record.
+    /// active segment holds no record. Refused, before anything is sealed,
+    /// with `EncryptionRequired` while the WAL needs a ring it lacks (I11)
+    /// and with `LsnExhausted` once every LSN is taken (I20).
     pub fn roll_segment(&mut self) -> Result<()> {
         self.check_poison()?;
+        // I11, I20: refused before anything is sealed (no segment could follow).
+        if let Some(e) = self.write_refusal() {
+            return Err(e);
+        }
         if let Some(active) = self.active.as_mut() {
             if active.records == 0 {
                 return Ok(());
@@ -719,63 +747,6 @@ impl SegmentedWal {
             });
         }
         // A failure here (ENOSPC) leaves no active segment; the next append retries.
-        self.start_segment()
-    }
-
-    /// Sets the key ring (E2, E3, E6). From now on every payload is written
-    /// encrypted with the ring's active key: if the active segment is plain
-    /// or uses another key, it is sealed (or, empty, replaced) and a new
-    /// segment begins. Fails with `UnknownKey` when the WAL is encrypted with
-    /// a key the ring does not hold.
-    pub fn set_encryption_ring(&mut self, ring: KeyRing) -> Result<()> {
-        self.check_poison()?;
-        if let Some(key_id) = self.required_key
-            && ring.get(key_id).is_none()
-        {
-            return Err(WalError::UnknownKey {
-                key_id,
-                segment: segment::segment_file_name(self.active_segment_first_lsn()),
-                lsn: self.next_lsn,
-            });
-        }
-        let key_id = ring.current().key_id();
-        info!(key_ids = ?ring, "encryption key ring set");
-        let ring = Arc::new(ring);
-        self.shared.update(|v| v.ring = Some(ring.clone()));
-        self.ring = Some(ring);
-        self.required_key = Some(key_id);
-        self.switch_segment_unless(Some(key_id))
-    }
-
-    /// The key ring, if one is set.
-    pub fn encryption_ring(&self) -> Option<&KeyRing> {
-        self.ring.as_deref()
-    }
-
-    /// Turns encryption off (E6): an explicit call that starts a new, plain
-    /// segment. Reading older, encrypted segments needs a ring again.
-    pub fn disable_encryption(&mut self) -> Result<()> {
-        self.check_poison()?;
-        self.ring = None;
-        self.required_key = None;
-        self.shared.update(|v| v.ring = None);
-        warn!(dir = %self.dir.display(), "encryption turned off: new records are written in plain");
-        self.switch_segment_unless(None)
-    }
-
-    /// Starts a new segment unless the active one already encrypts with
-    /// `key_id` (I11: no payload goes to a segment of the wrong key or in plain).
-    fn switch_segment_unless(&mut self, key_id: Option<u32>) -> Result<()> {
-        let Some(active) = self.active.as_ref() else { return Ok(()) };
-        if active.encrypts_with() == key_id {
-            return Ok(());
-        }
-        if active.records > 0 {
-            return self.roll_segment();
-        }
-        // Empty: replaced under the same name by the new segment (I6).
-        self.active = None;
-        self.shared.update(|v| v.active = None);
         self.start_segment()
     }
 
@@ -824,16 +795,28 @@ impl SegmentedWal {
 
     /// Deletes sealed segments whose records all lie below `lsn`, oldest first,
     /// fsyncing the directory after each deletion (D8). The active segment is
-    /// never deleted. Up to `recycle_segments` of the files are kept as spares
-    /// for new segments rather than deleted (I17); they count as deleted.
+    /// never deleted, nor, while there is no active segment, the newest sealed
+    /// one (I20). Up to `recycle_segments` of the files are kept as spares
+    /// for new segments rather than deleted (I17; I19 says which may be);
+    /// they count as deleted. Refused with `EncryptionRequired` while the WAL
+    /// needs a ring it lacks (I11).
     pub fn truncate_before(&self, lsn: u64) -> Result<TruncateResult> {
+        // I11: without its key the WAL changes none of its files; deleting
+        // the segments that carry the requirement would lift it.
+        if let Some(e) = self.missing_ring() {
+            return Err(e);
+        }
         self.settle_writes();
         let mut result = TruncateResult::default();
         loop {
-            let Some(oldest) = self.shared.snapshot().sealed.first().cloned() else { break };
-            if oldest.seal.last_lsn >= lsn {
+            let view = self.shared.snapshot();
+            let Some(oldest) = view.sealed.first().cloned() else { break };
+            // I20: with no active segment the newest sealed one carries
+            // next_lsn: deleting it would restart the LSNs at 1 on reopen.
+            if oldest.seal.last_lsn >= lsn || (self.active.is_none() && view.sealed.len() == 1) {
                 break;
             }
+            drop(view);
             let size = self.storage.file_len(&oldest.path).unwrap_or(0);
             // R4/D8: out of the readers' view first; readers holding it keep it.
             self.shared.update(|v| Arc::make_mut(&mut v.sealed).retain(|s| !Arc::ptr_eq(s, &oldest)));
@@ -847,7 +830,7 @@ impl SegmentedWal {
                 self.shared.update(|v| Arc::make_mut(&mut v.sealed).insert(0, oldest.clone()));
                 return Err(e);
             }
-            let (name, last_lsn) = (oldest.name.clone(), oldest.seal.last_lsn);
+            let (name, last_lsn, header) = (oldest.name.clone(), oldest.seal.last_lsn, oldest.header.clone());
             // I17: our last reference, and the mapping, go before the file
             // can be handed to a new segment.
             drop(oldest);
@@ -858,7 +841,7 @@ impl SegmentedWal {
             match spare {
                 Some(to) => {
                     info!(segment = %name, last_lsn, spare = %to.display(), "truncated segment, file kept for reuse");
-                    self.spares.lock().unwrap_or_else(|p| p.into_inner()).push(to);
+                    self.spares.lock().unwrap_or_else(|p| p.into_inner()).push(to, &header);
                 }
                 None => info!(segment = %name, last_lsn, "truncated segment"),
             }
@@ -872,6 +855,10 @@ impl SegmentedWal {
     fn spare_for(&self, seg: &Arc<SealedSeg>) -> Option<PathBuf> {
         let pool = self.spares.lock().unwrap_or_else(|p| p.into_inner());
         if pool.len() >= self.cfg.recycle_segments || Arc::strong_count(seg) != 1 || seg.mapped_elsewhere() {
+            return None;
+        }
+        // I19: while the WAL encrypts, a file that may hold plain records is deleted.
+        if !spares::admits(pool.plain_free(&seg.header), self.encrypting()) {
             return None;
         }
         let to = self.dir.join(segment::spare_file_name(seg.header.first_lsn));

@@ -1,0 +1,93 @@
+//! The pool of spare files kept for new segments (DESIGN I17), and which
+//! of them may still hold plain records (I19).
+//!
+//! A file is *plain-free* when no plain record was ever written to it: it
+//! was created fresh (zero-filled) for an encrypted segment, or it is a
+//! plain-free spare recycled into an encrypted segment. Recycling keeps the
+//! old bytes past the new data, so a file that ever held a plain record must
+//! not become an encrypted segment's file: while the WAL encrypts, such a
+//! file is deleted instead of kept ([`admits`]).
+
+use std::collections::HashSet;
+use std::path::{Path, PathBuf};
+
+use crate::format::SegmentHeader;
+use crate::segment;
+
+/// I19, the one rule: whether a file may be a spare, or the file of a new
+/// segment, given whether it is plain-free and whether the WAL encrypts (a
+/// ring is set or encryption is required, for a spare; the new segment is
+/// encrypted, for a segment).
+pub(crate) fn admits(plain_free: bool, encrypting: bool) -> bool {
+    plain_free || !encrypting
+}
+
+struct Spare {
+    path: PathBuf,
+    plain_free: bool,
+}
+
+/// Spare files, oldest first, and what is known of their past.
+#[derive(Default)]
+pub(crate) struct SparePool {
+    files: Vec<Spare>,
+    /// Salts of the encrypted segments this process started in plain-free
+    /// spares. A recycled segment found at open has an unknown past (an
+    /// older build may have recycled a plain file into it), so it counts as
+    /// plain-free only when its salt is here.
+    plain_free_recycled: HashSet<u128>,
+}
+
+impl SparePool {
+    /// Spares found at open: their past is unknown, so none is plain-free.
+    pub fn found(paths: Vec<PathBuf>) -> Self {
+        SparePool {
+            files: paths.into_iter().map(|path| Spare { path, plain_free: false }).collect(),
+            plain_free_recycled: HashSet::new(),
+        }
+    }
+
+    pub fn len(&self) -> usize {
+        self.files.len()
+    }
+
+    pub fn contains(&self, path: &Path) -> bool {
+        self.files.iter().any(|s| s.path == path)
+    }
+
+    /// Whether the file of the segment with `header` is plain-free.
+    pub fn plain_free(&self, header: &SegmentHeader) -> bool {
+        segment::key_id(header).is_some() && (!header.recycled || self.plain_free_recycled.contains(&header.salt))
+    }
+
+    /// Adds the file of the truncated segment with `header` as a spare.
+    pub fn push(&mut self, path: PathBuf, header: &SegmentHeader) {
+        let plain_free = self.plain_free(header);
+        self.plain_free_recycled.remove(&header.salt);
+        self.files.push(Spare { path, plain_free });
+    }
+
+    /// The newest spare a new segment may start in (I19: an encrypted one
+    /// only in a plain-free file), and whether it is plain-free.
+    pub fn take(&mut self, encrypted: bool) -> Option<(PathBuf, bool)> {
+        let i = self.files.iter().rposition(|s| admits(s.plain_free, encrypted))?;
+        let s = self.files.remove(i);
+        Some((s.path, s.plain_free))
+    }
+
+    /// Notes the segment just started with `header`, in a spare that was
+    /// plain-free (`Some(true)`), not (`Some(false)`), or in a fresh file.
+    pub fn started(&mut self, header: &SegmentHeader, spare_plain_free: Option<bool>) {
+        if spare_plain_free == Some(true) && segment::key_id(header).is_some() {
+            self.plain_free_recycled.insert(header.salt);
+        }
+    }
+
+    /// Takes out the spares the pool may no longer keep (I19): all that may
+    /// hold plain records, when `encrypting`. The caller deletes them.
+    pub fn evict(&mut self, encrypting: bool) -> Vec<PathBuf> {
+        let (keep, evict) = std::mem::take(&mut self.files).into_iter().partition(|s| admits(s.plain_free, encrypting));
+        self.files = keep;
+        evict.into_iter().map(|s: Spare| s.path).collect()
+    }
+}

@@ -1,0 +1,136 @@
+//! Encryption state of a [`SegmentedWal`]: setting and dropping the ring,
+//! the fail-closed gate (DESIGN I11, I20), and the spares an encrypting WAL
+//! may not keep (I19).
+
+use std::sync::Arc;
+
+use tracing::{info, warn};
+
+use super::SegmentedWal;
+use crate::crypto::{self, KeyRing};
+use crate::error::{Result, WalError};
+use crate::format::{MAX_LSN, SegmentHeader};
+use crate::segment;
+
+impl SegmentedWal {
+    /// Sets the key ring (E2, E3, E6). From now on every payload is written
+    /// encrypted with the ring's active key: if the active segment is plain
+    /// or uses another key, it is sealed (or, empty, replaced) and a new
+    /// segment begins. Fails with `UnknownKey` when the WAL is encrypted with
+    /// a key the ring does not hold.
+    pub fn set_encryption_ring(&mut self, ring: KeyRing) -> Result<()> {
+        self.check_poison()?;
+        if let Some(key_id) = self.required_key
+            && ring.get(key_id).is_none()
+        {
+            return Err(WalError::UnknownKey {
+                key_id,
+                segment: segment::segment_file_name(self.active_segment_first_lsn()),
+                lsn: self.next_lsn,
+            });
+        }
+        let key_id = ring.current().key_id();
+        info!(key_ids = ?ring, "encryption key ring set");
+        let ring = Arc::new(ring);
+        self.shared.update(|v| v.ring = Some(ring.clone()));
+        self.ring = Some(ring);
+        self.required_key = Some(key_id);
+        self.encryption_off = false;
+        // The switch first: should the eviction fail, no plain segment stays active.
+        let switched = self.switch_segment_unless(Some(key_id));
+        // I19: spares that may hold plain records never become encrypted
+        // segments (the switch's new segment took none: `SparePool::take`).
+        let evicted = self.evict_spares();
+        switched?;
+        evicted.map(|_| ())
+    }
+
+    /// The key ring, if one is set.
+    pub fn encryption_ring(&self) -> Option<&KeyRing> {
+        self.ring.as_deref()
+    }
+
+    /// Turns encryption off (E6): an explicit call that starts a new, plain
+    /// segment, flagged `encryption_off` when encrypted segments precede it
+    /// so that the next open knows the downgrade was asked for (I11).
+    /// Reading older, encrypted segments needs a ring again.
+    pub fn disable_encryption(&mut self) -> Result<()> {
+        self.check_poison()?;
+        // I11: recorded in the new segment's header, for the next open.
+        self.encryption_off |= self.required_key.is_some();
+        self.ring = None;
+        self.required_key = None;
+        self.shared.update(|v| v.ring = None);
+        warn!(dir = %self.dir.display(), "encryption turned off: new records are written in plain");
+        self.switch_segment_unless(None)?;
+        // I11: the flag is durable only in a segment: start it now.
+        if self.active.is_none() && self.write_refusal().is_none() {
+            self.start_segment()?;
+        }
+        Ok(())
+    }
+
+    /// Starts a new segment unless the active one already encrypts with
+    /// `key_id` (I11: no payload goes to a segment of the wrong key or in plain).
+    fn switch_segment_unless(&mut self, key_id: Option<u32>) -> Result<()> {
+        let Some(active) = self.active.as_ref() else { return Ok(()) };
+        if active.encrypts_with() == key_id {
+            return Ok(());
+        }
+        if active.records > 0 {
+            return self.roll_segment();
+        }
+        // Empty: replaced under the same name by the new segment (I6).
+        self.active = None;
+        self.shared.update(|v| v.active = None);
+        self.start_segment()
+    }
+
+    /// I11 (E6), I20: why no record may be appended and no segment started
+    /// now, if so: encryption is required and no ring is set, or every LSN
+    /// has been handed out. Every path that writes a record or creates a
+    /// segment asks this first, and nothing is written when it refuses.
+    pub(super) fn write_refusal(&self) -> Option<WalError> {
+        self.missing_ring()
+            .or_else(|| (self.next_lsn > MAX_LSN).then(|| WalError::LsnExhausted { last_lsn: self.next_lsn - 1 }))
+    }
+
+    /// I11: `EncryptionRequired` while encryption is required and no ring is set.
+    pub(super) fn missing_ring(&self) -> Option<WalError> {
+        match (self.ring.as_ref(), self.required_key) {
+            (None, Some(key_id)) => Some(WalError::EncryptionRequired { key_id }),
+            _ => None,
+        }
+    }
+
+    /// Whether new records are encrypted, or must be (I19).
+    pub(super) fn encrypting(&self) -> bool {
+        self.ring.is_some() || self.required_key.is_some()
+    }
+
+    /// I19: deletes the spares that may hold plain records while the WAL
+    /// encrypts; returns how many.
+    pub(super) fn evict_spares(&self) -> Result<usize> {
+        let evicted = self.spares.lock().unwrap_or_else(|p| p.into_inner()).evict(self.encrypting());
+        for path in &evicted {
+            self.storage.remove_file(path).map_err(|e| WalError::io("remove", path, e))?;
+            info!(spare = %path.display(), "deleted a spare that may hold plain records (the WAL encrypts)");
+        }
+        if !evicted.is_empty() {
+            self.storage.sync_dir(&self.dir).map_err(|e| WalError::io("fsync directory", &self.dir, e))?;
+        }
+        Ok(evicted.len())
+    }
+
+    /// I11: the encryption requirement the segments on disk set.
+    pub(super) fn note_encryption_state(&mut self, found: &[segment::Found], headers: &[SegmentHeader]) {
+        let st = crypto::encryption_state(headers);
+        if let Some(i) = st.downgrade {
+            warn!(
+                segment = %found[i].name,
+                "plain segment after encrypted ones without an explicit disable_encryption; a key is still required"
+            );
+        }
+        (self.required_key, self.encryption_off) = (st.required_key, st.turned_off);
+    }
+}

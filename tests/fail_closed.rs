@@ -1,0 +1,266 @@
+//! Fail closed across rolls and reopens (DESIGN I11), and no plaintext
+//! recycled into an encrypted WAL's files (I19).
+mod common;
+
+use std::path::Path;
+use std::time::Duration;
+
+use common::{payload, segment_files};
+use directwal::check::{CheckOptions, check_dir};
+use directwal::crypto::{KeyRing, WalEncryptionKey};
+use directwal::{SegmentedWal, SegmentedWalConfig, SyncPolicy, WalError, WalHandle};
+
+fn cfg(dir: &Path) -> SegmentedWalConfig {
+    let mut c = SegmentedWalConfig::for_testing(dir);
+    c.segment_target_size = 8 * 1024;
+    c.writer_config.prepare_chunk_size = 4096;
+    c
+}
+
+fn ring() -> KeyRing {
+    KeyRing::new(WalEncryptionKey::from_bytes(&[1; 32]))
+}
+
+fn key_id() -> u32 {
+    ring().current().key_id()
+}
+
+/// A payload carrying a marker that must never be on disk in plain where it says so.
+fn marked(marker: &str, lsn: u64) -> Vec<u8> {
+    let mut p = format!("{marker}-{lsn:08}-").into_bytes();
+    p.extend_from_slice(&payload(lsn, 150));
+    p
+}
+
+/// Names of the files of `dir` whose raw bytes contain `marker`.
+fn files_holding(dir: &Path, marker: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    for f in std::fs::read_dir(dir).unwrap() {
+        let f = f.unwrap();
+        let bytes = std::fs::read(f.path()).unwrap();
+        if bytes.windows(marker.len()).any(|w| w == marker.as_bytes()) {
+            out.push(f.file_name().to_string_lossy().into_owned());
+        }
+    }
+    out
+}
+
+fn encrypted_wal(dir: &Path, n: u64) {
+    let mut wal = SegmentedWal::open(cfg(dir)).unwrap();
+    wal.set_encryption_ring(ring()).unwrap();
+    for lsn in 1..=n {
+        assert_eq!(wal.append(1, 0, 0, &marked("SECRET", lsn)).unwrap(), lsn);
+    }
+    wal.sync().unwrap();
+}
+
+fn refused<T: std::fmt::Debug>(r: directwal::Result<T>, what: &str) {
+    match r {
+        Err(WalError::EncryptionRequired { key_id: k }) => assert_eq!(k, key_id(), "{what}"),
+        other => panic!("{what}: expected EncryptionRequired, got {other:?}"),
+    }
+}
+
+/// Rewrites a segment header through `edit` and fixes its CRC, as an old
+/// build or a hand edit could leave it.
+fn edit_header(path: &Path, edit: impl FnOnce(&mut [u8])) {
+    let mut bytes = std::fs::read(path).unwrap();
+    edit(&mut bytes[..128]);
+    let crc = crc32c::crc32c(&bytes[..124]);
+    bytes[124..128].copy_from_slice(&crc.to_le_bytes());
+    std::fs::write(path, &bytes).unwrap();
+}
+
+/// An encrypted WAL, then `disable_encryption` with `plain` plain records;
+/// with `explained == false` the flag that records the explicit call is
+/// cleared from the plain segment (and its version set back to 2), which
+/// is what a roll without a ring left on disk before the fix.
+fn disabled_wal(dir: &Path, plain: u64, explained: bool) {
+    encrypted_wal(dir, 10);
+    let mut wal = SegmentedWal::open(cfg(dir)).unwrap();
+    wal.set_encryption_ring(ring()).unwrap();
+    wal.disable_encryption().unwrap();
+    for i in 0..plain {
+        wal.append(1, 0, 0, &marked("PLAIN-BY-CHOICE", 11 + i)).unwrap();
+    }
+    drop(wal);
+    let newest = segment_files(dir).pop().unwrap();
+    let bytes = std::fs::read(&newest).unwrap();
+    if explained {
+        assert_eq!((bytes[56], bytes[57], bytes[8]), (0, 2, 3), "plain, flag encryption_off, version 3");
+    } else {
+        edit_header(&newest, |h| {
+            h[57] = 0;
+            h[8] = 2;
+        });
+    }
+}
+
+#[test]
+fn a_roll_without_the_ring_creates_no_segment_and_a_reopen_still_refuses_plain_appends() {
+    let dir = tempfile::tempdir().unwrap();
+    encrypted_wal(dir.path(), 10);
+    let mut wal = SegmentedWal::open(cfg(dir.path())).unwrap();
+    let before = segment_files(dir.path());
+    refused(wal.roll_segment(), "roll");
+    refused(wal.truncate_before(u64::MAX), "truncate");
+    refused(wal.append(1, 0, 0, &marked("PLAINTEXT", 11)), "append");
+    assert_eq!(segment_files(dir.path()), before, "no segment created or deleted");
+    wal.sync().unwrap();
+    drop(wal);
+    let mut wal = SegmentedWal::open(cfg(dir.path())).unwrap();
+    refused(wal.append(1, 0, 0, &marked("PLAINTEXT", 11)), "append after reopen");
+    refused(wal.roll_segment(), "roll after reopen");
+    drop(wal);
+    assert_eq!(files_holding(dir.path(), "PLAINTEXT"), Vec::<String>::new());
+    assert_eq!(files_holding(dir.path(), "SECRET"), Vec::<String>::new());
+    // With the ring it goes on, encrypted.
+    let mut wal = SegmentedWal::open(cfg(dir.path())).unwrap();
+    wal.set_encryption_ring(ring()).unwrap();
+    assert_eq!(wal.append(1, 0, 0, &marked("SECRET", 11)).unwrap(), 11);
+    wal.roll_segment().unwrap();
+    assert_eq!(wal.replay().unwrap().len(), 11);
+    drop(wal);
+    assert_eq!(files_holding(dir.path(), "SECRET"), Vec::<String>::new());
+}
+
+#[test]
+fn a_plain_segment_after_encrypted_ones_requires_the_key_unless_encryption_was_turned_off() {
+    for plain in [3, 0] {
+        // The same directory without the flag: a downgrade nobody asked for.
+        let dir = tempfile::tempdir().unwrap();
+        disabled_wal(dir.path(), plain, false);
+        let check = check_dir(dir.path(), &CheckOptions::default(), &mut |_| {}).unwrap();
+        let problems: Vec<_> = check.problems().map(|p| p.to_string()).collect();
+        assert_eq!(problems.len(), 1, "{problems:?}");
+        assert!(problems[0].contains("without an explicit disable_encryption"), "{problems:?}");
+        let mut wal = SegmentedWal::open(cfg(dir.path())).unwrap();
+        refused(wal.append(1, 0, 0, &marked("PLAINTEXT", 11 + plain)), "append");
+        refused(wal.roll_segment(), "roll");
+        drop(wal);
+        let mut wal = SegmentedWal::open(cfg(dir.path())).unwrap();
+        refused(wal.append(1, 0, 0, &marked("PLAINTEXT", 11 + plain)), "append after reopen");
+        // The way out is explicit: the ring, or disable_encryption.
+        wal.disable_encryption().unwrap();
+        assert_eq!(wal.append(1, 0, 0, b"now plain by choice").unwrap(), 11 + plain);
+        drop(wal);
+        // An empty downgraded segment was replaced by the flagged one; one with records stays reported.
+        let problems = check_dir(dir.path(), &CheckOptions::default(), &mut |_| {}).unwrap().problems().count();
+        assert_eq!(problems, if plain == 0 { 0 } else { 1 });
+        assert_eq!(files_holding(dir.path(), "PLAINTEXT"), Vec::<String>::new());
+
+        // Explicitly turned off: opens without a ring, writes plain, verify is clean.
+        let dir = tempfile::tempdir().unwrap();
+        disabled_wal(dir.path(), plain, true);
+        let check = check_dir(dir.path(), &CheckOptions::default(), &mut |_| {}).unwrap();
+        assert!(check.is_clean(), "{:?}", check.problems().collect::<Vec<_>>());
+        let mut wal = SegmentedWal::open(cfg(dir.path())).unwrap();
+        assert_eq!(wal.append(1, 0, 0, b"plain is fine here").unwrap(), 11 + plain);
+        wal.roll_segment().unwrap();
+        drop(wal);
+        // The flag carries on to the next plain segments.
+        let mut wal = SegmentedWal::open(cfg(dir.path())).unwrap();
+        wal.append(1, 0, 0, b"still fine").unwrap();
+        drop(wal);
+    }
+}
+
+#[test]
+fn a_group_commit_handle_on_a_downgraded_wal_refuses_every_write() {
+    let dir = tempfile::tempdir().unwrap();
+    disabled_wal(dir.path(), 3, false);
+    let files = segment_files(dir.path());
+    let wal = WalHandle::open(cfg(dir.path())).unwrap();
+    refused(wal.append(1, 0, 0, &marked("PLAINTEXT", 11)), "append");
+    refused(wal.append_durable(1, 0, 0, &marked("PLAINTEXT", 11)), "append_durable");
+    let batched = wal.with_policy(SyncPolicy::Batched { max_delay: Duration::from_millis(1), max_bytes: 1 });
+    refused(batched.commit(1, 0, 0, &marked("PLAINTEXT", 11)), "batched commit");
+    refused(wal.append_then(1, 0, 0, &marked("PLAINTEXT", 11), |_| {}), "append_then");
+    refused(wal.truncate_before(u64::MAX), "truncate");
+    wal.sync().unwrap();
+    std::thread::sleep(Duration::from_millis(30)); // the batched flusher runs meanwhile
+    assert_eq!(wal.next_lsn(), 14);
+    drop((wal, batched));
+    assert_eq!(segment_files(dir.path()), files);
+    assert_eq!(files_holding(dir.path(), "PLAINTEXT"), Vec::<String>::new());
+}
+
+#[test]
+fn plaintext_of_a_plain_wal_never_survives_into_its_encrypted_files() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut wal = SegmentedWal::open(cfg(dir.path())).unwrap();
+    for lsn in 1..=150 {
+        wal.append(1, 0, 0, &marked("PLAINTEXT", lsn)).unwrap();
+    }
+    wal.sync().unwrap();
+    // Plain spares in the pool before the ring is set.
+    assert!(wal.truncate_before(100).unwrap().segments_deleted >= 2);
+    assert!(
+        std::fs::read_dir(dir.path()).unwrap().any(|e| e.unwrap().file_name().to_string_lossy().starts_with("spare-"))
+    );
+    wal.set_encryption_ring(ring()).unwrap();
+    let first_encrypted = wal.active_segment_first_lsn();
+    // Every plain segment truncated while the WAL encrypts.
+    wal.truncate_before(first_encrypted).unwrap();
+    assert_eq!(wal.list_segments().unwrap()[0].first_lsn, first_encrypted);
+    assert_eq!(files_holding(dir.path(), "PLAINTEXT"), Vec::<String>::new(), "after the plain segments were truncated");
+    // Keep writing, and checkpointing: encrypted segments recycle each other.
+    for lsn in first_encrypted..first_encrypted + 400 {
+        wal.append(1, 0, 0, &marked("SECRET", lsn)).unwrap();
+        if lsn % 40 == 0 {
+            wal.sync().unwrap();
+            wal.truncate_before(lsn - 30).unwrap();
+            assert_eq!(files_holding(dir.path(), "PLAINTEXT"), Vec::<String>::new(), "at LSN {lsn}");
+        }
+    }
+    wal.sync().unwrap();
+    assert!(wal.stats().segments_recycled > 0, "encrypted files are still recycled");
+    drop(wal);
+    assert_eq!(files_holding(dir.path(), "PLAINTEXT"), Vec::<String>::new());
+    assert_eq!(files_holding(dir.path(), "SECRET"), Vec::<String>::new());
+}
+
+#[test]
+fn spares_found_at_open_of_an_encrypted_wal_are_not_recycled() {
+    // Spares that held plain records, as a build without this rule left them.
+    let plain = tempfile::tempdir().unwrap();
+    let mut wal = SegmentedWal::open(cfg(plain.path())).unwrap();
+    for lsn in 1..=100 {
+        wal.append(1, 0, 0, &marked("PLAINTEXT", lsn)).unwrap();
+    }
+    wal.sync().unwrap();
+    wal.truncate_before(50).unwrap();
+    drop(wal);
+    let dir = tempfile::tempdir().unwrap();
+    encrypted_wal(dir.path(), 10);
+    for (i, e) in std::fs::read_dir(plain.path()).unwrap().enumerate() {
+        let name = e.unwrap().file_name().to_string_lossy().into_owned();
+        if name.starts_with("spare-") || name.starts_with("wal-00000000000000000001") {
+            std::fs::copy(plain.path().join(&name), dir.path().join(format!("spare-{:020}", 900 + i))).unwrap();
+        }
+    }
+    assert!(!files_holding(dir.path(), "PLAINTEXT").is_empty());
+    // Opened without the ring (encryption required): deleted at open.
+    let wal = SegmentedWal::open(cfg(dir.path())).unwrap();
+    assert_eq!(wal.recovery_report().spare_files, 0);
+    drop(wal);
+    assert_eq!(files_holding(dir.path(), "PLAINTEXT"), Vec::<String>::new());
+
+    // Opened while plain, then a ring set: deleted when the ring is set.
+    for (i, e) in std::fs::read_dir(plain.path()).unwrap().enumerate() {
+        let name = e.unwrap().file_name().to_string_lossy().into_owned();
+        if name.starts_with("spare-") {
+            std::fs::copy(plain.path().join(&name), plain.path().join(format!("spare-{:020}", 900 + i))).unwrap();
+        }
+    }
+    let mut wal = SegmentedWal::open(cfg(plain.path())).unwrap();
+    wal.truncate_before(wal.active_segment_first_lsn()).unwrap();
+    wal.set_encryption_ring(ring()).unwrap();
+    for lsn in 0..200 {
+        wal.append(1, 0, 0, &marked("SECRET", lsn)).unwrap();
+    }
+    wal.sync().unwrap();
+    drop(wal);
+    assert_eq!(files_holding(plain.path(), "PLAINTEXT"), Vec::<String>::new());
+    assert_eq!(files_holding(plain.path(), "SECRET"), Vec::<String>::new());
+}
