@@ -29,8 +29,11 @@ pub struct OpenMode {
 pub trait Storage: Send + Sync + fmt::Debug + 'static {
     /// `mkdir -p`.
     fn create_dir_all(&self, dir: &Path) -> io::Result<()>;
-    /// Names of the regular files in `dir`.
-    fn list_dir(&self, dir: &Path) -> io::Result<Vec<String>>;
+    /// Every entry of `dir` whose name is UTF-8, with what kind of file it
+    /// is (not following symlinks, never opening anything: a FIFO named like
+    /// a segment must not block the listing). The catalog decides what an
+    /// entry that is not a regular file means (DESIGN I19).
+    fn list_dir(&self, dir: &Path) -> io::Result<Vec<DirEntry>>;
     /// Opens a file for reading and writing.
     fn open(&self, path: &Path, mode: OpenMode) -> io::Result<Box<dyn StorageFile>>;
     /// A read-only image of the whole file (the real implementation maps it).
@@ -50,6 +53,28 @@ pub trait Storage: Send + Sync + fmt::Debug + 'static {
     /// Takes an exclusive advisory lock on the directory for one writer; the
     /// lock lasts as long as the returned guard.
     fn lock_dir(&self, dir: &Path) -> io::Result<Box<dyn Send + Sync>>;
+}
+
+/// What kind of file a directory entry is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FileKind {
+    /// A regular file.
+    File,
+    /// A symbolic link (not followed).
+    Symlink,
+    /// A directory.
+    Dir,
+    /// A FIFO, socket or device.
+    Other,
+}
+
+/// One entry of a directory listing.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DirEntry {
+    /// File name.
+    pub name: String,
+    /// Its kind, as `lstat` sees it.
+    pub kind: FileKind,
 }
 
 /// An open file.
@@ -142,17 +167,25 @@ impl Storage for OsStorage {
         std::fs::create_dir_all(dir)
     }
 
-    fn list_dir(&self, dir: &Path) -> io::Result<Vec<String>> {
-        let mut names = Vec::new();
+    fn list_dir(&self, dir: &Path) -> io::Result<Vec<DirEntry>> {
+        let mut out = Vec::new();
         for entry in std::fs::read_dir(dir)? {
             let entry = entry?;
-            if entry.file_type()?.is_file()
-                && let Some(name) = entry.file_name().to_str()
-            {
-                names.push(name.to_owned());
-            }
+            let Some(name) = entry.file_name().to_str().map(str::to_owned) else { continue };
+            // `file_type` is the lstat of the entry: nothing is followed or opened.
+            let t = entry.file_type()?;
+            let kind = if t.is_file() {
+                FileKind::File
+            } else if t.is_symlink() {
+                FileKind::Symlink
+            } else if t.is_dir() {
+                FileKind::Dir
+            } else {
+                FileKind::Other
+            };
+            out.push(DirEntry { name, kind });
         }
-        Ok(names)
+        Ok(out)
     }
 
     fn open(&self, path: &Path, mode: OpenMode) -> io::Result<Box<dyn StorageFile>> {
