@@ -347,7 +347,7 @@ impl SegmentedWal {
         self.wal_id = cat.wal_id.unwrap_or_else(random_u128);
         // I11: the key new records need (one rule over all headers).
         self.required_key = cat.required_key();
-        // I22: LSNs named by a set-aside segment are never handed out again.
+        // I22: the log goes on at the first LSN of a segment set aside.
         self.next_lsn = aside_lsn.unwrap_or(1);
         let count = cat.segments.len();
         let mut sealed = Vec::with_capacity(count);
