@@ -69,7 +69,7 @@ pub struct Listing {
 }
 
 /// Lists the directory: the WAL's names only (anything else is never
-/// touched, I9 of issue 15), none of them opened (a FIFO must not block).
+/// touched, I19), none of them opened (a FIFO must not block).
 pub fn list(storage: &dyn Storage, dir: &Path) -> Result<Listing> {
     let entries = storage.list_dir(dir).map_err(|e| WalError::io("list", dir, e))?;
     let mut out = Listing::default();
@@ -211,7 +211,28 @@ pub fn load(storage: &dyn Storage, dir: &Path) -> Result<Catalog> {
 /// Checks one segment: file length (I21), header, name, WAL id,
 /// continuity, seal (D9, I7) and, for the unsealed newest, its length (I20).
 fn load_segment(storage: &dyn Storage, cat: &mut Catalog, f: Found, newest: bool, expect: Option<u64>) -> Seg {
+    let mut found = Vec::new();
+    let seg = read_segment(storage, f, newest, expect, &mut cat.wal_id, &mut found);
     let index = cat.segments.len();
+    for (error, remedy) in found {
+        // I22: only damage confined to the newest segment has a remedy.
+        let remedy = if newest { remedy } else { Remedy::None };
+        cat.faults.push(Fault { segment: Some(index), error, remedy });
+    }
+    seg
+}
+
+/// Faults of one segment, with what tolerant recovery may do about each.
+type SegFaults = Vec<(WalError, Remedy)>;
+
+fn read_segment(
+    storage: &dyn Storage,
+    f: Found,
+    newest: bool,
+    expect: Option<u64>,
+    wal_id: &mut Option<u128>,
+    faults: &mut SegFaults,
+) -> Seg {
     let mut seg = Seg {
         first_lsn: f.first_lsn,
         name: f.name,
@@ -222,10 +243,6 @@ fn load_segment(storage: &dyn Storage, cat: &mut Catalog, f: Found, newest: bool
         torn_seal: None,
         vanished: false,
     };
-    let mut fault = |error: WalError, remedy: Remedy| {
-        let remedy = if newest { remedy } else { Remedy::None };
-        cat.faults.push(Fault { segment: Some(index), error, remedy });
-    };
     let (head, file_len) = match segment::read_head(storage, &seg.path) {
         Ok(h) => h,
         Err(WalError::Io { source, .. }) if source.kind() == std::io::ErrorKind::NotFound => {
@@ -233,7 +250,7 @@ fn load_segment(storage: &dyn Storage, cat: &mut Catalog, f: Found, newest: bool
             return seg;
         }
         Err(e) => {
-            fault(e, Remedy::None);
+            faults.push((e, Remedy::None));
             return seg;
         }
     };
@@ -241,74 +258,89 @@ fn load_segment(storage: &dyn Storage, cat: &mut Catalog, f: Found, newest: bool
     if file_len > MAX_SEGMENT_FILE_LEN {
         // I21: not read further, whatever its header says.
         let reason = format!("file is {file_len} bytes, longer than any segment ({MAX_SEGMENT_FILE_LEN} bytes)");
-        fault(corruption(&seg, 0, reason), Remedy::SetAside);
+        faults.push((corruption(&seg, 0, reason), Remedy::SetAside));
         return seg;
     }
     let (header, seal) = match segment::read_header_and_seal(&seg.name, &head) {
         Ok(hs) => hs,
+        // A newer format is not damage: never set aside.
         Err(e @ WalError::UnsupportedVersion { .. }) => {
-            fault(e, Remedy::None);
+            faults.push((e, Remedy::None));
             return seg;
         }
         Err(e) => {
-            fault(e, Remedy::SetAside);
+            faults.push((e, Remedy::SetAside));
             return seg;
         }
     };
-    if header.first_lsn != seg.first_lsn {
-        fault(corruption(&seg, 0, format!("header says first LSN {}", header.first_lsn)), Remedy::None);
-    }
-    match cat.wal_id {
-        None => cat.wal_id = Some(header.wal_id),
-        Some(expected) if expected != header.wal_id => {
-            let error = WalError::ForeignSegment { segment: seg.name.clone(), expected, found: header.wal_id };
-            fault(error, Remedy::None);
-        }
-        Some(_) => {}
-    }
-    match expect {
-        Some(expected) if seg.first_lsn > expected => {
-            let error = WalError::MissingSegment {
-                segment: seg.name.clone(),
-                expected_lsn: expected,
-                found_lsn: seg.first_lsn,
-            };
-            fault(error, Remedy::None);
-        }
-        Some(expected) if seg.first_lsn < expected => {
-            let reason = format!("overlaps the previous segment, which ends at LSN {}", expected - 1);
-            fault(corruption(&seg, 0, reason), Remedy::None);
-        }
-        _ => {}
-    }
-    let block = u64::from(header.block_size);
-    match seal {
-        Ok(Some(seal)) => match seal_fault(seg.first_lsn, &seal, format::data_start(block as usize), file_len) {
-            Some(reason) => fault(corruption(&seg, block, reason), Remedy::None),
-            None => seg.seal = Some(seal),
-        },
-        // I7: the seal is written after the data is durable and before any
-        // newer segment exists: on the newest segment an unreadable seal is
-        // a seal write cut by a crash; the scan decides.
-        Err(e) if newest => seg.torn_seal = Some(e),
-        Err(e) => fault(e, Remedy::None),
-        Ok(None) if !newest => {
-            // I7: a newer segment exists only after this one was sealed.
-            let reason = "segment is not sealed although a newer segment exists".to_owned();
-            fault(corruption(&seg, block, reason), Remedy::None);
-        }
-        Ok(None) => {}
-    }
+    check_place(&seg, &header, expect, wal_id, faults);
+    check_seal(&mut seg, &header, seal, newest, faults);
     if newest && seg.seal.is_none() && !file_len.is_multiple_of(LENGTH_UNIT) {
         // I20: the writer never leaves such a length: the file was cut, and
         // records acknowledged after the cut may be gone.
         let reason = format!(
             "file length {file_len} is not a multiple of {LENGTH_UNIT}: the file was shortened, acknowledged records may be gone"
         );
-        fault(corruption(&seg, file_len, reason), Remedy::KeepShortened);
+        faults.push((corruption(&seg, file_len, reason), Remedy::KeepShortened));
     }
     seg.header = Some(header);
     seg
+}
+
+/// The segment's place in the log: its name, its WAL, and continuity with
+/// the previous segment (D5; a missing prefix is truncation, not a fault).
+fn check_place(
+    seg: &Seg,
+    header: &SegmentHeader,
+    expect: Option<u64>,
+    wal_id: &mut Option<u128>,
+    faults: &mut SegFaults,
+) {
+    if header.first_lsn != seg.first_lsn {
+        faults.push((corruption(seg, 0, format!("header says first LSN {}", header.first_lsn)), Remedy::None));
+    }
+    match *wal_id {
+        None => *wal_id = Some(header.wal_id),
+        Some(expected) if expected != header.wal_id => {
+            let error = WalError::ForeignSegment { segment: seg.name.clone(), expected, found: header.wal_id };
+            faults.push((error, Remedy::None));
+        }
+        Some(_) => {}
+    }
+    match expect {
+        Some(expected) if seg.first_lsn > expected => {
+            let (segment, found_lsn) = (seg.name.clone(), seg.first_lsn);
+            faults.push((WalError::MissingSegment { segment, expected_lsn: expected, found_lsn }, Remedy::None));
+        }
+        Some(expected) if seg.first_lsn < expected => {
+            let reason = format!("overlaps the previous segment, which ends at LSN {}", expected - 1);
+            faults.push((corruption(seg, 0, reason), Remedy::None));
+        }
+        _ => {}
+    }
+}
+
+/// The seal: checked values (D9), or unsealed, which only the newest
+/// segment may be (I7).
+fn check_seal(seg: &mut Seg, header: &SegmentHeader, seal: Result<Option<Seal>>, newest: bool, faults: &mut SegFaults) {
+    let block = u64::from(header.block_size);
+    match seal {
+        Ok(Some(seal)) => match seal_fault(seg.first_lsn, &seal, format::data_start(block as usize), seg.file_len) {
+            Some(reason) => faults.push((corruption(seg, block, reason), Remedy::None)),
+            None => seg.seal = Some(seal),
+        },
+        // I7: the seal is written after the data is durable and before any
+        // newer segment exists: on the newest segment an unreadable seal is
+        // a seal write cut by a crash; the scan decides.
+        Err(e) if newest => seg.torn_seal = Some(e),
+        Err(e) => faults.push((e, Remedy::None)),
+        Ok(None) if !newest => {
+            // I7: a newer segment exists only after this one was sealed.
+            let reason = "segment is not sealed although a newer segment exists".to_owned();
+            faults.push((corruption(seg, block, reason), Remedy::None));
+        }
+        Ok(None) => {}
+    }
 }
 
 fn corruption(seg: &Seg, offset: u64, reason: String) -> WalError {

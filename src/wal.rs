@@ -217,7 +217,7 @@ pub struct SegmentedWal {
     _lock: Box<dyn Send + Sync>,
 }
 
-/// I2, I17, I9 of issue 15: deletes the WAL's own leftover temporary files
+/// I2, I17, I19: deletes the WAL's own leftover temporary files
 /// (never anything else) and spares beyond `keep`; returns the spares kept.
 fn tidy(
     storage: &dyn Storage,

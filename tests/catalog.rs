@@ -249,3 +249,27 @@ fn open_deletes_only_its_own_temporary_files() {
     assert!(!own.exists());
     assert_eq!(std::fs::read(&notes).unwrap(), b"an operator's notes");
 }
+
+/// I20 holds for every file the writer makes: with a target and prepare
+/// chunk that are not multiples of the block, and epochs large enough that
+/// a new segment's space is reserved (fallocate) rather than zero-filled,
+/// the new segment's length is still a multiple of 512, so a crash right
+/// after it was created reopens (strict).
+#[test]
+fn a_segment_prepared_with_an_unaligned_chunk_keeps_a_whole_block_length() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut c = cfg(dir.path());
+    c.segment_target_size = 10_000;
+    c.writer_config.prepare_chunk_size = 10_000;
+    let mut wal = SegmentedWal::open(c.clone()).unwrap();
+    wal.append(1, 0, 0, &payload(1, 2 << 20)).unwrap(); // a 2 MiB sync epoch
+    wal.sync().unwrap();
+    wal.roll_segment().unwrap(); // the next segment is prepared for large epochs
+    wal.simulate_crash();
+    for f in segment_files(dir.path()) {
+        let len = std::fs::metadata(&f).unwrap().len();
+        assert_eq!(len % 512, 0, "{} is {len} bytes", f.display());
+    }
+    let wal = SegmentedWal::open(c).unwrap();
+    assert_eq!(wal.replay().unwrap().len(), 1);
+}
