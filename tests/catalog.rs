@@ -234,6 +234,15 @@ fn an_absurdly_long_newest_segment_is_refused_within_a_second() {
     let check_time = t.elapsed();
     println!("8 GiB sparse newest segment: open refused in {open_time:?}, check in {check_time:?}");
     assert!(open_time.as_secs_f64() < 1.0 && check_time.as_secs_f64() < 1.0);
+    // Tolerant mode sets it aside (I22) and opens, also at once.
+    let mut c = cfg(dir.path());
+    c.writer_config.recovery_mode = RecoveryMode::Tolerant;
+    let t = Instant::now();
+    let wal = SegmentedWal::open(c).unwrap();
+    assert!(t.elapsed().as_secs_f64() < 1.0);
+    assert_eq!((wal.replay().unwrap().len(), wal.next_lsn()), (9, 10));
+    let aside = wal.recovery_report().set_aside.clone().unwrap();
+    assert_eq!(std::fs::metadata(&aside.moved_to).unwrap().len(), 8 << 30);
 }
 
 /// Issue 15 item 9: open deletes only the temporary files it creates.
