@@ -141,7 +141,7 @@ pub struct RecoveryReport {
 }
 
 /// A newest segment that tolerant recovery set aside (DESIGN I22): renamed,
-/// never deleted; its LSNs are not handed out again.
+/// never deleted; the log goes on at its first LSN.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SetAside {
     /// The segment's file name.
