@@ -1,13 +1,13 @@
 //! The catalog: the one loader of a WAL directory.
 //!
 //! [`load`] lists the directory and checks every rule about what is in it —
-//! names and file kinds (I19), file lengths (I20, I21), headers, seals (D9,
+//! names and file kinds (I21), file lengths (I22, I23), headers, seals (D9,
 //! I7), the WAL id, LSN continuity (D5) — and returns a typed description
 //! of the log with every fault found. `SegmentedWal::open`,
 //! `WalReader::open_dir` and `check::check_dir` all start here, so they
 //! cannot disagree about a directory: open and the directory reader refuse
 //! the first fault (tolerant open may set aside or cut damage confined to
-//! the newest segment, I22), `check` reports them all. [`scan_newest`] is the
+//! the newest segment, I24), `check` reports them all. [`scan_newest`] is the
 //! one scan of the unsealed newest segment, [`cipher_for`] the one key lookup.
 //!
 //! The catalog never writes: setting aside, sealing and deleting temps is
@@ -25,7 +25,7 @@ use crate::segment::{self, NameKind};
 /// Largest block size, and so the largest header and seal block.
 const MAX_BLOCK: u64 = 65536;
 
-/// I21: no segment the writer makes is longer than this: the header and seal
+/// I23: no segment the writer makes is longer than this: the header and seal
 /// blocks, a segment's worth of data (the target), one more record (a record
 /// never splits, and the first one of a segment may exceed the target),
 /// prepared space of at most one chunk (never more than the target), and
@@ -37,7 +37,7 @@ pub const MAX_SEGMENT_FILE_LEN: u64 = 2 * MAX_BLOCK
     + MAX_SEGMENT_TARGET_SIZE
     + MAX_BLOCK;
 
-/// I20: every length the writer gives a segment file is a multiple of this
+/// I22: every length the writer gives a segment file is a multiple of this
 /// (the smallest block size): it writes, zero-fills and reserves whole
 /// blocks only.
 pub const LENGTH_UNIT: u64 = 512;
@@ -53,7 +53,7 @@ pub struct Found {
     pub path: PathBuf,
 }
 
-/// What the directory holds, by name (I19: only regular files get here).
+/// What the directory holds, by name (I21: only regular files get here).
 #[derive(Debug, Default)]
 pub struct Listing {
     /// Segment files, sorted by first LSN.
@@ -62,21 +62,21 @@ pub struct Listing {
     pub temps: Vec<PathBuf>,
     /// Spare files kept for recycling, sorted by name.
     pub spares: Vec<PathBuf>,
-    /// Newest segments set aside by tolerant recovery (I22), sorted by name.
+    /// Newest segments set aside by tolerant recovery (I24), sorted by name.
     pub aside: Vec<PathBuf>,
-    /// Entries named like WAL files that are not regular files (I19).
+    /// Entries named like WAL files that are not regular files (I21).
     pub not_files: Vec<WalError>,
 }
 
 /// Lists the directory: the WAL's names only (anything else is never
-/// touched, I19), none of them opened (a FIFO must not block).
+/// touched, I21), none of them opened (a FIFO must not block).
 pub fn list(storage: &dyn Storage, dir: &Path) -> Result<Listing> {
     let entries = storage.list_dir(dir).map_err(|e| WalError::io("list", dir, e))?;
     let mut out = Listing::default();
     for entry in entries {
         let Some(kind) = segment::classify(&entry.name) else { continue };
         let path = dir.join(&entry.name);
-        // I19: a WAL name on anything but a regular file is an error, never skipped.
+        // I21: a WAL name on anything but a regular file is an error, never skipped.
         let what = match entry.kind {
             FileKind::File => None,
             FileKind::Symlink => Some("symlink"),
@@ -125,7 +125,7 @@ pub struct Seg {
     pub vanished: bool,
 }
 
-/// What tolerant recovery may do about a fault (I22).
+/// What tolerant recovery may do about a fault (I24).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Remedy {
     /// Nothing: every mode refuses.
@@ -133,7 +133,7 @@ pub enum Remedy {
     /// The newest segment is not a usable segment at all (no readable
     /// header, or absurdly long): set it aside.
     SetAside,
-    /// The newest segment's file was shortened (I20): keep what it holds.
+    /// The newest segment's file was shortened (I22): keep what it holds.
     KeepShortened,
 }
 
@@ -157,7 +157,7 @@ pub struct Catalog {
     pub temps: Vec<PathBuf>,
     /// Spare files (I17).
     pub spares: Vec<PathBuf>,
-    /// Segments set aside by tolerant recovery (I22).
+    /// Segments set aside by tolerant recovery (I24).
     pub aside: Vec<PathBuf>,
     /// The WAL id of the oldest readable header.
     pub wal_id: Option<u128>,
@@ -208,14 +208,14 @@ pub fn load(storage: &dyn Storage, dir: &Path) -> Result<Catalog> {
     Ok(cat)
 }
 
-/// Checks one segment: file length (I21), header, name, WAL id,
-/// continuity, seal (D9, I7) and, for the unsealed newest, its length (I20).
+/// Checks one segment: file length (I23), header, name, WAL id,
+/// continuity, seal (D9, I7) and, for the unsealed newest, its length (I22).
 fn load_segment(storage: &dyn Storage, cat: &mut Catalog, f: Found, newest: bool, expect: Option<u64>) -> Seg {
     let mut found = Vec::new();
     let seg = read_segment(storage, f, newest, expect, &mut cat.wal_id, &mut found);
     let index = cat.segments.len();
     for (error, remedy) in found {
-        // I22: only damage confined to the newest segment has a remedy.
+        // I24: only damage confined to the newest segment has a remedy.
         let remedy = if newest { remedy } else { Remedy::None };
         cat.faults.push(Fault { segment: Some(index), error, remedy });
     }
@@ -256,7 +256,7 @@ fn read_segment(
     };
     seg.file_len = file_len;
     if file_len > MAX_SEGMENT_FILE_LEN {
-        // I21: not read further, whatever its header says.
+        // I23: not read further, whatever its header says.
         let reason = format!("file is {file_len} bytes, longer than any segment ({MAX_SEGMENT_FILE_LEN} bytes)");
         faults.push((corruption(&seg, 0, reason), Remedy::SetAside));
         return seg;
@@ -276,7 +276,7 @@ fn read_segment(
     check_place(&seg, &header, expect, wal_id, faults);
     check_seal(&mut seg, &header, seal, newest, faults);
     if newest && seg.seal.is_none() && !file_len.is_multiple_of(LENGTH_UNIT) {
-        // I20: the writer never leaves such a length: the file was cut, and
+        // I22: the writer never leaves such a length: the file was cut, and
         // records acknowledged after the cut may be gone.
         let reason = format!(
             "file length {file_len} is not a multiple of {LENGTH_UNIT}: the file was shortened, acknowledged records may be gone"
@@ -356,11 +356,11 @@ fn seal_fault(first_lsn: u64, seal: &Seal, data_start: u64, file_len: u64) -> Op
 }
 
 /// The one scan of an unsealed newest segment (I5, I6): its image (at most
-/// `MAX_SEGMENT_FILE_LEN` bytes, I21) and where its valid records end.
+/// `MAX_SEGMENT_FILE_LEN` bytes, I23) and where its valid records end.
 pub fn scan_newest(storage: &dyn Storage, seg: &Seg) -> Result<(FileImage, ScanOutcome)> {
     let header = seg.header.as_ref().expect("a segment with a readable header");
     let img = storage.read_image(&seg.path).map_err(|e| WalError::io("read", &seg.path, e))?;
-    // I21: a file grown since the catalog measured it is not scanned whole either.
+    // I23: a file grown since the catalog measured it is not scanned whole either.
     let len = img.len().min(MAX_SEGMENT_FILE_LEN as usize);
     let start = format::data_start(header.block_size as usize);
     let seed = header.crc_seed();

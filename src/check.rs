@@ -6,7 +6,7 @@
 //! is reported with its segment, offset and LSN. Opening the WAL, by
 //! contrast, refuses at the first problem (D4); the two agree on what is a
 //! problem because both take the directory from the catalog (names, file
-//! kinds, lengths, headers, seals, WAL id, continuity: I19-I21) and scan the
+//! kinds, lengths, headers, seals, WAL id, continuity: I21-I23) and scan the
 //! newest segment with the same function (the torn-tail rule of I5).
 //!
 //! A torn tail on the newest segment is not a problem: it is the unfinished
@@ -115,13 +115,13 @@ pub struct DirCheck {
     /// Segments in LSN order.
     pub segments: Vec<SegmentCheck>,
     /// Problems with directory entries rather than segments: files named
-    /// like the WAL's that are not regular files (I19).
+    /// like the WAL's that are not regular files (I21).
     pub entry_problems: Vec<Problem>,
     /// `.tmp` files of segments being prepared; the next open deletes them (I2).
     pub temp_files: Vec<PathBuf>,
     /// Spare files kept for recycling (not part of the log; I17).
     pub spare_files: Vec<PathBuf>,
-    /// Newest segments set aside by tolerant recovery (not part of the log; I22).
+    /// Newest segments set aside by tolerant recovery (not part of the log; I24).
     pub aside_files: Vec<PathBuf>,
 }
 

@@ -86,7 +86,7 @@ pub enum WalError {
 
     /// A directory entry named like a WAL file (segment, segment being
     /// created, spare) is not a regular file: a symlink, directory, FIFO or
-    /// socket. It is never followed, opened or skipped (DESIGN I19).
+    /// socket. It is never followed, opened or skipped (DESIGN I21).
     #[error("{} is named like a WAL file but is a {kind}, not a regular file", path.display())]
     NotRegularFile {
         /// The entry.

@@ -32,7 +32,7 @@ pub trait Storage: Send + Sync + fmt::Debug + 'static {
     /// Every entry of `dir` whose name is UTF-8, with what kind of file it
     /// is (not following symlinks, never opening anything: a FIFO named like
     /// a segment must not block the listing). The catalog decides what an
-    /// entry that is not a regular file means (DESIGN I19).
+    /// entry that is not a regular file means (DESIGN I21).
     fn list_dir(&self, dir: &Path) -> io::Result<Vec<DirEntry>>;
     /// Opens a file for reading and writing.
     fn open(&self, path: &Path, mode: OpenMode) -> io::Result<Box<dyn StorageFile>>;
@@ -290,7 +290,7 @@ impl Storage for OsStorage {
 /// Opens a regular file for reading. A FIFO, or a symlink, swapped in
 /// after the catalog listed the directory neither blocks the open
 /// (O_NONBLOCK) nor is followed (O_NOFOLLOW); anything but a regular file
-/// is refused (DESIGN I19).
+/// is refused (DESIGN I21).
 fn open_regular(path: &Path) -> io::Result<File> {
     let file = OpenOptions::new().read(true).custom_flags(libc::O_NONBLOCK | libc::O_NOFOLLOW).open(path)?;
     if !file.metadata()?.is_file() {

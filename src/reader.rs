@@ -427,7 +427,7 @@ impl WalReader {
     /// segment up to its last fully valid record (R2). Nothing is written.
     pub fn open_dir(dir: &Path, ring: Option<KeyRing>) -> Result<Self> {
         let storage: Arc<dyn Storage> = Arc::new(OsStorage);
-        // The rules `open` and `check` apply, from the same place (I19-I21).
+        // The rules `open` and `check` apply, from the same place (I21-I23).
         let mut cat = crate::catalog::load(&*storage, dir)?;
         if let Some(fault) = cat.take_first_fault() {
             return Err(fault.error);

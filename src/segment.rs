@@ -17,10 +17,10 @@ const SUFFIX: &str = ".seg";
 /// Suffix of a segment being prepared; such files are deleted at open.
 pub const TMP_SUFFIX: &str = ".tmp";
 const SPARE_PREFIX: &str = "spare-";
-/// Infix of a newest segment that tolerant recovery set aside (I22).
+/// Infix of a newest segment that tolerant recovery set aside (I24).
 const ASIDE_INFIX: &str = ".aside-";
 
-/// What a directory entry's name makes it (F1, I2, I17, I22). Anything
+/// What a directory entry's name makes it (F1, I2, I17, I24). Anything
 /// else in the directory is not the WAL's and is never touched.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum NameKind {
@@ -30,7 +30,7 @@ pub enum NameKind {
     Temp(u64),
     /// `spare-{n:020}`: a file kept for recycling (I17).
     Spare,
-    /// `wal-{lsn:020}.seg.aside-{k}`: set aside by tolerant recovery (I22).
+    /// `wal-{lsn:020}.seg.aside-{k}`: set aside by tolerant recovery (I24).
     Aside,
 }
 
@@ -49,7 +49,7 @@ pub fn classify(name: &str) -> Option<NameKind> {
     }
 }
 
-/// The `k`-th name under which the segment named `segment` may be set aside (I22).
+/// The `k`-th name under which the segment named `segment` may be set aside (I24).
 pub fn aside_file_name(segment: &str, k: u32) -> String {
     format!("{segment}{ASIDE_INFIX}{k}")
 }

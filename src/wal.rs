@@ -136,11 +136,11 @@ pub struct RecoveryReport {
     pub spare_files: usize,
     /// Time open took.
     pub open_time: Duration,
-    /// A damaged newest segment tolerant recovery renamed out of the log (I22).
+    /// A damaged newest segment tolerant recovery renamed out of the log (I24).
     pub set_aside: Option<SetAside>,
 }
 
-/// A newest segment that tolerant recovery set aside (DESIGN I22): renamed,
+/// A newest segment that tolerant recovery set aside (DESIGN I24): renamed,
 /// never deleted; the log goes on at its first LSN.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SetAside {
@@ -217,7 +217,7 @@ pub struct SegmentedWal {
     _lock: Box<dyn Send + Sync>,
 }
 
-/// I2, I17, I19: deletes the WAL's own leftover temporary files
+/// I2, I17, I21: deletes the WAL's own leftover temporary files
 /// (never anything else) and spares beyond `keep`; returns the spares kept.
 fn tidy(
     storage: &dyn Storage,
@@ -347,7 +347,7 @@ impl SegmentedWal {
         self.wal_id = cat.wal_id.unwrap_or_else(random_u128);
         // I11: the key new records need (one rule over all headers).
         self.required_key = cat.required_key();
-        // I22: the log goes on at the first LSN of a segment set aside.
+        // I24: the log goes on at the first LSN of a segment set aside.
         self.next_lsn = aside_lsn.unwrap_or(1);
         let count = cat.segments.len();
         let mut sealed = Vec::with_capacity(count);
@@ -389,8 +389,8 @@ impl SegmentedWal {
     }
 
     /// Refuses the catalog's first fault, unless tolerant mode may open past
-    /// it (I22): a newest segment that is no segment at all is set aside, a
-    /// shortened one (I20) is kept with what it holds. Returns the first LSN
+    /// it (I24): a newest segment that is no segment at all is set aside, a
+    /// shortened one (I22) is kept with what it holds. Returns the first LSN
     /// of a segment set aside.
     fn settle_faults(&mut self, cat: &mut catalog::Catalog, report: &mut RecoveryReport) -> Result<Option<u64>> {
         let tolerant = self.cfg.recovery_mode == RecoveryMode::Tolerant;
@@ -419,7 +419,7 @@ impl SegmentedWal {
         Ok(aside_lsn)
     }
 
-    /// I22: renames a damaged newest segment to a free `.aside-{k}` name,
+    /// I24: renames a damaged newest segment to a free `.aside-{k}` name,
     /// durably, never deleting it.
     fn set_aside(&self, seg: &catalog::Seg, taken: &[PathBuf]) -> Result<PathBuf> {
         let to = (1u32..)

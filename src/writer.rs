@@ -298,7 +298,7 @@ impl ActiveSegment {
             n.header.encode(&mut head[..block]);
             seg.write(&head, 0)?;
             seg.prepared_end = start.max(stale_end);
-            // I20: whole blocks only, so the file's length stays a multiple of 512.
+            // I22: whole blocks only, so the file's length stays a multiple of 512.
             let want = (start + n.prepare_bytes).next_multiple_of(block as u64);
             if seg.prepared_end >= want {
                 // A recycled file: already written space.

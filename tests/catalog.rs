@@ -1,4 +1,4 @@
-//! The directory rules (DESIGN I19-I22): `open`, `WalReader::open_dir` and
+//! The directory rules (DESIGN I21-I24): `open`, `WalReader::open_dir` and
 //! `check_dir` reach the same verdict on every directory, because all three
 //! take it from the catalog.
 mod common;
@@ -234,7 +234,7 @@ fn an_absurdly_long_newest_segment_is_refused_within_a_second() {
     let check_time = t.elapsed();
     println!("8 GiB sparse newest segment: open refused in {open_time:?}, check in {check_time:?}");
     assert!(open_time.as_secs_f64() < 1.0 && check_time.as_secs_f64() < 1.0);
-    // Tolerant mode sets it aside (I22) and opens, also at once.
+    // Tolerant mode sets it aside (I24) and opens, also at once.
     let mut c = cfg(dir.path());
     c.writer_config.recovery_mode = RecoveryMode::Tolerant;
     let t = Instant::now();
@@ -259,7 +259,7 @@ fn open_deletes_only_its_own_temporary_files() {
     assert_eq!(std::fs::read(&notes).unwrap(), b"an operator's notes");
 }
 
-/// I20 holds for every file the writer makes: with a target and prepare
+/// I22 holds for every file the writer makes: with a target and prepare
 /// chunk that are not multiples of the block, and epochs large enough that
 /// a new segment's space is reserved (fallocate) rather than zero-filled,
 /// the new segment's length is still a multiple of 512, so a crash right

@@ -344,7 +344,7 @@ fn a_seal_with_a_valid_crc_but_impossible_values_is_corruption_not_a_panic() {
     }
 }
 
-/// Issue 15 item 10 (DESIGN I22): tolerant recovery opens past a newest
+/// Issue 15 item 10 (DESIGN I24): tolerant recovery opens past a newest
 /// segment that is no segment at all (empty, headerless, garbage), says
 /// what it set aside and keeps the file under an `.aside-{k}` name; strict
 /// mode keeps refusing. Directory readers and `check` ignore the aside file.
