@@ -5,9 +5,9 @@
 //! stops at the first problem: every segment is looked at and every problem
 //! is reported with its segment, offset and LSN. Opening the WAL, by
 //! contrast, refuses at the first problem (D4); the two agree on what is a
-//! problem, because both use the same record and seal checks
-//! (`format::check_record`, the seal consistency rule of D9, the torn-tail
-//! rule of I5).
+//! problem because both take the directory from the catalog (names, file
+//! kinds, lengths, headers, seals, WAL id, continuity: I21-I23) and scan the
+//! newest segment with the same function (the torn-tail rule of I5).
 //!
 //! A torn tail on the newest segment is not a problem: it is the unfinished
 //! write of a crash, which the next open cuts (I5), and it never held an
@@ -16,11 +16,12 @@
 
 use std::path::{Path, PathBuf};
 
+use crate::catalog;
 use crate::crypto::{KeyRing, SegmentCipher};
 use crate::error::{Result, WalError};
-use crate::format::{self, Cipher, FLAG_ENCRYPTED, Seal, SegmentHeader};
+use crate::format::{self, FLAG_ENCRYPTED, SegmentHeader};
 use crate::io::{OsStorage, Storage};
-use crate::recovery::{self, TornTail};
+use crate::recovery::TornTail;
 use crate::segment;
 
 /// What to check.
@@ -113,21 +114,26 @@ pub struct DirCheck {
     pub wal_id: Option<u128>,
     /// Segments in LSN order.
     pub segments: Vec<SegmentCheck>,
+    /// Problems with directory entries rather than segments: files named
+    /// like the WAL's that are not regular files (I21).
+    pub entry_problems: Vec<Problem>,
     /// `.tmp` files of segments being prepared; the next open deletes them (I2).
     pub temp_files: Vec<PathBuf>,
     /// Spare files kept for recycling (not part of the log; I17).
     pub spare_files: Vec<PathBuf>,
+    /// Newest segments set aside by tolerant recovery (not part of the log; I24).
+    pub aside_files: Vec<PathBuf>,
 }
 
 impl DirCheck {
     /// True when no segment has a problem (a torn tail is not one).
     pub fn is_clean(&self) -> bool {
-        self.segments.iter().all(|s| s.problems.is_empty())
+        self.entry_problems.is_empty() && self.segments.iter().all(|s| s.problems.is_empty())
     }
 
-    /// Every problem, in segment order.
+    /// Every problem: directory entries first, then in segment order.
     pub fn problems(&self) -> impl Iterator<Item = &Problem> {
-        self.segments.iter().flat_map(|s| s.problems.iter())
+        self.entry_problems.iter().chain(self.segments.iter().flat_map(|s| s.problems.iter()))
     }
 
     /// Valid records in all segments (not counting those truncated meanwhile).
@@ -141,209 +147,153 @@ impl DirCheck {
 ///
 /// Returns `Err` only when the directory cannot be listed, or when
 /// `verify_records` meets an encrypted segment whose key is not in the ring;
-/// everything wrong on disk is a [`Problem`] in the result.
+/// everything wrong on disk is a [`Problem`] in the result. What counts as
+/// wrong is decided by the catalog, which `open` uses too.
 pub fn check_dir(dir: &Path, opts: &CheckOptions, progress: &mut dyn FnMut(u64)) -> Result<DirCheck> {
     let storage = OsStorage;
-    let listing = segment::discover(&storage, dir)?;
-    let found = listing.segments;
+    let cat = catalog::load(&storage, dir)?;
     let mut out = DirCheck {
         dir: dir.to_owned(),
-        wal_id: None,
-        segments: Vec::new(),
-        temp_files: listing.temps,
-        spare_files: listing.spares,
+        wal_id: cat.wal_id,
+        segments: Vec::with_capacity(cat.segments.len()),
+        entry_problems: Vec::new(),
+        temp_files: cat.temps.clone(),
+        spare_files: cat.spares.clone(),
+        aside_files: cat.aside.clone(),
     };
-    let mut expect_lsn: Option<u64> = None;
-    // Readable headers, with the index of their segment in `out.segments`.
-    let mut headers: Vec<(usize, SegmentHeader)> = Vec::new();
-    for (i, f) in found.iter().enumerate() {
-        let is_newest = i + 1 == found.len();
-        let mut seg = SegmentCheck {
-            name: f.name.clone(),
-            path: f.path.clone(),
-            first_lsn: f.first_lsn,
-            last_lsn: f.first_lsn - 1,
+    for fault in cat.faults.iter().filter(|f| f.segment.is_none()) {
+        let name = match &fault.error {
+            WalError::NotRegularFile { path, .. } => path.file_name().map(|n| n.to_string_lossy().into_owned()),
+            _ => None,
+        };
+        out.entry_problems.push(Problem {
+            segment: name.unwrap_or_default(),
+            offset: 0,
+            lsn: 0,
+            what: fault.error.to_string(),
+        });
+    }
+    let count = cat.segments.len();
+    for (i, seg) in cat.segments.iter().enumerate() {
+        let mut sc = SegmentCheck {
+            name: seg.name.clone(),
+            path: seg.path.clone(),
+            first_lsn: seg.first_lsn,
+            last_lsn: seg.first_lsn - 1,
             records: 0,
-            file_size: 0,
+            file_size: seg.file_len,
             used_bytes: 0,
             sealed: false,
-            wal_id: None,
-            key_id: None,
+            wal_id: seg.header.as_ref().map(|h| h.wal_id),
+            key_id: seg.header.as_ref().and_then(segment::key_id),
             records_verified: 0,
             torn_tail: None,
             problems: Vec::new(),
-            truncated: false,
+            truncated: seg.vanished,
         };
-        let problem = |seg: &mut SegmentCheck, offset: u64, lsn: u64, what: String| {
-            seg.problems.push(Problem { segment: f.name.clone(), offset, lsn, what });
-        };
-        // D5: contiguity with the previous segment; a missing prefix is truncation.
-        if let Some(expected) = expect_lsn {
-            if f.first_lsn > expected {
-                let what = format!("LSNs {expected}..{} are missing: no segment holds them", f.first_lsn - 1);
-                problem(&mut seg, 0, expected, what);
-            } else if f.first_lsn < expected {
-                let what = format!("overlaps the previous segment, which ends at LSN {}", expected - 1);
-                problem(&mut seg, 0, f.first_lsn, what);
+        for fault in cat.faults.iter().filter(|f| f.segment == Some(i)) {
+            sc.problems.push(problem(seg, &fault.error));
+        }
+        if let Some(header) = seg.header.as_ref().filter(|_| !seg.vanished) {
+            check_contents(&storage, seg, header, i + 1 == count, opts, &mut sc)?;
+            if !sc.problems.is_empty() && !segment::still_holds(&storage, &seg.path, header) {
+                // Damage seen in a file a live writer has since truncated (and
+                // perhaps recycled under our mapping) is not damage of the log.
+                sc.truncated = true;
             }
         }
-        let img = match storage.read_image(&f.path) {
-            Ok(img) => img,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-                // Listed, then truncated by a live writer: a missing prefix.
-                seg.truncated = true;
-                expect_lsn = None;
-                out.segments.push(seg);
-                continue;
-            }
-            Err(e) => {
-                problem(&mut seg, 0, f.first_lsn, format!("cannot read: {e}"));
-                expect_lsn = None;
-                out.segments.push(seg);
-                continue;
-            }
-        };
-        seg.file_size = img.len() as u64;
-        let (header, seal) = match segment::read_header_and_seal(&f.name, &img) {
-            Ok(hs) => hs,
-            Err(e) => {
-                problem(&mut seg, 0, f.first_lsn, error_text(&e));
-                expect_lsn = None;
-                out.segments.push(seg);
-                progress(img.len() as u64);
-                continue;
-            }
-        };
-        seg.wal_id = Some(header.wal_id);
-        seg.key_id = segment::key_id(&header);
-        headers.push((out.segments.len(), header.clone()));
-        if header.first_lsn != f.first_lsn {
-            problem(&mut seg, 0, f.first_lsn, format!("header says first LSN {}", header.first_lsn));
+        if sc.truncated {
+            sc.problems.clear();
         }
-        match out.wal_id {
-            None => out.wal_id = Some(header.wal_id),
-            Some(id) if id != header.wal_id => {
-                let what = format!("belongs to WAL {:032x}, not to WAL {id:032x}", header.wal_id);
-                problem(&mut seg, 0, f.first_lsn, what);
-            }
-            Some(_) => {}
-        }
-        let data_start = format::data_start(header.block_size as usize);
-        let seal = match seal {
-            Ok(seal) => seal,
-            // A seal torn by a crash on the newest segment: the open rescans it.
-            Err(_) if is_newest => None,
-            Err(e) => {
-                problem(&mut seg, header.block_size as u64, f.first_lsn, error_text(&e));
-                None
-            }
-        };
-        let cipher = if opts.verify_records { cipher_for(opts.ring.as_ref(), &f.name, &header)? } else { None };
-        match seal {
-            Some(seal) => {
-                seg.sealed = true;
-                if let Some(what) = seal_fault(f.first_lsn, &seal, data_start, img.len()) {
-                    problem(&mut seg, header.block_size as u64, f.first_lsn, what);
-                } else {
-                    (seg.records, seg.last_lsn, seg.used_bytes) = (seal.records, seal.last_lsn, seal.data_end);
-                    if opts.verify_records {
-                        verify_records(&mut seg, &img, &header, seal.data_end, cipher.as_ref());
-                        if seg.problems.is_empty() && seg.records_verified != seal.records {
-                            let what = format!(
-                                "seal counts {} records, the data holds {}",
-                                seal.records, seg.records_verified
-                            );
-                            problem(&mut seg, header.block_size as u64, f.first_lsn, what);
-                        }
-                    }
-                }
-            }
-            None => {
-                if !is_newest {
-                    // I7: a newer segment exists only after this one was sealed.
-                    let what = "segment is not sealed although a newer segment exists".to_owned();
-                    problem(&mut seg, header.block_size as u64, f.first_lsn, what);
-                }
-                match recovery::scan_unsealed(
-                    &f.name,
-                    &img,
-                    data_start,
-                    f.first_lsn,
-                    header.crc_seed(),
-                    header.recycled,
-                ) {
-                    Ok(scan) => {
-                        (seg.records, seg.last_lsn, seg.used_bytes) = (scan.records, scan.last_lsn, scan.data_end);
-                        seg.torn_tail = scan.torn;
-                        if opts.verify_records {
-                            verify_records(&mut seg, &img, &header, scan.data_end, cipher.as_ref());
-                        }
-                    }
-                    Err(e) => {
-                        let (offset, lsn) = match &e {
-                            WalError::Corruption { offset, lsn, .. } => (*offset, *lsn),
-                            _ => (data_start, f.first_lsn),
-                        };
-                        problem(&mut seg, offset, lsn, error_text(&e));
-                    }
-                }
-            }
-        }
-        if !seg.problems.is_empty() && !segment::still_holds(&storage, &f.path, &header) {
-            // Damage seen in a file a live writer has since truncated (and
-            // perhaps recycled under our mapping) is not damage of the log.
-            seg.truncated = true;
-            seg.problems.clear();
-        }
-        expect_lsn = if seg.truncated { None } else { Some(seg.last_lsn + 1) };
-        progress(img.len() as u64);
-        out.segments.push(seg);
+        progress(seg.file_len);
+        out.segments.push(sc);
     }
-    report_downgrade(&mut out, &headers);
-    Ok(out)
-}
-
-/// I11: a plain segment after encrypted ones without the `encryption_off`
-/// flag is a problem (`crypto::encryption_state`, the rule open applies).
-fn report_downgrade(out: &mut DirCheck, headers: &[(usize, SegmentHeader)]) {
-    let live: Vec<&(usize, SegmentHeader)> = headers.iter().filter(|(i, _)| !out.segments[*i].truncated).collect();
-    if let Some(d) = crate::crypto::encryption_state(live.iter().map(|(_, h)| h)).downgrade {
-        let seg = &mut out.segments[live[d].0];
+    // I11: an unexplained downgrade is damage to report; open requires the
+    // key anyway.
+    if let (_, Some(i)) = cat.encryption()
+        && let Some(sc) = out.segments.get_mut(i).filter(|sc| !sc.truncated)
+    {
         let what = "plain segment after encrypted ones without an explicit disable_encryption \
                     (header flag encryption_off): the WAL still requires its key"
             .to_owned();
-        seg.problems.push(Problem { segment: seg.name.clone(), offset: 0, lsn: seg.first_lsn, what });
+        sc.problems.push(Problem { segment: sc.name.clone(), offset: 0, lsn: sc.first_lsn, what });
     }
+    Ok(out)
 }
 
-/// The reason of an error, without the location the `Problem` carries anyway.
-fn error_text(e: &WalError) -> String {
-    match e {
-        WalError::Corruption { reason, .. } => reason.clone(),
-        other => other.to_string(),
-    }
-}
-
-/// D9: the seal's values are checked before any arithmetic on them (the
-/// same rule the open applies).
-fn seal_fault(first_lsn: u64, seal: &Seal, data_start: u64, file_len: usize) -> Option<String> {
-    let consistent = seal.last_lsn.checked_add(1).and_then(|n| n.checked_sub(first_lsn)) == Some(seal.records)
-        && (seal.records == 0) == (seal.data_end == data_start);
-    (!consistent || seal.data_end < data_start || seal.data_end > file_len as u64)
-        .then(|| "seal block describes impossible data".to_owned())
-}
-
-/// The cipher of an encrypted segment, failing closed when its key is absent.
-fn cipher_for(ring: Option<&KeyRing>, name: &str, header: &SegmentHeader) -> Result<Option<SegmentCipher>> {
-    match header.cipher {
-        Cipher::None => Ok(None),
-        Cipher::Aes256Gcm { key_id } => {
-            let lsn = header.first_lsn;
-            let ring = ring.ok_or(WalError::KeyRequired { segment: name.to_owned(), lsn })?;
-            let key = ring.get(key_id).ok_or(WalError::UnknownKey { key_id, segment: name.to_owned(), lsn })?;
-            Ok(Some(SegmentCipher::new(key, header.wal_id, header.salt)))
+/// Records and, with `verify_records`, every record of a segment whose
+/// header the catalog read: a sealed one per its seal, the unsealed newest
+/// by the scan open uses (I5).
+fn check_contents(
+    storage: &dyn Storage,
+    seg: &catalog::Seg,
+    header: &SegmentHeader,
+    newest: bool,
+    opts: &CheckOptions,
+    sc: &mut SegmentCheck,
+) -> Result<()> {
+    let cipher = if opts.verify_records {
+        catalog::cipher_for(opts.ring.as_ref(), &seg.name, header, header.first_lsn)?
+    } else {
+        None
+    };
+    let image = match &seg.seal {
+        Some(seal) => {
+            sc.sealed = true;
+            (sc.records, sc.last_lsn, sc.used_bytes) = (seal.records, seal.last_lsn, seal.data_end);
+            if !opts.verify_records {
+                return Ok(());
+            }
+            storage.read_image(&seg.path).map_err(|e| WalError::io("read", &seg.path, e))
+        }
+        // Not sealed and not the newest: the catalog reported it (I7).
+        None if !newest => return Ok(()),
+        None => catalog::scan_newest(storage, seg).map(|(img, scan)| {
+            (sc.records, sc.last_lsn, sc.used_bytes) = (scan.records, scan.last_lsn, scan.data_end);
+            sc.torn_tail = scan.torn;
+            img
+        }),
+    };
+    let img = match image {
+        Ok(img) => img,
+        Err(WalError::Io { source, .. }) if source.kind() == std::io::ErrorKind::NotFound => {
+            // Listed, then truncated by a live writer: a missing prefix.
+            sc.truncated = true;
+            return Ok(());
+        }
+        Err(e) => {
+            sc.problems.push(problem(seg, &e));
+            return Ok(());
+        }
+    };
+    if opts.verify_records {
+        verify_records(sc, &img, header, sc.used_bytes, cipher.as_ref());
+        if let Some(seal) = seg.seal.as_ref().filter(|s| sc.problems.is_empty() && sc.records_verified != s.records) {
+            let what = format!("seal counts {} records, the data holds {}", seal.records, sc.records_verified);
+            sc.problems.push(Problem {
+                segment: seg.name.clone(),
+                offset: header.block_size.into(),
+                lsn: seg.first_lsn,
+                what,
+            });
         }
     }
+    Ok(())
+}
+
+/// A catalog fault (or scan error) as a problem of segment `seg`.
+fn problem(seg: &catalog::Seg, e: &WalError) -> Problem {
+    let (offset, lsn, what) = match e {
+        WalError::Corruption { offset, lsn, reason, .. } => (*offset, *lsn, reason.clone()),
+        WalError::MissingSegment { expected_lsn, found_lsn, .. } => {
+            (0, *expected_lsn, format!("LSNs {expected_lsn}..{} are missing: no segment holds them", found_lsn - 1))
+        }
+        WalError::ForeignSegment { expected, found, .. } => {
+            (0, seg.first_lsn, format!("belongs to WAL {found:032x}, not to WAL {expected:032x}"))
+        }
+        other => (0, seg.first_lsn, other.to_string()),
+    };
+    Problem { segment: seg.name.clone(), offset, lsn, what }
 }
 
 /// Checks each record from the data start to `end`: CRC, LSN sequence, and

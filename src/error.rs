@@ -84,6 +84,17 @@ pub enum WalError {
         found_lsn: u64,
     },
 
+    /// A directory entry named like a WAL file (segment, segment being
+    /// created, spare) is not a regular file: a symlink, directory, FIFO or
+    /// socket. It is never followed, opened or skipped (DESIGN I21).
+    #[error("{} is named like a WAL file but is a {kind}, not a regular file", path.display())]
+    NotRegularFile {
+        /// The entry.
+        path: PathBuf,
+        /// What it is: `symlink`, `directory` or `special file`.
+        kind: &'static str,
+    },
+
     /// The payload exceeds [`crate::MAX_PAYLOAD_SIZE`]. No LSN was consumed.
     #[error("payload of {size} bytes exceeds the maximum of {max} bytes")]
     PayloadTooLarge {

@@ -29,8 +29,11 @@ pub struct OpenMode {
 pub trait Storage: Send + Sync + fmt::Debug + 'static {
     /// `mkdir -p`.
     fn create_dir_all(&self, dir: &Path) -> io::Result<()>;
-    /// Names of the regular files in `dir`.
-    fn list_dir(&self, dir: &Path) -> io::Result<Vec<String>>;
+    /// Every entry of `dir` whose name is UTF-8, with what kind of file it
+    /// is (not following symlinks, never opening anything: a FIFO named like
+    /// a segment must not block the listing). The catalog decides what an
+    /// entry that is not a regular file means (DESIGN I21).
+    fn list_dir(&self, dir: &Path) -> io::Result<Vec<DirEntry>>;
     /// Opens a file for reading and writing.
     fn open(&self, path: &Path, mode: OpenMode) -> io::Result<Box<dyn StorageFile>>;
     /// A read-only image of the whole file (the real implementation maps it).
@@ -50,6 +53,28 @@ pub trait Storage: Send + Sync + fmt::Debug + 'static {
     /// Takes an exclusive advisory lock on the directory for one writer; the
     /// lock lasts as long as the returned guard.
     fn lock_dir(&self, dir: &Path) -> io::Result<Box<dyn Send + Sync>>;
+}
+
+/// What kind of file a directory entry is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FileKind {
+    /// A regular file.
+    File,
+    /// A symbolic link (not followed).
+    Symlink,
+    /// A directory.
+    Dir,
+    /// A FIFO, socket or device.
+    Other,
+}
+
+/// One entry of a directory listing.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DirEntry {
+    /// File name.
+    pub name: String,
+    /// Its kind, as `lstat` sees it.
+    pub kind: FileKind,
 }
 
 /// An open file.
@@ -142,17 +167,25 @@ impl Storage for OsStorage {
         std::fs::create_dir_all(dir)
     }
 
-    fn list_dir(&self, dir: &Path) -> io::Result<Vec<String>> {
-        let mut names = Vec::new();
+    fn list_dir(&self, dir: &Path) -> io::Result<Vec<DirEntry>> {
+        let mut out = Vec::new();
         for entry in std::fs::read_dir(dir)? {
             let entry = entry?;
-            if entry.file_type()?.is_file()
-                && let Some(name) = entry.file_name().to_str()
-            {
-                names.push(name.to_owned());
-            }
+            let Some(name) = entry.file_name().to_str().map(str::to_owned) else { continue };
+            // `file_type` is the lstat of the entry: nothing is followed or opened.
+            let t = entry.file_type()?;
+            let kind = if t.is_file() {
+                FileKind::File
+            } else if t.is_symlink() {
+                FileKind::Symlink
+            } else if t.is_dir() {
+                FileKind::Dir
+            } else {
+                FileKind::Other
+            };
+            out.push(DirEntry { name, kind });
         }
-        Ok(names)
+        Ok(out)
     }
 
     fn open(&self, path: &Path, mode: OpenMode) -> io::Result<Box<dyn StorageFile>> {
@@ -168,7 +201,7 @@ impl Storage for OsStorage {
     }
 
     fn read_image(&self, path: &Path) -> io::Result<FileImage> {
-        let file = File::open(path)?;
+        let file = open_regular(path)?;
         if file.metadata()?.len() == 0 {
             return Ok(FileImage::from_bytes(Arc::from(&[][..])));
         }
@@ -212,7 +245,7 @@ impl Storage for OsStorage {
                 Err(e) => return Err(e),
             }
         }
-        let f = File::open(path)?;
+        let f = open_regular(path)?;
         let mut buf = vec![0u8; len];
         let mut got = 0usize;
         while got < len {
@@ -252,6 +285,18 @@ impl Storage for OsStorage {
         }
         Ok(Box::new(file))
     }
+}
+
+/// Opens a regular file for reading. A FIFO, or a symlink, swapped in
+/// after the catalog listed the directory neither blocks the open
+/// (O_NONBLOCK) nor is followed (O_NOFOLLOW); anything but a regular file
+/// is refused (DESIGN I21).
+fn open_regular(path: &Path) -> io::Result<File> {
+    let file = OpenOptions::new().read(true).custom_flags(libc::O_NONBLOCK | libc::O_NOFOLLOW).open(path)?;
+    if !file.metadata()?.is_file() {
+        return Err(io::Error::new(io::ErrorKind::InvalidInput, format!("{} is not a regular file", path.display())));
+    }
+    Ok(file)
 }
 
 /// Name of the lock file inside a WAL directory.

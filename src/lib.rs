@@ -27,6 +27,7 @@
 
 #![deny(missing_docs)]
 
+mod catalog;
 pub mod check;
 mod commit;
 pub mod crypto;
@@ -57,8 +58,8 @@ pub use recovery::TornTail;
 pub use segment::{SegmentMeta, parse_segment_name, segment_file_name};
 pub use wal::{
     DEFAULT_ALIGNMENT, DEFAULT_PREPARE_CHUNK, DEFAULT_RECYCLE_SEGMENTS, DEFAULT_SEGMENT_TARGET_SIZE,
-    DEFAULT_WRITE_BUFFER_SIZE, RecoveryMode, RecoveryReport, SegmentedWal, SegmentedWalConfig, TruncateResult,
-    WalStats, WalWriterConfig,
+    DEFAULT_WRITE_BUFFER_SIZE, RecoveryMode, RecoveryReport, SegmentedWal, SegmentedWalConfig, SetAside,
+    TruncateResult, WalStats, WalWriterConfig,
 };
 
 /// Byte layout constants, re-exported for tools and tests that inspect

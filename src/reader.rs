@@ -17,7 +17,7 @@ use std::sync::{Arc, Mutex, OnceLock, RwLock};
 
 use crate::crypto::{KeyRing, SegmentCipher};
 use crate::error::{Result, WalError};
-use crate::format::{self, Cipher, Seal, SegmentHeader};
+use crate::format::{self, Seal, SegmentHeader};
 use crate::io::{FileImage, OsStorage, SharedBuf, Storage};
 use crate::record::{RecordHeader, RecordRef, WalRecord};
 
@@ -426,49 +426,56 @@ impl WalReader {
     /// holds. Sealed segments are read up to their seal; an unsealed newest
     /// segment up to its last fully valid record (R2). Nothing is written.
     pub fn open_dir(dir: &Path, ring: Option<KeyRing>) -> Result<Self> {
+        match Self::open_dir_prefix(dir, ring)? {
+            (_, Some(fault)) => Err(fault),
+            (reader, None) => Ok(reader),
+        }
+    }
+
+    /// Like [`open_dir`](Self::open_dir), for tools that show what a damaged
+    /// directory still holds: a reader of the segments before the first
+    /// damaged one, and the error `open_dir` would have returned (`None` on
+    /// a clean directory). A damaged entry that is no segment (a symlink or
+    /// FIFO under a WAL name) has no place in the log and is still an error.
+    pub fn open_dir_prefix(dir: &Path, ring: Option<KeyRing>) -> Result<(Self, Option<WalError>)> {
         let storage: Arc<dyn Storage> = Arc::new(OsStorage);
-        let found = crate::segment::discover(&*storage, dir)?.segments;
+        // The rules `open` and `check` apply, from the same place (I21-I23).
+        let mut cat = crate::catalog::load(&*storage, dir)?;
+        let (mut end, mut stop) = (cat.segments.len(), None);
+        if let Some(fault) = cat.take_first_fault() {
+            let Some(i) = fault.segment else { return Err(fault.error) };
+            (end, stop) = (i, Some(fault.error));
+        }
         let mut sealed = Vec::new();
-        let mut wal_id = None;
-        for f in &found {
-            let (head, _) = crate::segment::read_head(&*storage, &f.path)?;
-            let (header, seal) = crate::segment::read_header_and_seal(&f.name, &head)?;
-            if *wal_id.get_or_insert(header.wal_id) != header.wal_id {
-                return Err(WalError::ForeignSegment {
-                    segment: f.name.clone(),
-                    expected: wal_id.unwrap_or(0),
-                    found: header.wal_id,
-                });
-            }
-            let seal = match seal? {
-                Some(seal) => seal,
-                None => {
-                    let img = storage.read_image(&f.path).map_err(|e| WalError::io("read", &f.path, e))?;
-                    let start = format::data_start(header.block_size as usize);
-                    let out = crate::recovery::scan_unsealed(
-                        &f.name,
-                        &img,
-                        start,
-                        f.first_lsn,
-                        header.crc_seed(),
-                        header.recycled,
-                    )?;
-                    Seal { last_lsn: out.last_lsn, records: out.records, data_end: out.data_end, sealed_ms: 0 }
-                }
+        // A segment truncated by a live writer after the listing is skipped.
+        for seg in cat.segments[..end].iter().filter(|s| !s.vanished) {
+            let header = seg.header.clone().expect("a segment without faults has a header");
+            let seal = match &seg.seal {
+                Some(seal) => *seal,
+                None => match crate::catalog::scan_newest(&*storage, seg) {
+                    Ok((_, out)) => {
+                        Seal { last_lsn: out.last_lsn, records: out.records, data_end: out.data_end, sealed_ms: 0 }
+                    }
+                    Err(e) => {
+                        stop = Some(e);
+                        break;
+                    }
+                },
             };
             if seal.records > 0 {
-                sealed.push(Arc::new(SealedSeg::new(f.name.clone(), f.path.clone(), header, seal, None)));
+                sealed.push(Arc::new(SealedSeg::new(seg.name.clone(), seg.path.clone(), header, seal, None)));
             }
         }
         let view = View { sealed: Arc::new(sealed), active: None, ring: ring.map(Arc::new), direct: false };
         let readers = Arc::new(AtomicUsize::new(0));
-        Ok(WalReader::new(Arc::new(Shared {
+        let reader = WalReader::new(Arc::new(Shared {
             dir: dir.to_owned(),
             storage,
             view: RwLock::new(view),
             readers,
             foreign_writer: true,
-        })))
+        }));
+        Ok((reader, stop))
     }
 
     /// LSN of the last durable record (0 if none).
@@ -639,7 +646,7 @@ impl WalReader {
         if crate::segment::still_holds(storage, &s.path, &s.header) {
             return e;
         }
-        let oldest = crate::segment::discover(storage, &self.shared.dir)
+        let oldest = crate::catalog::list(storage, &self.shared.dir)
             .ok()
             .and_then(|l| l.segments.first().map(|f| f.first_lsn))
             .unwrap_or(s.seal.last_lsn.saturating_add(1)); // I20: the seal is unchecked here
@@ -656,14 +663,7 @@ impl WalReader {
     }
 
     fn cipher(&self, view: &View, name: &str, header: &SegmentHeader, lsn: u64) -> Result<Option<SegmentCipher>> {
-        match header.cipher {
-            Cipher::None => Ok(None),
-            Cipher::Aes256Gcm { key_id } => {
-                let ring = view.ring.as_ref().ok_or(WalError::KeyRequired { segment: name.to_owned(), lsn })?;
-                let key = ring.get(key_id).ok_or(WalError::UnknownKey { key_id, segment: name.to_owned(), lsn })?;
-                Ok(Some(SegmentCipher::new(key, header.wal_id, header.salt)))
-            }
-        }
+        crate::catalog::cipher_for(view.ring.as_deref(), name, header, lsn)
     }
 
     fn scan_sealed(

@@ -6,18 +6,53 @@
 //! A truncated segment kept for reuse is `spare-{n:020}` (I17): not part of
 //! the log, its bytes never valid in any segment.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use crate::error::{Result, WalError};
 use crate::format::{Cipher, HeaderError, Seal, SegmentHeader};
 use crate::io::Storage;
-use std::path::Path;
 
 const PREFIX: &str = "wal-";
 const SUFFIX: &str = ".seg";
 /// Suffix of a segment being prepared; such files are deleted at open.
 pub const TMP_SUFFIX: &str = ".tmp";
 const SPARE_PREFIX: &str = "spare-";
+/// Infix of a newest segment that tolerant recovery set aside (I24).
+const ASIDE_INFIX: &str = ".aside-";
+
+/// What a directory entry's name makes it (F1, I2, I17, I24). Anything
+/// else in the directory is not the WAL's and is never touched.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum NameKind {
+    /// `wal-{lsn:020}.seg`: a segment of the log.
+    Segment(u64),
+    /// `wal-{lsn:020}.seg.tmp`: a segment being created (I2).
+    Temp(u64),
+    /// `spare-{n:020}`: a file kept for recycling (I17).
+    Spare,
+    /// `wal-{lsn:020}.seg.aside-{k}`: set aside by tolerant recovery (I24).
+    Aside,
+}
+
+/// The kind of WAL file `name` is, if it is one.
+pub fn classify(name: &str) -> Option<NameKind> {
+    if let Some(lsn) = parse_segment_name(name) {
+        Some(NameKind::Segment(lsn))
+    } else if let Some(lsn) = name.strip_suffix(TMP_SUFFIX).and_then(parse_segment_name) {
+        Some(NameKind::Temp(lsn))
+    } else if is_spare_name(name) {
+        Some(NameKind::Spare)
+    } else {
+        let (seg, k) = name.split_once(ASIDE_INFIX)?;
+        let numbered = !k.is_empty() && k.len() <= 20 && k.bytes().all(|b| b.is_ascii_digit());
+        (numbered && parse_segment_name(seg).is_some()).then_some(NameKind::Aside)
+    }
+}
+
+/// The `k`-th name under which the segment named `segment` may be set aside (I24).
+pub fn aside_file_name(segment: &str, k: u32) -> String {
+    format!("{segment}{ASIDE_INFIX}{k}")
+}
 
 /// File name of a spare (recycled) file, numbered by the first LSN of the
 /// segment it was.
@@ -62,43 +97,6 @@ pub struct SegmentMeta {
     pub sealed: bool,
     /// Key id of the encryption key, for encrypted segments.
     pub key_id: Option<u32>,
-}
-
-/// A segment name found in the directory.
-#[derive(Debug, Clone)]
-pub struct Found {
-    pub first_lsn: u64,
-    pub name: String,
-    pub path: PathBuf,
-}
-
-/// What a WAL directory holds.
-#[derive(Debug, Default)]
-pub struct Listing {
-    /// Segment files, sorted by first LSN.
-    pub segments: Vec<Found>,
-    /// Leftover temporary files of segments never completed.
-    pub temps: Vec<PathBuf>,
-    /// Spare files kept for recycling, sorted by name.
-    pub spares: Vec<PathBuf>,
-}
-
-/// Lists segment files (sorted by first LSN), leftover temporary files and spares.
-pub fn discover(storage: &dyn Storage, dir: &Path) -> Result<Listing> {
-    let names = storage.list_dir(dir).map_err(|e| WalError::io("list", dir, e))?;
-    let mut out = Listing::default();
-    for name in names {
-        if let Some(first_lsn) = parse_segment_name(&name) {
-            out.segments.push(Found { first_lsn, path: dir.join(&name), name });
-        } else if name.starts_with(PREFIX) && name.ends_with(TMP_SUFFIX) {
-            out.temps.push(dir.join(&name));
-        } else if is_spare_name(&name) {
-            out.spares.push(dir.join(&name));
-        }
-    }
-    out.segments.sort_by_key(|s| s.first_lsn);
-    out.spares.sort();
-    Ok(out)
 }
 
 /// Bytes from the start of a segment that hold its header and seal blocks
@@ -180,5 +178,13 @@ mod tests {
         assert!(is_spare_name(&spare_file_name(7)));
         assert_eq!(parse_segment_name(&spare_file_name(7)), None);
         assert!(!is_spare_name(&segment_file_name(7)) && !is_spare_name("spare-7"));
+        // I9-style ownership: only the WAL's own names are classified.
+        let seg = segment_file_name(7);
+        assert_eq!(classify(&seg), Some(NameKind::Segment(7)));
+        assert_eq!(classify(&format!("{seg}.tmp")), Some(NameKind::Temp(7)));
+        assert_eq!(classify(&aside_file_name(&seg, 1)), Some(NameKind::Aside));
+        for foreign in ["wal-notes.tmp", "wal-7.seg.tmp", "LOCK", "wal-00000000000000000007.seg.aside-", "x.aside-1"] {
+            assert_eq!(classify(foreign), None, "{foreign}");
+        }
     }
 }

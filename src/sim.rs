@@ -17,7 +17,7 @@ use std::io;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
-use crate::io::{FileImage, OpenMode, Storage, StorageFile};
+use crate::io::{DirEntry, FileImage, FileKind, OpenMode, Storage, StorageFile};
 
 /// Sector size of the simulated device: the unit that is written atomically.
 pub const SECTOR: usize = 512;
@@ -251,7 +251,7 @@ impl Storage for SimStorage {
         lock(&self.state).tick()
     }
 
-    fn list_dir(&self, dir: &Path) -> io::Result<Vec<String>> {
+    fn list_dir(&self, dir: &Path) -> io::Result<Vec<DirEntry>> {
         let mut st = lock(&self.state);
         st.tick()?;
         Ok(st
@@ -259,6 +259,7 @@ impl Storage for SimStorage {
             .keys()
             .filter(|p| p.parent() == Some(dir))
             .filter_map(|p| p.file_name()?.to_str().map(str::to_owned))
+            .map(|name| DirEntry { name, kind: FileKind::File })
             .collect())
     }
 

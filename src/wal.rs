@@ -6,6 +6,7 @@ use std::time::{Duration, Instant};
 
 use tracing::{error, info, warn};
 
+use crate::catalog::{self, Remedy};
 use crate::crypto::{KeyRing, SegmentCipher};
 use crate::error::{Result, WalError};
 use crate::format::{self, Cipher, MAX_PAYLOAD_SIZE, RecordFields, Seal, SegmentHeader};
@@ -138,6 +139,20 @@ pub struct RecoveryReport {
     pub spare_files: usize,
     /// Time open took.
     pub open_time: Duration,
+    /// A damaged newest segment tolerant recovery renamed out of the log (I24).
+    pub set_aside: Option<SetAside>,
+}
+
+/// A newest segment that tolerant recovery set aside (DESIGN I24): renamed,
+/// never deleted; the log goes on at its first LSN.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SetAside {
+    /// The segment's file name.
+    pub segment: String,
+    /// Where the file is now.
+    pub moved_to: PathBuf,
+    /// Why it is not part of the log (the error strict mode returns).
+    pub reason: String,
 }
 
 /// A flush between its write and its fdatasync (group commit).
@@ -209,6 +224,33 @@ pub struct SegmentedWal {
     _lock: Box<dyn Send + Sync>,
 }
 
+/// I2, I17, I21: deletes the WAL's own leftover temporary files
+/// (never anything else) and spares beyond `keep`; returns the spares kept.
+fn tidy(
+    storage: &dyn Storage,
+    dir: &Path,
+    cat: &catalog::Catalog,
+    keep: usize,
+    report: &mut RecoveryReport,
+) -> Result<Vec<PathBuf>> {
+    for t in &cat.temps {
+        // I2: a .tmp file never held an acknowledged record.
+        storage.remove_file(t).map_err(|e| WalError::io("remove", t, e))?;
+        report.temp_files_removed += 1;
+    }
+    // I17: spares hold nothing of the log; keep as many as configured.
+    let mut spares = cat.spares.clone();
+    let extra = spares.split_off(spares.len().min(keep));
+    for t in &extra {
+        storage.remove_file(t).map_err(|e| WalError::io("remove", t, e))?;
+    }
+    report.spare_files = spares.len();
+    if !cat.temps.is_empty() || !extra.is_empty() {
+        storage.sync_dir(dir).map_err(|e| WalError::io("fsync directory", dir, e))?;
+    }
+    Ok(spares)
+}
+
 fn random_u128() -> u128 {
     let mut b = [0u8; 16];
     getrandom::fill(&mut b).expect("the OS random source failed");
@@ -245,22 +287,9 @@ impl SegmentedWal {
             }
         })?;
 
-        let segment::Listing { segments: found, temps, mut spares } = segment::discover(&*storage, &dir)?;
-        let mut report = RecoveryReport { segments: found.len(), ..Default::default() };
-        for t in &temps {
-            // I2: a .tmp file never held an acknowledged record.
-            storage.remove_file(t).map_err(|e| WalError::io("remove", t, e))?;
-            report.temp_files_removed += 1;
-        }
-        // I17: spares hold nothing of the log; keep as many as configured.
-        let extra = spares.split_off(spares.len().min(cfg.recycle_segments));
-        for t in &extra {
-            storage.remove_file(t).map_err(|e| WalError::io("remove", t, e))?;
-        }
-        report.spare_files = spares.len();
-        if !temps.is_empty() || !extra.is_empty() {
-            storage.sync_dir(&dir).map_err(|e| WalError::io("fsync directory", &dir, e))?;
-        }
+        let cat = catalog::load(&*storage, &dir)?;
+        let mut report = RecoveryReport { segments: cat.segments.len(), ..Default::default() };
+        let spares = tidy(&*storage, &dir, &cat, cfg.recycle_segments, &mut report)?;
 
         let shared_storage = Arc::clone(&storage);
         let mut wal = SegmentedWal {
@@ -293,10 +322,7 @@ impl SegmentedWal {
             cfg,
             _lock: lock_guard,
         };
-        let replace_newest = wal.recover(&found, &mut report)?;
-        if found.is_empty() {
-            wal.wal_id = random_u128();
-        }
+        let replace_newest = wal.recover(cat, &mut report)?;
         // I19: spares of unknown past are not kept while encryption is required.
         report.spare_files -= wal.evict_spares()?;
         // D7/I6: never append into a segment of an earlier process: start a
@@ -324,136 +350,96 @@ impl SegmentedWal {
         Ok(wal)
     }
 
-    /// Validates existing segments and seals the newest one. Returns true when
-    /// the newest segment holds no record and will be replaced.
-    fn recover(&mut self, found: &[segment::Found], report: &mut RecoveryReport) -> Result<bool> {
-        let Some(newest) = found.last() else { return Ok(false) };
-        let mut sealed = Vec::with_capacity(found.len());
-        let mut headers = Vec::with_capacity(found.len());
-        let mut expect_lsn: Option<u64> = None;
-        for (i, f) in found.iter().enumerate() {
-            let (head, file_len) = segment::read_head(&*self.storage, &f.path)?;
-            let (header, seal) = segment::read_header_and_seal(&f.name, &head)?;
-            if header.first_lsn != f.first_lsn {
-                return Err(WalError::Corruption {
-                    segment: f.name.clone(),
-                    offset: 0,
-                    lsn: f.first_lsn,
-                    reason: format!("header says first LSN {}", header.first_lsn),
-                });
+    /// Recovers the log the catalog describes and seals its newest segment
+    /// (I5-I7). Returns true when the newest segment holds no record and
+    /// will be replaced.
+    fn recover(&mut self, mut cat: catalog::Catalog, report: &mut RecoveryReport) -> Result<bool> {
+        let aside_lsn = self.settle_faults(&mut cat, report)?;
+        self.wal_id = cat.wal_id.unwrap_or_else(random_u128);
+        // I11: the key new records need (one rule over all headers).
+        self.note_encryption_state(&cat);
+        // I24: the log goes on at the first LSN of a segment set aside.
+        self.next_lsn = aside_lsn.unwrap_or(1);
+        let count = cat.segments.len();
+        let mut sealed = Vec::with_capacity(count);
+        for (i, seg) in cat.segments.iter().enumerate() {
+            if seg.vanished {
+                let e = std::io::Error::new(std::io::ErrorKind::NotFound, "segment vanished while the WAL was opened");
+                return Err(WalError::io("read", &seg.path, e));
             }
-            if i == 0 {
-                self.wal_id = header.wal_id;
-            } else if header.wal_id != self.wal_id {
-                return Err(WalError::ForeignSegment {
-                    segment: f.name.clone(),
-                    expected: self.wal_id,
-                    found: header.wal_id,
-                });
-            }
-            // D5: contiguity; a missing prefix (truncation) is fine.
-            if let Some(expected) = expect_lsn {
-                if f.first_lsn > expected {
-                    return Err(WalError::MissingSegment {
-                        segment: f.name.clone(),
-                        expected_lsn: expected,
-                        found_lsn: f.first_lsn,
-                    });
-                } else if f.first_lsn < expected {
-                    return Err(WalError::Corruption {
-                        segment: f.name.clone(),
-                        offset: 0,
-                        lsn: f.first_lsn,
-                        reason: format!("overlaps the previous segment, which ends at LSN {}", expected - 1),
-                    });
-                }
-            }
-            let data_start = format::data_start(header.block_size as usize);
-            let is_newest = i + 1 == found.len();
-            headers.push(header.clone());
-            if is_newest {
-                self.note_encryption_state(found, &headers);
-            }
-            let seal = match seal {
-                Ok(seal) => seal,
-                // The seal is written after the data is durable and before any
-                // newer segment exists (I7): on the newest segment an unreadable
-                // seal is a seal write cut by a crash; the scan decides.
-                Err(e) if is_newest => {
-                    warn!(segment = %f.name, error = %e, "unreadable seal on the newest segment; rescanning it");
-                    None
-                }
-                Err(e) => return Err(e),
-            };
-            let seal = match seal {
-                Some(seal) if is_newest => {
+            let header = seg.header.clone().expect("a segment without faults has a header");
+            let seal = match seg.seal {
+                Some(seal) if i + 1 == count => {
                     // I6: the seal may have been written by a process whose
                     // fdatasync failed or never ran; make it durable before a
                     // newer segment builds on it.
-                    let (file, _) = writer::open_file(&*self.storage, &f.path, false, self.cfg.use_direct_io)?;
-                    file.sync_data().map_err(|e| WalError::io("fdatasync", &f.path, e))?;
-                    self.check_seal(f, &header, &seal, data_start, file_len)?;
+                    let (file, _) = writer::open_file(&*self.storage, &seg.path, false, self.cfg.use_direct_io)?;
+                    file.sync_data().map_err(|e| WalError::io("fdatasync", &seg.path, e))?;
                     seal
                 }
-                Some(seal) => {
-                    self.check_seal(f, &header, &seal, data_start, file_len)?;
-                    seal
-                }
-                None if !is_newest => {
-                    // I7: a newer segment exists only after this one was sealed.
-                    return Err(WalError::Corruption {
-                        segment: f.name.clone(),
-                        offset: header.block_size as u64,
-                        lsn: f.first_lsn,
-                        reason: "segment is not sealed although a newer segment exists".into(),
-                    });
-                }
+                Some(seal) => seal,
                 None => {
-                    // Only this segment is read whole: its records are scanned.
-                    let img = self.storage.read_image(&f.path).map_err(|e| WalError::io("read", &f.path, e))?;
-                    let seal = self.recover_newest(f, &img, &header, report)?;
+                    if let Some(e) = &seg.torn_seal {
+                        warn!(segment = %seg.name, error = %e, "unreadable seal on the newest segment; rescanning it");
+                    }
+                    let seal = self.recover_newest(seg, report)?;
                     if seal.records == 0 {
-                        self.next_lsn = f.first_lsn;
+                        self.next_lsn = self.next_lsn.max(seg.first_lsn);
                         self.sealed_set(sealed);
                         return Ok(true);
                     }
-                    // No mapping of the file may be alive while it is written
-                    // with O_DIRECT: the kernel cannot invalidate mapped pages,
-                    // and a later reader could see the old, zero seal block.
-                    drop(img);
-                    self.write_recovered_seal(f, &header, &seal)?;
+                    self.write_recovered_seal(seg, &header, &seal)?;
                     seal
                 }
             };
-            expect_lsn = Some(seal.last_lsn + 1);
-            self.next_lsn = seal.last_lsn + 1;
-            sealed.push(Arc::new(SealedSeg::new(f.name.clone(), f.path.clone(), header, seal, None)));
+            self.next_lsn = self.next_lsn.max(seal.last_lsn + 1);
+            sealed.push(Arc::new(SealedSeg::new(seg.name.clone(), seg.path.clone(), header, seal, None)));
         }
-        debug_assert_eq!(sealed.last().map(|s| &s.name), Some(&newest.name));
         self.sealed_set(sealed);
         Ok(false)
     }
 
-    /// D9: seal values from disk are checked before any arithmetic on them.
-    fn check_seal(
-        &self,
-        f: &segment::Found,
-        header: &SegmentHeader,
-        seal: &Seal,
-        data_start: u64,
-        file_len: u64,
-    ) -> Result<()> {
-        let consistent = seal.last_lsn.checked_add(1).and_then(|n| n.checked_sub(f.first_lsn)) == Some(seal.records)
-            && (seal.records == 0) == (seal.data_end == data_start);
-        if !consistent || seal.data_end < data_start || seal.data_end > file_len {
-            return Err(WalError::Corruption {
-                segment: f.name.clone(),
-                offset: header.block_size as u64,
-                lsn: f.first_lsn,
-                reason: "seal block describes impossible data".into(),
-            });
+    /// Refuses the catalog's first fault, unless tolerant mode may open past
+    /// it (I24): a newest segment that is no segment at all is set aside, a
+    /// shortened one (I22) is kept with what it holds. Returns the first LSN
+    /// of a segment set aside.
+    fn settle_faults(&mut self, cat: &mut catalog::Catalog, report: &mut RecoveryReport) -> Result<Option<u64>> {
+        let tolerant = self.cfg.recovery_mode == RecoveryMode::Tolerant;
+        let mut aside_lsn = None;
+        while let Some(fault) = cat.take_first_fault() {
+            match fault.remedy {
+                Remedy::SetAside if tolerant => {
+                    let seg = cat.segments.pop().expect("the newest segment");
+                    debug_assert_eq!(fault.segment, Some(cat.segments.len()));
+                    let moved_to = self.set_aside(&seg, &cat.aside)?;
+                    error!(segment = %seg.name, moved_to = %moved_to.display(), error = %fault.error,
+                        "tolerant recovery: set the newest segment aside");
+                    aside_lsn = Some(seg.first_lsn);
+                    report.set_aside = Some(SetAside { segment: seg.name, moved_to, reason: fault.error.to_string() });
+                }
+                Remedy::KeepShortened if tolerant => {
+                    error!(error = %fault.error, "tolerant recovery: keeping what a shortened segment holds");
+                    report.dropped_corruption = Some(fault.error.to_string());
+                }
+                _ => {
+                    error!(error = %fault.error, "refusing to open the WAL");
+                    return Err(fault.error);
+                }
+            }
         }
-        Ok(())
+        Ok(aside_lsn)
+    }
+
+    /// I24: renames a damaged newest segment to a free `.aside-{k}` name,
+    /// durably, never deleting it.
+    fn set_aside(&self, seg: &catalog::Seg, taken: &[PathBuf]) -> Result<PathBuf> {
+        let to = (1u32..)
+            .map(|k| self.dir.join(segment::aside_file_name(&seg.name, k)))
+            .find(|p| !taken.contains(p))
+            .expect("a free name");
+        self.storage.rename(&seg.path, &to).map_err(|e| WalError::io("rename", &seg.path, e))?;
+        self.storage.sync_dir(&self.dir).map_err(|e| WalError::io("fsync directory", &self.dir, e))?;
+        Ok(to)
     }
 
     fn sealed_set(&mut self, sealed: Vec<Arc<SealedSeg>>) {
@@ -463,23 +449,17 @@ impl SegmentedWal {
     /// Scans the unsealed newest segment and decides where it ends (cutting a
     /// torn tail); returns the seal to write. A segment with no record is left
     /// for replacement and gets no seal.
-    fn recover_newest(
-        &mut self,
-        f: &segment::Found,
-        img: &[u8],
-        header: &SegmentHeader,
-        report: &mut RecoveryReport,
-    ) -> Result<Seal> {
-        let block = header.block_size as usize;
-        let seed = header.crc_seed();
-        let data_start = format::data_start(block);
-        let outcome = match recovery::scan_unsealed(&f.name, img, data_start, f.first_lsn, seed, header.recycled) {
-            Ok(o) => o,
+    fn recover_newest(&mut self, seg: &catalog::Seg, report: &mut RecoveryReport) -> Result<Seal> {
+        let outcome = match catalog::scan_newest(&*self.storage, seg) {
+            // No mapping of the file may be alive while it is written with
+            // O_DIRECT (the seal): the image goes at once.
+            Ok((_img, o)) => o,
             Err(e @ WalError::Corruption { .. }) if self.cfg.recovery_mode == RecoveryMode::Tolerant => {
                 error!(error = %e, "tolerant recovery: cutting the log at damaged durable data");
                 report.dropped_corruption = Some(e.to_string());
                 let WalError::Corruption { offset, lsn, .. } = e else { unreachable!() };
-                recovery::ScanOutcome { records: lsn - f.first_lsn, last_lsn: lsn - 1, data_end: offset, torn: None }
+                let (records, last_lsn) = (lsn - seg.first_lsn, lsn - 1);
+                recovery::ScanOutcome { records, last_lsn, data_end: offset, torn: None }
             }
             Err(e) => {
                 error!(error = %e, "corruption found during recovery");
@@ -488,7 +468,7 @@ impl SegmentedWal {
         };
         if let Some(t) = &outcome.torn {
             warn!(
-                segment = %f.name,
+                segment = %seg.name,
                 offset = t.offset,
                 lsn = t.lsn,
                 reason = %t.reason,
@@ -509,13 +489,13 @@ impl SegmentedWal {
     }
 
     /// I6: makes what recovery kept durable, then seals the segment there.
-    fn write_recovered_seal(&self, f: &segment::Found, header: &SegmentHeader, seal: &Seal) -> Result<()> {
+    fn write_recovered_seal(&self, seg: &catalog::Seg, header: &SegmentHeader, seal: &Seal) -> Result<()> {
         let (block, seed) = (header.block_size as usize, header.crc_seed());
-        let (file, _) = writer::open_file(&*self.storage, &f.path, false, self.cfg.use_direct_io)?;
+        let (file, _) = writer::open_file(&*self.storage, &seg.path, false, self.cfg.use_direct_io)?;
         // I6: what recovery keeps may only be in a cache (a crashed
         // process's buffered writes): make it durable before sealing.
-        file.sync_data().map_err(|e| WalError::io("fdatasync", &f.path, e))?;
-        writer::write_seal(&*file, &f.path, block, seed, seal)
+        file.sync_data().map_err(|e| WalError::io("fdatasync", &seg.path, e))?;
+        writer::write_seal(&*file, &seg.path, block, seed, seal)
     }
 
     /// Creates the active segment at `next_lsn`, encrypted with the ring's

@@ -298,7 +298,8 @@ impl ActiveSegment {
             n.header.encode(&mut head[..block]);
             seg.write(&head, 0)?;
             seg.prepared_end = start.max(stale_end);
-            let want = start + n.prepare_bytes;
+            // I22: whole blocks only, so the file's length stays a multiple of 512.
+            let want = (start + n.prepare_bytes).next_multiple_of(block as u64);
             if seg.prepared_end >= want {
                 // A recycled file: already written space.
             } else if n.epoch_hint >= LARGE_EPOCH_BYTES {

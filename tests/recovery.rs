@@ -343,3 +343,40 @@ fn a_seal_with_a_valid_crc_but_impossible_values_is_corruption_not_a_panic() {
         }
     }
 }
+
+/// Issue 15 item 10 (DESIGN I24): tolerant recovery opens past a newest
+/// segment that is no segment at all (empty, headerless, garbage), says
+/// what it set aside and keeps the file under an `.aside-{k}` name; strict
+/// mode keeps refusing. Directory readers and `check` ignore the aside file.
+#[test]
+fn tolerant_open_sets_a_headerless_newest_segment_aside_and_never_deletes_it() {
+    let images: [(&str, Vec<u8>); 3] = [("empty", vec![]), ("short", vec![0; 100]), ("garbage", vec![0x5a; 8192])];
+    for (what, image) in images {
+        let dir = tempfile::tempdir().unwrap();
+        let mut wal = SegmentedWal::open(cfg(dir.path())).unwrap();
+        append_sync(&mut wal, 4);
+        wal.roll_segment().unwrap();
+        append_sync(&mut wal, 3);
+        wal.simulate_crash();
+        let newest = segment_files(dir.path())[1].clone();
+        std::fs::write(&newest, &image).unwrap();
+        assert!(SegmentedWal::open(cfg(dir.path())).is_err(), "{what}: strict mode opened");
+        let mut c = cfg(dir.path());
+        c.writer_config.recovery_mode = RecoveryMode::Tolerant;
+        let mut wal = SegmentedWal::open(c.clone()).unwrap();
+        let aside = wal.recovery_report().set_aside.clone().expect("reported");
+        assert_eq!(aside.segment, newest.file_name().unwrap().to_str().unwrap(), "{what}");
+        assert_eq!(std::fs::read(&aside.moved_to).unwrap(), image, "{what}: kept as it was");
+        assert!(aside.moved_to.to_str().unwrap().ends_with(".seg.aside-1"), "{}", aside.moved_to.display());
+        // The log goes on from the set-aside segment's first LSN.
+        assert_eq!((wal.replay().unwrap().len(), wal.next_lsn()), (4, 5), "{what}");
+        wal.append(1, 0, 0, b"after").unwrap();
+        wal.sync().unwrap();
+        drop(wal);
+        let check = directwal::check::check_dir(dir.path(), &Default::default(), &mut |_| {}).unwrap();
+        assert!(check.is_clean() && check.aside_files == vec![aside.moved_to.clone()], "{what}");
+        assert_eq!(directwal::WalReader::open_dir(dir.path(), None).unwrap().durable_lsn(), 5);
+        let wal = SegmentedWal::open(c).unwrap();
+        assert_eq!((wal.replay().unwrap().len(), wal.recovery_report().set_aside.clone()), (5, None));
+    }
+}

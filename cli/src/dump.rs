@@ -125,7 +125,8 @@ pub fn run(args: Args, ring: Option<KeyRing>) -> Result<(), Failure> {
         left: args.limit.unwrap_or(u64::MAX),
         end,
     };
-    let reader = WalReader::open_dir(&args.dir, ring.clone())?;
+    // The segments before the first damaged one (the problem above says which).
+    let (reader, _) = WalReader::open_dir_prefix(&args.dir, ring.clone())?;
     let mut cursor = reader.cursor(args.from);
     let drained = drain(&reader, &mut cursor, &mut sink);
     let followed = match drained {

@@ -43,6 +43,8 @@ pub fn inspect(dir: &Path, json: bool, allow_empty: bool) -> Result<(), Failure>
             "spare_files": check.spare_files.len(),
             "records_verified": false,
             "clean": check.is_clean(),
+            "entry_problems": check.entry_problems.iter().map(|p| json!({"entry": p.segment, "what": p.what}))
+                .collect::<Vec<_>>(),
             "segments": check.segments.iter().map(segment_json).collect::<Vec<_>>(),
         });
         writeln!(out, "{v}")?;
@@ -74,6 +76,9 @@ pub fn inspect(dir: &Path, json: bool, allow_empty: bool) -> Result<(), Failure>
             let (offset, lsn, cut) = (t.offset, t.lsn, t.bytes_cut);
             writeln!(out, "  torn tail: offset {offset} lsn {lsn}: {} ({cut} bytes the next open cuts)", t.reason)?;
         }
+    }
+    for p in &check.entry_problems {
+        writeln!(out, "problem: {}", p.what)?;
     }
     let bytes: u64 = check.segments.iter().map(|s| s.used_bytes).sum();
     let on_disk: u64 = check.segments.iter().map(|s| s.file_size).sum();

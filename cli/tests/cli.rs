@@ -286,3 +286,32 @@ fn bench_runs_every_workload_and_prints_the_table() {
     }
     assert_eq!(std::fs::read_to_string(dir.join("w3").join("inside")).unwrap(), "precious inside");
 }
+
+/// Issue 15 items 3 and 5: a symlink named like a segment and a newest
+/// segment cut at a record boundary are problems (exit status 1).
+#[test]
+fn symlinked_and_shortened_segments_are_problems() {
+    let a = write_wal(700, None);
+    let sa = segments(a.path());
+    let newest = sa.last().unwrap();
+    let moved = a.path().parent().unwrap().join(format!("moved-{}", newest.file_name().unwrap().to_str().unwrap()));
+    std::fs::rename(newest, &moved).unwrap();
+    std::os::unix::fs::symlink(&moved, newest).unwrap();
+    let o = run(&["verify", a.path().to_str().unwrap()]);
+    let text = stdout(&o);
+    let _ = std::fs::remove_file(&moved);
+    assert_eq!(o.status.code(), Some(1), "{text}");
+    assert!(
+        text.contains("not a regular file") && text.contains(newest.file_name().unwrap().to_str().unwrap()),
+        "{text}"
+    );
+
+    let b = write_wal(700, None);
+    let newest = segments(b.path()).pop().unwrap();
+    let cut = data_start(4096) + 2 * record_size(PAYLOAD_LEN) as u64;
+    OpenOptions::new().write(true).open(&newest).unwrap().set_len(cut).unwrap();
+    let o = run(&["verify", b.path().to_str().unwrap()]);
+    let text = stdout(&o);
+    assert_eq!(o.status.code(), Some(1), "{text}");
+    assert!(text.contains("shortened"), "{text}");
+}

@@ -7,9 +7,10 @@ use std::sync::Arc;
 use tracing::{info, warn};
 
 use super::SegmentedWal;
-use crate::crypto::{self, KeyRing};
+use crate::catalog;
+use crate::crypto::KeyRing;
 use crate::error::{Result, WalError};
-use crate::format::{MAX_LSN, SegmentHeader};
+use crate::format::MAX_LSN;
 use crate::segment;
 
 impl SegmentedWal {
@@ -123,11 +124,11 @@ impl SegmentedWal {
     }
 
     /// I11: the encryption requirement the segments on disk set.
-    pub(super) fn note_encryption_state(&mut self, found: &[segment::Found], headers: &[SegmentHeader]) {
-        let st = crypto::encryption_state(headers);
-        if let Some(i) = st.downgrade {
+    pub(super) fn note_encryption_state(&mut self, cat: &catalog::Catalog) {
+        let (st, downgrade) = cat.encryption();
+        if let Some(i) = downgrade {
             warn!(
-                segment = %found[i].name,
+                segment = %cat.segments[i].name,
                 "plain segment after encrypted ones without an explicit disable_encryption; a key is still required"
             );
         }

@@ -83,7 +83,7 @@ impl Storage for FaultyStorage {
     fn create_dir_all(&self, dir: &Path) -> io::Result<()> {
         OsStorage.create_dir_all(dir)
     }
-    fn list_dir(&self, dir: &Path) -> io::Result<Vec<String>> {
+    fn list_dir(&self, dir: &Path) -> io::Result<Vec<directwal::io::DirEntry>> {
         OsStorage.list_dir(dir)
     }
     fn open(&self, path: &Path, mode: OpenMode) -> io::Result<Box<dyn StorageFile>> {

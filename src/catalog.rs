@@ -1,0 +1,394 @@
+//! The catalog: the one loader of a WAL directory.
+//!
+//! [`load`] lists the directory and checks every rule about what is in it —
+//! names and file kinds (I21), file lengths (I22, I23), headers, seals (D9,
+//! I7), the WAL id, LSN continuity (D5) — and returns a typed description
+//! of the log with every fault found. `SegmentedWal::open`,
+//! `WalReader::open_dir` and `check::check_dir` all start here, so they
+//! cannot disagree about a directory: open and the directory reader refuse
+//! the first fault (tolerant open may set aside or cut damage confined to
+//! the newest segment, I24), `check` reports them all. [`scan_newest`] is the
+//! one scan of the unsealed newest segment, [`cipher_for`] the one key lookup.
+//!
+//! The catalog never writes: setting aside, sealing and deleting temps is
+//! the open's business.
+
+use std::path::{Path, PathBuf};
+
+use crate::crypto::{self, KeyRing, SegmentCipher};
+use crate::error::{Result, WalError};
+use crate::format::{self, Cipher, MAX_SEGMENT_TARGET_SIZE, MAX_STORED_LEN, Seal, SegmentHeader};
+use crate::io::{FileImage, FileKind, Storage};
+use crate::recovery::{self, ScanOutcome};
+use crate::segment::{self, NameKind};
+
+/// Largest block size, and so the largest header and seal block.
+const MAX_BLOCK: u64 = 65536;
+
+/// I23: no segment the writer makes is longer than this: the header and seal
+/// blocks, a segment's worth of data (the target), one more record (a record
+/// never splits, and the first one of a segment may exceed the target),
+/// prepared space of at most one chunk (never more than the target), and
+/// rounding to a block. A longer file is not a segment of this WAL and is
+/// never read whole.
+pub const MAX_SEGMENT_FILE_LEN: u64 = 2 * MAX_BLOCK
+    + MAX_SEGMENT_TARGET_SIZE
+    + (format::RECORD_HEADER_LEN + MAX_STORED_LEN).next_multiple_of(format::RECORD_ALIGN) as u64
+    + MAX_SEGMENT_TARGET_SIZE
+    + MAX_BLOCK;
+
+/// I22: every length the writer gives a segment file is a multiple of this
+/// (the smallest block size): it writes, zero-fills and reserves whole
+/// blocks only.
+pub const LENGTH_UNIT: u64 = 512;
+
+/// A name of the WAL's found in the directory.
+#[derive(Debug, Clone)]
+pub struct Found {
+    /// First LSN, from the name (segments and temps).
+    pub first_lsn: u64,
+    /// File name.
+    pub name: String,
+    /// Full path.
+    pub path: PathBuf,
+}
+
+/// What the directory holds, by name (I21: only regular files get here).
+#[derive(Debug, Default)]
+pub struct Listing {
+    /// Segment files, sorted by first LSN.
+    pub segments: Vec<Found>,
+    /// Temporary files of segments never completed (`wal-{lsn:020}.seg.tmp`).
+    pub temps: Vec<PathBuf>,
+    /// Spare files kept for recycling, sorted by name.
+    pub spares: Vec<PathBuf>,
+    /// Newest segments set aside by tolerant recovery (I24), sorted by name.
+    pub aside: Vec<PathBuf>,
+    /// Entries named like WAL files that are not regular files (I21).
+    pub not_files: Vec<WalError>,
+}
+
+/// Lists the directory: the WAL's names only (anything else is never
+/// touched, I21), none of them opened (a FIFO must not block).
+pub fn list(storage: &dyn Storage, dir: &Path) -> Result<Listing> {
+    let entries = storage.list_dir(dir).map_err(|e| WalError::io("list", dir, e))?;
+    let mut out = Listing::default();
+    for entry in entries {
+        let Some(kind) = segment::classify(&entry.name) else { continue };
+        let path = dir.join(&entry.name);
+        // I21: a WAL name on anything but a regular file is an error, never skipped.
+        let what = match entry.kind {
+            FileKind::File => None,
+            FileKind::Symlink => Some("symlink"),
+            FileKind::Dir => Some("directory"),
+            FileKind::Other => Some("special file"),
+        };
+        if let Some(kind) = what {
+            out.not_files.push(WalError::NotRegularFile { path, kind });
+            continue;
+        }
+        match kind {
+            NameKind::Segment(first_lsn) => out.segments.push(Found { first_lsn, name: entry.name, path }),
+            NameKind::Temp(_) => out.temps.push(path),
+            NameKind::Spare => out.spares.push(path),
+            NameKind::Aside => out.aside.push(path),
+        }
+    }
+    out.segments.sort_by_key(|s| s.first_lsn);
+    out.temps.sort();
+    out.spares.sort();
+    out.aside.sort();
+    Ok(out)
+}
+
+/// One segment file of the log.
+#[derive(Debug)]
+pub struct Seg {
+    /// First LSN (from the name).
+    pub first_lsn: u64,
+    /// File name.
+    pub name: String,
+    /// Full path.
+    pub path: PathBuf,
+    /// File length in bytes.
+    pub file_len: u64,
+    /// The header; None when it could not be read (a fault says why) or
+    /// the file vanished.
+    pub header: Option<SegmentHeader>,
+    /// The seal, checked (D9); None while unsealed (only the newest may be, I7).
+    pub seal: Option<Seal>,
+    /// The newest segment's seal block did not decode: a seal write cut by
+    /// a crash (I7), so it counts as unsealed and is rescanned.
+    pub torn_seal: Option<WalError>,
+    /// Listed, then gone before it was read: truncated by a live writer
+    /// (only a directory reader or `check` can see this; open holds the lock).
+    pub vanished: bool,
+}
+
+/// What tolerant recovery may do about a fault (I24).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Remedy {
+    /// Nothing: every mode refuses.
+    None,
+    /// The newest segment is not a usable segment at all (no readable
+    /// header, or absurdly long): set it aside.
+    SetAside,
+    /// The newest segment's file was shortened (I22): keep what it holds.
+    KeepShortened,
+}
+
+/// One thing wrong with the directory.
+#[derive(Debug)]
+pub struct Fault {
+    /// Index into [`Catalog::segments`], when it concerns a segment.
+    pub segment: Option<usize>,
+    /// What is wrong, as the error open returns.
+    pub error: WalError,
+    /// What tolerant recovery may do about it.
+    pub remedy: Remedy,
+}
+
+/// A WAL directory as the catalog found it.
+#[derive(Debug)]
+pub struct Catalog {
+    /// Segments in LSN order, the newest last.
+    pub segments: Vec<Seg>,
+    /// Temporary files of the WAL's own (I2).
+    pub temps: Vec<PathBuf>,
+    /// Spare files (I17).
+    pub spares: Vec<PathBuf>,
+    /// Segments set aside by tolerant recovery (I24).
+    pub aside: Vec<PathBuf>,
+    /// The WAL id of the oldest readable header.
+    pub wal_id: Option<u128>,
+    /// Every fault, in directory order: entries that are not files first,
+    /// then segment by segment.
+    pub faults: Vec<Fault>,
+}
+
+impl Catalog {
+    /// The first fault, which open and the directory reader return.
+    pub fn take_first_fault(&mut self) -> Option<Fault> {
+        (!self.faults.is_empty()).then(|| self.faults.remove(0))
+    }
+
+    /// The encryption rule over every readable header, oldest first (I11),
+    /// and the index in `segments` of an unexplained downgrade (a plain
+    /// segment after encrypted ones without the `encryption_off` flag).
+    /// Segments that vanished while the directory was read (truncated by a
+    /// live writer) take no part.
+    pub fn encryption(&self) -> (crypto::EncryptionState, Option<usize>) {
+        let live: Vec<usize> = (0..self.segments.len())
+            .filter(|&i| self.segments[i].header.is_some() && !self.segments[i].vanished)
+            .collect();
+        let st = crypto::encryption_state(live.iter().filter_map(|&i| self.segments[i].header.as_ref()));
+        let downgrade = st.downgrade.map(|d| live[d]);
+        (st, downgrade)
+    }
+}
+
+/// Lists and checks the directory. Fails only when it cannot be listed;
+/// everything wrong in it is a [`Fault`].
+pub fn load(storage: &dyn Storage, dir: &Path) -> Result<Catalog> {
+    let listing = list(storage, dir)?;
+    let mut cat = Catalog {
+        segments: Vec::with_capacity(listing.segments.len()),
+        temps: listing.temps,
+        spares: listing.spares,
+        aside: listing.aside,
+        wal_id: None,
+        faults: listing
+            .not_files
+            .into_iter()
+            .map(|error| Fault { segment: None, error, remedy: Remedy::None })
+            .collect(),
+    };
+    // D5: the LSN the next segment must start with; None after a segment
+    // whose end is unknown (unreadable or vanished): a missing prefix is fine.
+    let mut expect: Option<u64> = None;
+    let count = listing.segments.len();
+    for (i, f) in listing.segments.into_iter().enumerate() {
+        let seg = load_segment(storage, &mut cat, f, i + 1 == count, expect);
+        expect = seg.seal.as_ref().map(|s| s.last_lsn + 1);
+        cat.segments.push(seg);
+    }
+    Ok(cat)
+}
+
+/// Checks one segment: file length (I23), header, name, WAL id,
+/// continuity, seal (D9, I7) and, for the unsealed newest, its length (I22).
+fn load_segment(storage: &dyn Storage, cat: &mut Catalog, f: Found, newest: bool, expect: Option<u64>) -> Seg {
+    let mut found = Vec::new();
+    let seg = read_segment(storage, f, newest, expect, &mut cat.wal_id, &mut found);
+    let index = cat.segments.len();
+    for (error, remedy) in found {
+        // I24: only damage confined to the newest segment has a remedy.
+        let remedy = if newest { remedy } else { Remedy::None };
+        cat.faults.push(Fault { segment: Some(index), error, remedy });
+    }
+    seg
+}
+
+/// Faults of one segment, with what tolerant recovery may do about each.
+type SegFaults = Vec<(WalError, Remedy)>;
+
+fn read_segment(
+    storage: &dyn Storage,
+    f: Found,
+    newest: bool,
+    expect: Option<u64>,
+    wal_id: &mut Option<u128>,
+    faults: &mut SegFaults,
+) -> Seg {
+    let mut seg = Seg {
+        first_lsn: f.first_lsn,
+        name: f.name,
+        path: f.path,
+        file_len: 0,
+        header: None,
+        seal: None,
+        torn_seal: None,
+        vanished: false,
+    };
+    let (head, file_len) = match segment::read_head(storage, &seg.path) {
+        Ok(h) => h,
+        Err(WalError::Io { source, .. }) if source.kind() == std::io::ErrorKind::NotFound => {
+            seg.vanished = true;
+            return seg;
+        }
+        Err(e) => {
+            faults.push((e, Remedy::None));
+            return seg;
+        }
+    };
+    seg.file_len = file_len;
+    if file_len > MAX_SEGMENT_FILE_LEN {
+        // I23: not read further, whatever its header says.
+        let reason = format!("file is {file_len} bytes, longer than any segment ({MAX_SEGMENT_FILE_LEN} bytes)");
+        faults.push((corruption(&seg, 0, reason), Remedy::SetAside));
+        return seg;
+    }
+    let (header, seal) = match segment::read_header_and_seal(&seg.name, &head) {
+        Ok(hs) => hs,
+        // A newer format is not damage: never set aside.
+        Err(e @ WalError::UnsupportedVersion { .. }) => {
+            faults.push((e, Remedy::None));
+            return seg;
+        }
+        Err(e) => {
+            faults.push((e, Remedy::SetAside));
+            return seg;
+        }
+    };
+    check_place(&seg, &header, expect, wal_id, faults);
+    check_seal(&mut seg, &header, seal, newest, faults);
+    if newest && seg.seal.is_none() && !file_len.is_multiple_of(LENGTH_UNIT) {
+        // I22: the writer never leaves such a length: the file was cut, and
+        // records acknowledged after the cut may be gone.
+        let reason = format!(
+            "file length {file_len} is not a multiple of {LENGTH_UNIT}: the file was shortened, acknowledged records may be gone"
+        );
+        faults.push((corruption(&seg, file_len, reason), Remedy::KeepShortened));
+    }
+    seg.header = Some(header);
+    seg
+}
+
+/// The segment's place in the log: its name, its WAL, and continuity with
+/// the previous segment (D5; a missing prefix is truncation, not a fault).
+fn check_place(
+    seg: &Seg,
+    header: &SegmentHeader,
+    expect: Option<u64>,
+    wal_id: &mut Option<u128>,
+    faults: &mut SegFaults,
+) {
+    if header.first_lsn != seg.first_lsn {
+        faults.push((corruption(seg, 0, format!("header says first LSN {}", header.first_lsn)), Remedy::None));
+    }
+    match *wal_id {
+        None => *wal_id = Some(header.wal_id),
+        Some(expected) if expected != header.wal_id => {
+            let error = WalError::ForeignSegment { segment: seg.name.clone(), expected, found: header.wal_id };
+            faults.push((error, Remedy::None));
+        }
+        Some(_) => {}
+    }
+    match expect {
+        Some(expected) if seg.first_lsn > expected => {
+            let (segment, found_lsn) = (seg.name.clone(), seg.first_lsn);
+            faults.push((WalError::MissingSegment { segment, expected_lsn: expected, found_lsn }, Remedy::None));
+        }
+        Some(expected) if seg.first_lsn < expected => {
+            let reason = format!("overlaps the previous segment, which ends at LSN {}", expected - 1);
+            faults.push((corruption(seg, 0, reason), Remedy::None));
+        }
+        _ => {}
+    }
+}
+
+/// The seal: checked values (D9), or unsealed, which only the newest
+/// segment may be (I7).
+fn check_seal(seg: &mut Seg, header: &SegmentHeader, seal: Result<Option<Seal>>, newest: bool, faults: &mut SegFaults) {
+    let block = u64::from(header.block_size);
+    match seal {
+        Ok(Some(seal)) => match seal_fault(seg.first_lsn, &seal, format::data_start(block as usize), seg.file_len) {
+            Some(reason) => faults.push((corruption(seg, block, reason), Remedy::None)),
+            None => seg.seal = Some(seal),
+        },
+        // I7: the seal is written after the data is durable and before any
+        // newer segment exists: on the newest segment an unreadable seal is
+        // a seal write cut by a crash; the scan decides.
+        Err(e) if newest => seg.torn_seal = Some(e),
+        Err(e) => faults.push((e, Remedy::None)),
+        Ok(None) if !newest => {
+            // I7: a newer segment exists only after this one was sealed.
+            let reason = "segment is not sealed although a newer segment exists".to_owned();
+            faults.push((corruption(seg, block, reason), Remedy::None));
+        }
+        Ok(None) => {}
+    }
+}
+
+fn corruption(seg: &Seg, offset: u64, reason: String) -> WalError {
+    WalError::Corruption { segment: seg.name.clone(), offset, lsn: seg.first_lsn, reason }
+}
+
+/// D9: the seal's values are checked before any arithmetic on them.
+fn seal_fault(first_lsn: u64, seal: &Seal, data_start: u64, file_len: u64) -> Option<String> {
+    let consistent = seal.last_lsn.checked_add(1).and_then(|n| n.checked_sub(first_lsn)) == Some(seal.records)
+        && (seal.records == 0) == (seal.data_end == data_start);
+    (!consistent || seal.data_end < data_start || seal.data_end > file_len)
+        .then(|| "seal block describes impossible data".to_owned())
+}
+
+/// The one scan of an unsealed newest segment (I5, I6): its image (at most
+/// `MAX_SEGMENT_FILE_LEN` bytes, I23) and where its valid records end.
+pub fn scan_newest(storage: &dyn Storage, seg: &Seg) -> Result<(FileImage, ScanOutcome)> {
+    let header = seg.header.as_ref().expect("a segment with a readable header");
+    let img = storage.read_image(&seg.path).map_err(|e| WalError::io("read", &seg.path, e))?;
+    // I23: a file grown since the catalog measured it is not scanned whole either.
+    let len = img.len().min(MAX_SEGMENT_FILE_LEN as usize);
+    let start = format::data_start(header.block_size as usize);
+    let seed = header.crc_seed();
+    let out = recovery::scan_unsealed(&seg.name, &img[..len], start, seg.first_lsn, seed, header.recycled)?;
+    Ok((img, out))
+}
+
+/// The cipher of an encrypted segment (E5), failing closed when its key is
+/// absent: `KeyRequired` without a ring, `UnknownKey` when the ring lacks it.
+pub fn cipher_for(
+    ring: Option<&KeyRing>,
+    name: &str,
+    header: &SegmentHeader,
+    lsn: u64,
+) -> Result<Option<SegmentCipher>> {
+    match header.cipher {
+        Cipher::None => Ok(None),
+        Cipher::Aes256Gcm { key_id } => {
+            let ring = ring.ok_or(WalError::KeyRequired { segment: name.to_owned(), lsn })?;
+            let key = ring.get(key_id).ok_or(WalError::UnknownKey { key_id, segment: name.to_owned(), lsn })?;
+            Ok(Some(SegmentCipher::new(key, header.wal_id, header.salt)))
+        }
+    }
+}
