@@ -40,12 +40,13 @@ pub mod io;
 #[allow(clippy::result_large_err)]
 pub mod raft;
 mod reader;
-mod record;
+pub mod record;
 mod recovery;
 mod segment;
+pub mod segmented;
 pub mod sim;
 mod wal;
-mod writer;
+pub mod writer;
 
 pub use commit::{Durable, SyncPolicy, WalHandle};
 pub use error::{Result, WalError};
