@@ -121,6 +121,11 @@ pub mod sim;
 mod wal;
 pub mod writer;
 
+// Every Rust snippet of the README compiles and runs with `cargo test --doc`.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+struct ReadmeDoctests;
+
 pub use commit::{Durable, SyncPolicy, WalHandle};
 pub use error::{Result, WalError};
 pub use format::{MAX_PAYLOAD_SIZE, MAX_SEGMENT_TARGET_SIZE};
