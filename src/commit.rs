@@ -43,6 +43,25 @@ use crate::wal::{SegmentedWal, SegmentedWalConfig, TruncateResult, WalStats};
 /// }
 /// # Ok(()) }
 /// ```
+///
+/// Per-handle durability, and waiting without a blocked thread:
+///
+/// ```
+/// use std::time::Duration;
+/// use directwal::{RecordType, SegmentedWalConfig, SyncPolicy, WalHandle};
+/// # let tmp = tempfile::tempdir()?;
+/// let wal = WalHandle::open(SegmentedWalConfig::new(tmp.path()))?;
+/// // Durable within ~5 ms, or once 1 MiB is pending; a crash may lose that window.
+/// let bulk = wal.with_policy(SyncPolicy::Batched { max_delay: Duration::from_millis(5), max_bytes: 1 << 20 });
+/// bulk.commit(RecordType::Put as u16, 1, 0, b"metrics")?;
+///
+/// // A callback from the WAL's notifier thread once the record is durable.
+/// let (tx, rx) = std::sync::mpsc::channel();
+/// let lsn = wal.append_then(RecordType::Put as u16, 1, 0, b"order", move |r| tx.send(r).unwrap())?;
+/// assert_eq!(rx.recv()??, lsn);
+/// assert!(wal.durable_lsn() >= lsn);
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
 #[derive(Clone)]
 pub struct WalHandle {
     inner: Arc<Inner>,
@@ -154,7 +173,9 @@ impl WalHandle {
         Ok(Self::from_wal(SegmentedWal::open(config)?))
     }
 
-    /// Opens the WAL on a custom storage (tests, the crash simulator).
+    /// Opens the WAL on a custom storage (tests, the crash simulator; hidden
+    /// with the `io` module, which is not an API).
+    #[doc(hidden)]
     pub fn open_with_storage(config: SegmentedWalConfig, storage: Arc<dyn Storage>) -> Result<Self> {
         Ok(Self::from_wal(SegmentedWal::open_with_storage(config, storage)?))
     }
@@ -434,6 +455,12 @@ impl WalHandle {
 #[must_use = "a future does nothing unless polled"]
 pub struct Durable {
     slot: Arc<Mutex<Slot>>,
+}
+
+impl std::fmt::Debug for Durable {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Durable").finish_non_exhaustive()
+    }
 }
 
 struct Slot {

@@ -60,13 +60,8 @@ impl WalEncryptionKey {
             if text.len() != 64 {
                 return Err(bad(format!("{} bytes; expected 32 raw bytes or 64 hex digits", content.len())));
             }
-            for (i, pair) in text.chunks(2).enumerate() {
-                let hex = |c: u8| (c as char).to_digit(16);
-                match (hex(pair[0]), hex(pair[1])) {
-                    (Some(h), Some(l)) => key[i] = (h * 16 + l) as u8,
-                    _ => return Err(bad("not hex".into())),
-                }
-            }
+            // Constant time: how long decoding takes says nothing about the key.
+            base16ct::mixed::decode(text, key.as_mut()).map_err(|_| bad("not hex".into()))?;
         }
         Ok(Self::from_bytes(&key))
     }
@@ -86,6 +81,33 @@ impl fmt::Debug for WalEncryptionKey {
 /// The keys a WAL may use: one active key that encrypts new segments, and
 /// previous keys that still decrypt old ones. The key for a segment is found
 /// by the id in its header, never by trial.
+///
+/// ```
+/// use directwal::crypto::{KeyRing, WalEncryptionKey};
+/// use directwal::{RecordType, SegmentedWal, SegmentedWalConfig, WalError};
+/// # let tmp = tempfile::tempdir()?;
+/// # let dir = tmp.path();
+/// let old_key = WalEncryptionKey::from_bytes(&[1; 32]); // or from_file(path)
+/// let mut wal = SegmentedWal::open(SegmentedWalConfig::new(dir))?;
+/// wal.set_encryption_ring(KeyRing::new(old_key.clone()))?; // before appending
+/// wal.append(RecordType::Put as u16, 1, 0, b"secret")?;
+/// wal.sync()?;
+/// drop(wal);
+///
+/// // Reopened without a ring, an encrypted WAL refuses appends (fails closed).
+/// let mut wal = SegmentedWal::open(SegmentedWalConfig::new(dir))?;
+/// let refused = wal.append(RecordType::Put as u16, 1, 0, b"plain?");
+/// assert!(matches!(refused, Err(WalError::EncryptionRequired { .. })));
+///
+/// // Rotation: new segments use the new key; the old one still reads old ones.
+/// let new_key = WalEncryptionKey::from_bytes(&[2; 32]);
+/// wal.set_encryption_ring(KeyRing::new(new_key).with_previous(old_key))?;
+/// wal.append(RecordType::Put as u16, 1, 0, b"secret 2")?;
+/// wal.sync()?;
+/// let payloads: Vec<_> = wal.replay()?.into_iter().map(|r| r.payload).collect();
+/// assert_eq!(payloads, [b"secret".to_vec(), b"secret 2".to_vec()]);
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
 #[derive(Clone)]
 pub struct KeyRing {
     current: WalEncryptionKey,

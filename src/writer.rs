@@ -1,4 +1,8 @@
-//! The active segment: an aligned buffer in front of one segment file.
+//! The writer's configuration, [`WalWriterConfig`], at nodedb-wal 0.0.6's
+//! module path (`nodedb_wal::writer::WalWriterConfig`).
+//!
+//! Inside the crate: the active segment, an aligned buffer in front of one
+//! segment file.
 //!
 //! Records are encoded back to back into the buffer, which holds a fixed
 //! window of the file. A sync writes the blocks from the first one that is
@@ -18,6 +22,8 @@ use crate::format::{self, RecordFields, Seal, SegmentHeader};
 use crate::io::{AlignedBuf, OpenMode, SharedBuf, Storage, StorageFile, WriteBuf, is_direct_io_refusal};
 use crate::reader::ActiveView;
 use std::sync::Arc;
+
+pub use crate::wal::{DEFAULT_ALIGNMENT, DEFAULT_WRITE_BUFFER_SIZE, WalWriterConfig};
 
 /// Bytes of one sync epoch from which space is reserved with fallocate
 /// rather than zero-filled: the journal work an allocated-but-unwritten
@@ -40,7 +46,7 @@ const RETIRED_BUFFERS: usize = 4;
 
 /// The writer's buffers (I18): the one being filled, and retired ones,
 /// reused once no one else (the write helper, readers) holds them.
-pub struct Buffers {
+pub(crate) struct Buffers {
     pub cur: WriteBuf,
     retired: Vec<WriteBuf>,
 }
@@ -154,7 +160,7 @@ impl Drop for WritePipe {
 }
 
 /// The segment currently written.
-pub struct ActiveSegment {
+pub(crate) struct ActiveSegment {
     pub name: String,
     pub path: PathBuf,
     file: Arc<dyn StorageFile>,
@@ -193,14 +199,14 @@ pub struct ActiveSegment {
 
 /// What a flush wrote: it becomes durable when the fdatasync after it returns.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct FlushTarget {
+pub(crate) struct FlushTarget {
     pub end: u64,
     pub records: u64,
     pub last_lsn: u64,
 }
 
 /// Everything needed to create a segment file.
-pub struct NewSegment<'a> {
+pub(crate) struct NewSegment<'a> {
     pub storage: &'a dyn Storage,
     pub dir: &'a Path,
     /// Its `cipher` must describe `cipher`.
@@ -221,7 +227,7 @@ pub struct NewSegment<'a> {
 
 /// Opens a file, with O_DIRECT when asked and the file system allows it.
 /// Returns the file and whether O_DIRECT is in effect.
-pub fn open_file(
+pub(crate) fn open_file(
     storage: &dyn Storage,
     path: &Path,
     create: bool,
@@ -607,7 +613,7 @@ impl ActiveSegment {
 }
 
 /// Writes a seal block at block 1 of `file` and fdatasyncs it.
-pub fn write_seal(file: &dyn StorageFile, path: &Path, block: usize, seed: u32, seal: &Seal) -> Result<()> {
+pub(crate) fn write_seal(file: &dyn StorageFile, path: &Path, block: usize, seed: u32, seal: &Seal) -> Result<()> {
     let mut b = AlignedBuf::new(block, block);
     seal.encode(seed, &mut b);
     file.write_all_at(&b, block as u64).map_err(|e| WalError::io("write seal", path, e))?;
@@ -615,11 +621,11 @@ pub fn write_seal(file: &dyn StorageFile, path: &Path, block: usize, seed: u32, 
 }
 
 /// Milliseconds since the Unix epoch (for operator-facing timestamps only).
-pub fn now_ms() -> u64 {
+pub(crate) fn now_ms() -> u64 {
     std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0)
 }
 
 /// Elapsed microseconds since `t`.
-pub fn micros_since(t: Instant) -> u64 {
+pub(crate) fn micros_since(t: Instant) -> u64 {
     t.elapsed().as_micros() as u64
 }

@@ -341,3 +341,27 @@ fn key_files_must_be_private_and_keys_never_print() {
     let shown = format!("{:?} {:?}", key(9), KeyRing::new(key(9)));
     assert!(!shown.contains("9, 9") && !shown.contains("0909"), "{shown}");
 }
+
+#[test]
+fn hex_key_files_decode_either_case_and_refuse_other_digits() {
+    let dir = tempfile::tempdir().unwrap();
+    let write = |name: &str, text: &str| {
+        let p = dir.path().join(name);
+        std::fs::write(&p, text).unwrap();
+        std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o600)).unwrap();
+        p
+    };
+    let lower = write("lower.key", &"ab".repeat(32));
+    let upper = write("upper.key", &format!("{}\n", "AB".repeat(32)));
+    let want = key(0xab).key_id();
+    assert_eq!(WalEncryptionKey::from_file(&lower).unwrap().key_id(), want);
+    assert_eq!(WalEncryptionKey::from_file(&upper).unwrap().key_id(), want);
+    for bad in ["0g", "+1", " 1", "\u{e9}"] {
+        let text = format!("{}{}", bad, "0".repeat(64 - bad.len()));
+        let p = write("bad.key", &text);
+        match WalEncryptionKey::from_file(&p) {
+            Err(WalError::KeyFile { reason, .. }) => assert!(reason.contains("not hex"), "{bad:?}: {reason}"),
+            other => panic!("{bad:?}: {other:?}"),
+        }
+    }
+}

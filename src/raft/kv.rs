@@ -67,6 +67,12 @@ struct SnapshotFile {
     body: Vec<u8>,
 }
 
+impl std::fmt::Debug for MemStateMachine {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("MemStateMachine").finish_non_exhaustive()
+    }
+}
+
 impl MemStateMachine {
     /// A state machine whose snapshots are kept in `file` (written to a
     /// temporary file, fsynced and renamed), starting from the snapshot there.

@@ -81,6 +81,34 @@ impl<C: RaftTypeConfig> State<C> {
 }
 
 /// The openraft log store (`RaftLogStorage` + `RaftLogReader`) on a directwal WAL.
+///
+/// Give it to `openraft::Raft::new` as the log store. Its methods are
+/// openraft's trait methods; here called directly to show what survives a
+/// restart (`kv::TypeConfig` is the example cluster's type config):
+///
+/// ```
+/// use directwal::SegmentedWalConfig;
+/// use directwal::raft::LogStore;
+/// use directwal::raft::kv::TypeConfig;
+/// use openraft::Vote;
+/// use openraft::storage::RaftLogStorage;
+///
+/// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// # let tmp = tempfile::tempdir()?;
+/// # let dir = tmp.path();
+/// # let rt = tokio::runtime::Builder::new_current_thread().build()?;
+/// # rt.block_on(async {
+/// let mut store = LogStore::<TypeConfig>::open(SegmentedWalConfig::new(dir))?;
+/// store.save_vote(&Vote::new(3, 1)).await?; // durable when it returns
+/// drop(store);
+///
+/// let mut store = LogStore::<TypeConfig>::open(SegmentedWalConfig::new(dir))?;
+/// assert_eq!(store.read_vote().await?, Some(Vote::new(3, 1)));
+/// // let raft = openraft::Raft::new(node_id, config, network, store, state_machine).await?;
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// # })
+/// # }
+/// ```
 pub struct LogStore<C: RaftTypeConfig> {
     wal: WalHandle,
     state: Arc<Mutex<State<C>>>,
@@ -93,6 +121,18 @@ pub struct LogStore<C: RaftTypeConfig> {
 pub struct LogReader<C: RaftTypeConfig> {
     reader: WalReader,
     state: Arc<Mutex<State<C>>>,
+}
+
+impl<C: RaftTypeConfig> Debug for LogStore<C> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LogStore").field("wal", &self.wal).finish_non_exhaustive()
+    }
+}
+
+impl<C: RaftTypeConfig> Debug for LogReader<C> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LogReader").field("reader", &self.reader).finish_non_exhaustive()
+    }
 }
 
 fn lock<C: RaftTypeConfig>(state: &Mutex<State<C>>) -> MutexGuard<'_, State<C>> {
