@@ -169,11 +169,10 @@ fn torn_json(s: &SegmentCheck) -> Option<Value> {
 /// Whether this file system accepts O_DIRECT here, probed read-only by
 /// opening a segment (or the directory) with it. `None` when nothing opens.
 fn direct_io_usable(dir: &Path, check: &DirCheck) -> Option<bool> {
-    use std::os::unix::fs::OpenOptionsExt;
     let target = check.segments.first().map_or(dir.to_owned(), |s| s.path.clone());
-    match std::fs::OpenOptions::new().read(true).custom_flags(libc::O_DIRECT).open(&target) {
+    match directwal::io::open_direct(std::fs::OpenOptions::new().read(true), &target) {
         Ok(_) => Some(true),
-        Err(e) if e.raw_os_error() == Some(libc::EINVAL) => Some(false),
+        Err(e) if directwal::io::is_direct_io_refusal(&e) => Some(false),
         Err(_) => None,
     }
 }
