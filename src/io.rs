@@ -61,7 +61,8 @@ pub trait Storage: Send + Sync + fmt::Debug + 'static {
     /// fsync of the directory, making creates, renames and unlinks durable.
     fn sync_dir(&self, dir: &Path) -> io::Result<()>;
     /// Takes an exclusive advisory lock on the directory for one writer; the
-    /// lock lasts as long as the returned guard.
+    /// lock lasts as long as the returned guard. I19: the real one locks the
+    /// directory itself, so deleting a file inside it cannot lift the lock.
     fn lock_dir(&self, dir: &Path) -> io::Result<Box<dyn Send + Sync>>;
 }
 
@@ -69,7 +70,8 @@ pub trait Storage: Send + Sync + fmt::Debug + 'static {
 pub trait StorageFile: Send + Sync {
     /// Writes all of `buf` at `offset`.
     fn write_all_at(&self, buf: &[u8], offset: u64) -> io::Result<()>;
-    /// Makes every completed write of this file durable (fdatasync).
+    /// Makes every completed write of this file durable (fdatasync; on
+    /// macOS `F_FULLFSYNC`).
     fn sync_data(&self) -> io::Result<()>;
     /// Reserves `len` bytes at `offset` (fallocate, extending the size); they
     /// read as zeros. `Unsupported` where the file system cannot.

@@ -5,6 +5,7 @@ use std::fs::{File, OpenOptions};
 use std::io;
 use std::os::unix::io::{AsRawFd, RawFd};
 use std::path::Path;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 /// macOS has no O_DIRECT: the writer falls back to buffered I/O
 /// (`direct_io_active() == false`; `require_direct_io` refuses to open).
@@ -30,14 +31,36 @@ pub(super) fn is_direct_io_refusal(e: &io::Error) -> bool {
 }
 
 /// `fcntl(F_FULLFSYNC)`: macOS's fsync hands the data to the drive but does
-/// not flush the drive's volatile cache; F_FULLFSYNC does. A volume that
-/// does not implement it fails the sync (the writer is then poisoned, I3)
-/// rather than promise less.
+/// not flush the drive's volatile cache; F_FULLFSYNC does. A file system
+/// that has no such command (it answers ENOTSUP or EINVAL: SMB, macFUSE)
+/// gets fsync, the most it offers, with a warning once; any other failure
+/// is the sync's failure (the writer is poisoned, I3).
 fn full_fsync(fd: RawFd) -> io::Result<()> {
     loop {
         // SAFETY: fcntl on a descriptor the caller keeps open; F_FULLFSYNC
         // takes no argument and no memory.
         if unsafe { libc::fcntl(fd, libc::F_FULLFSYNC) } != -1 {
+            return Ok(());
+        }
+        let e = io::Error::last_os_error();
+        match e.raw_os_error() {
+            Some(libc::EINTR) => continue,
+            Some(libc::ENOTSUP) | Some(libc::EINVAL) => return plain_fsync(fd),
+            _ => return Err(e),
+        }
+    }
+}
+
+fn plain_fsync(fd: RawFd) -> io::Result<()> {
+    static WARNED: AtomicBool = AtomicBool::new(false);
+    if !WARNED.swap(true, Ordering::Relaxed) {
+        tracing::warn!(
+            "this file system does not support F_FULLFSYNC; syncing with fsync, which may leave data in the drive's cache"
+        );
+    }
+    loop {
+        // SAFETY: fsync on a descriptor the caller keeps open; no memory.
+        if unsafe { libc::fsync(fd) } == 0 {
             return Ok(());
         }
         let e = io::Error::last_os_error();
