@@ -61,7 +61,7 @@ pub trait Storage: Send + Sync + fmt::Debug + 'static {
     /// fsync of the directory, making creates, renames and unlinks durable.
     fn sync_dir(&self, dir: &Path) -> io::Result<()>;
     /// Takes an exclusive advisory lock on the directory for one writer; the
-    /// lock lasts as long as the returned guard. I19: the real one locks the
+    /// lock lasts as long as the returned guard. I25: the real one locks the
     /// directory itself, so deleting a file inside it cannot lift the lock.
     fn lock_dir(&self, dir: &Path) -> io::Result<Box<dyn Send + Sync>>;
 }

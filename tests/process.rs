@@ -1,4 +1,4 @@
-//! Tests across processes: the one-writer lock (DESIGN I19) and a restart
+//! Tests across processes: the one-writer lock (DESIGN I25) and a restart
 //! right after a SIGKILL. The test binary runs itself again as the writer:
 //! the ignored test `child` plays the role named by `DIRECTWAL_CHILD` and
 //! talks to the parent in stdout lines holding `MARK` (the harness prints
@@ -172,7 +172,7 @@ fn write_until_killed(dir: &Path, seed: u64) -> ! {
     }
 }
 
-/// I19: process A holds the WAL; process B (this one) is refused, also
+/// I25: process A holds the WAL; process B (this one) is refused, also
 /// after `rm DIR/LOCK`; A then goes on undisturbed. (With the lock on the
 /// `LOCK` file only, B opened the WAL once the file was deleted, sealing
 /// A's active segment.)

@@ -1,4 +1,4 @@
-//! The one-writer lock (DESIGN I19).
+//! The one-writer lock (DESIGN I25).
 //!
 //! The lock is taken on the WAL directory itself, through a descriptor of
 //! the directory: the inode every segment is created in. A lock on a file
@@ -36,7 +36,7 @@ pub(super) struct DirLock {
 /// Takes the writer's lock on `dir`. A lock held by another writer (in any
 /// process, or another open of this one) answers `EWOULDBLOCK`.
 pub(super) fn lock_dir(dir: &Path) -> io::Result<DirLock> {
-    // I19: lock the directory's inode, which no `rm` of a file can replace.
+    // I25: lock the directory's inode, which no `rm` of a file can replace.
     let d = File::open(dir)?;
     if !d.metadata()?.is_dir() {
         return Err(io::Error::new(io::ErrorKind::NotADirectory, format!("{} is not a directory", dir.display())));
