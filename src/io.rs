@@ -8,12 +8,25 @@ use std::fmt;
 use std::fs::{File, OpenOptions};
 use std::io;
 use std::ops::Deref;
-use std::os::unix::fs::{FileExt, OpenOptionsExt};
-use std::os::unix::io::AsRawFd;
+use std::os::unix::fs::FileExt;
 use std::path::Path;
 use std::ptr::NonNull;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
+
+mod lock;
+// The storage seam's only platform-specific code (DESIGN "Platforms"): one
+// module per supported OS, with the same functions.
+#[cfg(target_os = "linux")]
+#[path = "io/linux.rs"]
+mod platform;
+#[cfg(target_os = "macos")]
+#[path = "io/macos.rs"]
+mod platform;
+#[cfg(not(any(target_os = "linux", target_os = "macos")))]
+compile_error!("directwal supports Linux and macOS (see README \"Platforms\")");
+
+pub use lock::LOCK_FILE;
 
 /// How to open a segment file for writing.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -51,7 +64,8 @@ pub trait Storage: Send + Sync + fmt::Debug + 'static {
     /// fsync of the directory, making creates, renames and unlinks durable.
     fn sync_dir(&self, dir: &Path) -> io::Result<()>;
     /// Takes an exclusive advisory lock on the directory for one writer; the
-    /// lock lasts as long as the returned guard.
+    /// lock lasts as long as the returned guard. I25: the real one locks the
+    /// directory itself, so deleting a file inside it cannot lift the lock.
     fn lock_dir(&self, dir: &Path) -> io::Result<Box<dyn Send + Sync>>;
 }
 
@@ -81,7 +95,8 @@ pub struct DirEntry {
 pub trait StorageFile: Send + Sync {
     /// Writes all of `buf` at `offset`.
     fn write_all_at(&self, buf: &[u8], offset: u64) -> io::Result<()>;
-    /// Makes every completed write of this file durable (fdatasync).
+    /// Makes every completed write of this file durable (fdatasync; on
+    /// macOS `F_FULLFSYNC`).
     fn sync_data(&self) -> io::Result<()>;
     /// Reserves `len` bytes at `offset` (fallocate, extending the size); they
     /// read as zeros. `Unsupported` where the file system cannot.
@@ -142,23 +157,10 @@ impl StorageFile for OsFile {
         FileExt::write_all_at(&self.0, buf, offset)
     }
     fn sync_data(&self) -> io::Result<()> {
-        self.0.sync_data()
+        sync_data(&self.0)
     }
     fn allocate(&self, offset: u64, len: u64) -> io::Result<()> {
-        let (Ok(off), Ok(len)) = (libc::off_t::try_from(offset), libc::off_t::try_from(len)) else {
-            return Err(io::Error::from_raw_os_error(libc::EFBIG));
-        };
-        // SAFETY: fallocate on a valid descriptor owned by self.0; no memory is passed.
-        match unsafe { libc::fallocate(self.0.as_raw_fd(), 0, off, len) } {
-            0 => Ok(()),
-            _ => {
-                let e = io::Error::last_os_error();
-                match e.raw_os_error() {
-                    Some(libc::EOPNOTSUPP) | Some(libc::ENOSYS) => Err(io::Error::new(io::ErrorKind::Unsupported, e)),
-                    _ => Err(e),
-                }
-            }
-        }
+        allocate(&self.0, offset, len)
     }
 }
 
@@ -194,10 +196,8 @@ impl Storage for OsStorage {
         if mode.create {
             o.create(true).truncate(true);
         }
-        if mode.direct {
-            o.custom_flags(libc::O_DIRECT);
-        }
-        Ok(Box::new(OsFile(o.open(path)?)))
+        let file = if mode.direct { open_direct(&mut o, path)? } else { o.open(path)? };
+        Ok(Box::new(OsFile(file)))
     }
 
     fn read_image(&self, path: &Path) -> io::Result<FileImage> {
@@ -223,7 +223,7 @@ impl Storage for OsStorage {
     fn read_range(&self, path: &Path, offset: u64, len: usize, direct: bool) -> io::Result<Vec<u8>> {
         const ALIGN: u64 = 4096;
         if direct {
-            match OpenOptions::new().read(true).custom_flags(libc::O_DIRECT).open(path) {
+            match open_direct(OpenOptions::new().read(true), path) {
                 Ok(f) => {
                     // O_DIRECT wants aligned offsets, lengths and buffers.
                     let start = offset / ALIGN * ALIGN;
@@ -272,18 +272,11 @@ impl Storage for OsStorage {
     }
 
     fn sync_dir(&self, dir: &Path) -> io::Result<()> {
-        File::open(dir)?.sync_all()
+        platform::sync_dir(dir)
     }
 
     fn lock_dir(&self, dir: &Path) -> io::Result<Box<dyn Send + Sync>> {
-        let file = OpenOptions::new().read(true).write(true).create(true).truncate(false).open(dir.join(LOCK_FILE))?;
-        // SAFETY: flock on a valid, open descriptor owned by `file`; it takes
-        // no pointers and the lock is released when `file` is closed.
-        let rc = unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) };
-        if rc != 0 {
-            return Err(io::Error::last_os_error());
-        }
-        Ok(Box::new(file))
+        Ok(Box::new(lock::lock_dir(dir)?))
     }
 }
 
@@ -292,6 +285,7 @@ impl Storage for OsStorage {
 /// (O_NONBLOCK) nor is followed (O_NOFOLLOW); anything but a regular file
 /// is refused (DESIGN I21).
 fn open_regular(path: &Path) -> io::Result<File> {
+    use std::os::unix::fs::OpenOptionsExt;
     let file = OpenOptions::new().read(true).custom_flags(libc::O_NONBLOCK | libc::O_NOFOLLOW).open(path)?;
     if !file.metadata()?.is_file() {
         return Err(io::Error::new(io::ErrorKind::InvalidInput, format!("{} is not a regular file", path.display())));
@@ -299,12 +293,43 @@ fn open_regular(path: &Path) -> io::Result<File> {
     Ok(file)
 }
 
-/// Name of the lock file inside a WAL directory.
-pub const LOCK_FILE: &str = "LOCK";
+/// Opens `path` with `opts` and O_DIRECT. Where O_DIRECT does not exist
+/// (macOS) or the file system refuses it, the error satisfies
+/// [`is_direct_io_refusal`].
+pub fn open_direct(opts: &mut OpenOptions, path: &Path) -> io::Result<File> {
+    platform::open_direct(opts, path)
+}
+
+/// Opens `path` with `opts`, bypassing the page cache as far as the platform
+/// can: O_DIRECT on Linux, `F_NOCACHE` on macOS (which caches unaligned
+/// pieces anyway). For device probes that must not measure the cache.
+pub fn open_uncached(opts: &mut OpenOptions, path: &Path) -> io::Result<File> {
+    platform::open_uncached(opts, path)
+}
 
 /// True when an open or write error means "this file system refuses O_DIRECT".
 pub fn is_direct_io_refusal(e: &io::Error) -> bool {
-    e.raw_os_error() == Some(libc::EINVAL)
+    platform::is_direct_io_refusal(e)
+}
+
+/// Makes every completed write of `file` durable on the device: fdatasync on
+/// Linux, `fcntl(F_FULLFSYNC)` on macOS (whose fsync leaves the data in the
+/// drive's cache).
+pub fn sync_data(file: &File) -> io::Result<()> {
+    platform::sync_data(file)
+}
+
+/// Reserves `len` bytes at `offset`, extending the file; they read as zeros
+/// (fallocate). `ErrorKind::Unsupported` where the file system or the
+/// platform cannot (macOS): callers then let the file grow with its data.
+pub fn allocate(file: &File, offset: u64, len: u64) -> io::Result<()> {
+    platform::allocate(file, offset, len)
+}
+
+/// Asks the kernel to drop `file`'s clean cached pages, so the next read
+/// comes from the device. `Unsupported` where there is no such call (macOS).
+pub fn evict_cached(file: &File) -> io::Result<()> {
+    platform::evict_cached(file)
 }
 
 /// Buffers of at least this many bytes start on a multiple of it and ask
@@ -317,16 +342,25 @@ pub fn is_direct_io_refusal(e: &io::Error) -> bool {
 /// pages the buffer works the same, with small ones.
 pub const HUGE_PAGE: usize = 2 << 20;
 
-/// A zero-initialised heap buffer whose start and length are multiples of
+/// A zero-initialised buffer whose start and length are multiples of
 /// `align`, as O_DIRECT requires.
 pub struct AlignedBuf {
     ptr: NonNull<u8>,
     len: usize,
-    /// The alignment asked for (a mapping's start is `HUGE_PAGE` aligned).
+    /// The alignment asked for (a mapping's window starts `HUGE_PAGE` aligned).
     align: usize,
-    /// From the heap with this layout, or (None) an anonymous mapping of
-    /// exactly `[ptr, ptr + len)`.
-    heap: Option<Layout>,
+    /// Where the bytes live.
+    mem: Memory,
+}
+
+/// The allocation behind an [`AlignedBuf`].
+enum Memory {
+    /// From the heap with this layout.
+    Heap(Layout),
+    /// An anonymous mapping whose `HUGE_PAGE`-aligned window
+    /// `[ptr, ptr + len)` is the buffer (see [`map_huge`]); unmapped when
+    /// dropped.
+    Mapped(#[allow(dead_code)] memmap2::MmapMut),
 }
 
 // SAFETY: AlignedBuf owns its allocation exclusively (like Vec<u8>); moving it
@@ -342,15 +376,15 @@ impl AlignedBuf {
         let len = len.max(align).next_multiple_of(align);
         if len >= HUGE_PAGE
             && align <= HUGE_PAGE
-            && let Some(ptr) = map_huge(len)
+            && let Some((map, ptr)) = map_huge(len)
         {
-            return AlignedBuf { ptr, len, align, heap: None };
+            return AlignedBuf { ptr, len, align, mem: Memory::Mapped(map) };
         }
         let layout = Layout::from_size_align(len, align).expect("valid buffer layout");
         // SAFETY: the layout has non-zero size (len >= align >= 1).
         let raw = unsafe { alloc_zeroed(layout) };
         let ptr = NonNull::new(raw).unwrap_or_else(|| std::alloc::handle_alloc_error(layout));
-        AlignedBuf { ptr, len, align, heap: Some(layout) }
+        AlignedBuf { ptr, len, align, mem: Memory::Heap(layout) }
     }
 
     /// Capacity in bytes.
@@ -369,45 +403,30 @@ impl AlignedBuf {
     }
 }
 
-/// A fresh anonymous mapping of `len` bytes (a multiple of the page size)
-/// starting on a `HUGE_PAGE` boundary, with huge pages asked for before any
-/// page is touched. The heap would hand out memory already faulted in as
+/// A fresh anonymous mapping (memmap2) with a window of `len` bytes (a
+/// multiple of the page size) starting on a `HUGE_PAGE` boundary, with huge
+/// pages asked for before any page is touched; returns the mapping and the
+/// window's start. The heap would hand out memory already faulted in as
 /// small pages (a freed buffer's), for which the advice comes too late: in
 /// one run, of the two buffers the writer alternates, one wrote 4 MiB in
 /// 1.0 ms and the other in 5.5 ms. None when the mapping fails.
-fn map_huge(len: usize) -> Option<NonNull<u8>> {
-    let span = len + HUGE_PAGE;
-    // SAFETY: a new private anonymous mapping; no existing memory is named.
-    let base = unsafe {
-        libc::mmap(
-            std::ptr::null_mut(),
-            span,
-            libc::PROT_READ | libc::PROT_WRITE,
-            libc::MAP_PRIVATE | libc::MAP_ANONYMOUS,
-            -1,
-            0,
-        )
-    };
-    if base == libc::MAP_FAILED {
-        return None;
-    }
+///
+/// Why the window: the kernel places a mapping on any page boundary, and
+/// memmap2 can neither ask for an aligned address nor unmap part of a
+/// mapping, so `HUGE_PAGE` more bytes are mapped and the aligned window
+/// inside them is used. The unused head and tail are address space only:
+/// never touched, so never backed by memory.
+fn map_huge(len: usize) -> Option<(memmap2::MmapMut, NonNull<u8>)> {
+    let mut map = memmap2::MmapOptions::new().len(len.checked_add(HUGE_PAGE)?).map_anon().ok()?;
+    let base = map.as_mut_ptr();
     let head = (base as usize).next_multiple_of(HUGE_PAGE) - base as usize;
-    // SAFETY: head and tail are page-aligned pieces of the mapping just
-    // made (base is page aligned, HUGE_PAGE and len are page multiples),
-    // outside [base + head, base + head + len), and nothing refers to them.
-    unsafe {
-        if head > 0 {
-            libc::munmap(base, head);
-        }
-        libc::munmap(base.cast::<u8>().add(head + len).cast(), HUGE_PAGE - head);
-    }
-    // SAFETY: inside the mapping just made.
-    let start = unsafe { base.cast::<u8>().add(head) };
-    // Advice only: without THP the pages are small, which works the same.
-    // SAFETY: [start, start + len) is the mapping this buffer owns;
-    // MADV_HUGEPAGE changes how the kernel backs it, not its contents.
-    unsafe { libc::madvise(start.cast(), len, libc::MADV_HUGEPAGE) };
-    NonNull::new(start)
+    // Advice only: without THP (or on macOS) the pages are small, which
+    // works the same.
+    platform::advise_huge_pages(&map, head, len);
+    // SAFETY: head < HUGE_PAGE, so [base + head, base + head + len) lies
+    // inside the mapping of len + HUGE_PAGE bytes just made.
+    let start = unsafe { base.add(head) };
+    NonNull::new(start).map(|p| (map, p))
 }
 
 impl Deref for AlignedBuf {
@@ -429,15 +448,11 @@ impl std::ops::DerefMut for AlignedBuf {
 
 impl Drop for AlignedBuf {
     fn drop(&mut self) {
-        match self.heap {
+        // A mapping unmaps itself when `mem` is dropped.
+        if let Memory::Heap(layout) = self.mem {
             // SAFETY: ptr was returned by alloc_zeroed with exactly this
             // layout and is freed only here.
-            Some(layout) => unsafe { dealloc(self.ptr.as_ptr(), layout) },
-            // SAFETY: [ptr, ptr + len) is exactly the mapping `map_huge`
-            // made for this buffer, unmapped only here.
-            None => unsafe {
-                libc::munmap(self.ptr.as_ptr().cast(), self.len);
-            },
+            unsafe { dealloc(self.ptr.as_ptr(), layout) }
         }
     }
 }

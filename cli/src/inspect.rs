@@ -198,11 +198,10 @@ fn torn_json(s: &SegmentCheck) -> Option<Value> {
 /// opening a segment with it. `None` without a segment (a directory refuses
 /// O_DIRECT on file systems whose files accept it) or when none opens.
 fn direct_io_usable(check: &DirCheck) -> Option<bool> {
-    use std::os::unix::fs::OpenOptionsExt;
     let target = &check.segments.first()?.path;
-    match std::fs::OpenOptions::new().read(true).custom_flags(libc::O_DIRECT).open(target) {
+    match directwal::io::open_direct(std::fs::OpenOptions::new().read(true), target) {
         Ok(_) => Some(true),
-        Err(e) if e.raw_os_error() == Some(libc::EINVAL) => Some(false),
+        Err(e) if directwal::io::is_direct_io_refusal(&e) => Some(false),
         Err(_) => None,
     }
 }

@@ -4,8 +4,7 @@
 //! `tick(n)` as it completes records, for progress bars.
 
 use std::fs::{File, OpenOptions};
-use std::os::unix::fs::{FileExt, OpenOptionsExt};
-use std::os::unix::io::AsRawFd;
+use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
@@ -38,12 +37,12 @@ pub fn fresh(base: &Path, name: &str) -> BenchResult<PathBuf> {
     Ok(p)
 }
 
-/// Drops `path` from the page cache, so the next read comes from the disk.
+/// Drops `path` from the page cache, so the next read comes from the disk
+/// (where the platform can: not on macOS).
 pub fn evict(path: &Path) {
     if let Ok(f) = File::open(path) {
         let _ = f.sync_all();
-        // SAFETY: posix_fadvise on a valid open descriptor; no memory is passed.
-        unsafe { libc::posix_fadvise(f.as_raw_fd(), 0, 0, libc::POSIX_FADV_DONTNEED) };
+        let _ = directwal::io::evict_cached(&f);
     }
 }
 
@@ -93,9 +92,10 @@ fn noise_buf(noise: &Noise, len: usize) -> AlignedBuf {
     buf
 }
 
-/// A new, empty file opened for O_DIRECT writes (the probes' file).
+/// A new, empty file opened for O_DIRECT writes (the probes' file; on
+/// macOS F_NOCACHE).
 fn create_direct(path: &Path) -> std::io::Result<File> {
-    OpenOptions::new().read(true).write(true).create(true).truncate(true).custom_flags(libc::O_DIRECT).open(path)
+    directwal::io::open_uncached(OpenOptions::new().read(true).write(true).create(true).truncate(true), path)
 }
 
 /// The device ceiling: `count` pwrites of `block` bytes at increasing
@@ -107,11 +107,7 @@ pub fn probe_sync_writes(dir: &Path, block: usize, count: u64, space: Space, tic
     match space {
         Space::Grow => {}
         Space::Fallocated => {
-            // SAFETY: fallocate on a valid open descriptor; no memory is passed.
-            let rc = unsafe { libc::fallocate(f.as_raw_fd(), 0, 0, total as libc::off_t) };
-            if rc != 0 {
-                return Err(std::io::Error::last_os_error().into());
-            }
+            directwal::io::allocate(&f, 0, total)?;
             f.sync_all()?;
         }
         Space::ZeroFilled => {
