@@ -34,7 +34,7 @@ fn probe_sync_writes(dir: &Path, block: usize, count: u64, space: Space) -> f64 
 }
 
 fn cfg(dir: &Path) -> SegmentedWalConfig {
-    SegmentedWalConfig::new(dir)
+    SegmentedWalConfig::new(dir.into())
 }
 
 fn ring() -> KeyRing {

@@ -15,7 +15,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     // Ours alone: removed when `work` drops, and nothing else is.
     let work = tempfile::Builder::new().prefix("quickstart-wal-").tempdir_in(&base)?;
     let dir = work.path().to_owned();
-    let config = SegmentedWalConfig::new(&dir);
+    let config = SegmentedWalConfig::new(dir.to_path_buf());
 
     // 1. Durable appends, one sync each (a commit per record).
     let mut wal = SegmentedWal::open(config.clone())?;

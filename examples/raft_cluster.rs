@@ -137,7 +137,8 @@ struct Node {
 async fn start(id: NodeId, base: &std::path::Path, config: Arc<Config>, router: &Router) -> Node {
     let dir = base.join(format!("node-{id}"));
     let t = Instant::now();
-    let mut store = LogStore::<TypeConfig>::open(SegmentedWalConfig::new(&dir)).expect("the log store opens");
+    let mut store =
+        LogStore::<TypeConfig>::open(SegmentedWalConfig::new(dir.to_path_buf())).expect("the log store opens");
     let state = store.get_log_state().await.expect("log state");
     let vote = store.read_vote().await.expect("vote");
     println!(

@@ -30,7 +30,7 @@ use crate::wal::{SegmentedWal, SegmentedWalConfig, TruncateResult, WalStats};
 /// ```
 /// # fn main() -> Result<(), directwal::WalError> {
 /// let dir = tempfile::tempdir().unwrap();
-/// let wal = directwal::WalHandle::open(directwal::SegmentedWalConfig::new(dir.path()))?;
+/// let wal = directwal::WalHandle::open(directwal::SegmentedWalConfig::new(dir.path().into()))?;
 /// let threads: Vec<_> = (0..4u8)
 ///     .map(|t| {
 ///         let wal = wal.clone();
@@ -50,7 +50,7 @@ use crate::wal::{SegmentedWal, SegmentedWalConfig, TruncateResult, WalStats};
 /// use std::time::Duration;
 /// use directwal::{RecordType, SegmentedWalConfig, SyncPolicy, WalHandle};
 /// # let tmp = tempfile::tempdir()?;
-/// let wal = WalHandle::open(SegmentedWalConfig::new(tmp.path()))?;
+/// let wal = WalHandle::open(SegmentedWalConfig::new(tmp.path().into()))?;
 /// // Durable within ~5 ms, or once 1 MiB is pending; a crash may lose that window.
 /// let bulk = wal.with_policy(SyncPolicy::Batched { max_delay: Duration::from_millis(5), max_bytes: 1 << 20 });
 /// bulk.commit(RecordType::Put as u16, 1, 0, b"metrics")?;

@@ -88,14 +88,14 @@ impl fmt::Debug for WalEncryptionKey {
 /// # let tmp = tempfile::tempdir()?;
 /// # let dir = tmp.path();
 /// let old_key = WalEncryptionKey::from_bytes(&[1; 32]); // or from_file(path)
-/// let mut wal = SegmentedWal::open(SegmentedWalConfig::new(dir))?;
+/// let mut wal = SegmentedWal::open(SegmentedWalConfig::new(dir.into()))?;
 /// wal.set_encryption_ring(KeyRing::new(old_key.clone()))?; // before appending
 /// wal.append(RecordType::Put as u16, 1, 0, b"secret")?;
 /// wal.sync()?;
 /// drop(wal);
 ///
 /// // Reopened without a ring, an encrypted WAL refuses appends (fails closed).
-/// let mut wal = SegmentedWal::open(SegmentedWalConfig::new(dir))?;
+/// let mut wal = SegmentedWal::open(SegmentedWalConfig::new(dir.into()))?;
 /// let refused = wal.append(RecordType::Put as u16, 1, 0, b"plain?");
 /// assert!(matches!(refused, Err(WalError::EncryptionRequired { .. })));
 ///

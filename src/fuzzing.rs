@@ -109,7 +109,7 @@ fn open_fuzzed_segment(data: &[u8], ring: Option<KeyRing>) -> Option<(SegmentedW
             let _ = sim.open(&dir.join(next), create);
         }
     }
-    let mut config = SegmentedWalConfig::new(dir);
+    let mut config = SegmentedWalConfig::new(dir.into());
     config.segment_target_size = 8 * 1024;
     config.writer_config.prepare_chunk_size = 4096;
     let mut wal = SegmentedWal::open_with_storage(config, Arc::new(sim)).ok()?;
@@ -147,7 +147,7 @@ pub fn operations(data: &[u8]) {
         b
     };
     let sim = SimStorage::new();
-    let mut config = SegmentedWalConfig::new(Path::new("/ops"));
+    let mut config = SegmentedWalConfig::new(Path::new("/ops").into());
     config.segment_target_size = 8 * 1024;
     config.writer_config.write_buffer_size = 4096;
     config.writer_config.prepare_chunk_size = 4096;

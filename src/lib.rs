@@ -23,13 +23,13 @@
 //!
 //! # let tmp = tempfile::tempdir()?;
 //! # let dir = tmp.path();
-//! let mut wal = SegmentedWal::open(SegmentedWalConfig::new(dir))?;
+//! let mut wal = SegmentedWal::open(SegmentedWalConfig::new(dir.into()))?;
 //! let lsn = wal.append(RecordType::Put as u16, /* tenant */ 7, /* vshard */ 0, b"hello")?;
 //! assert_eq!(lsn, 1);
 //! wal.sync()?; // durable from here on
 //! drop(wal);
 //!
-//! let wal = SegmentedWal::open(SegmentedWalConfig::new(dir))?;
+//! let wal = SegmentedWal::open(SegmentedWalConfig::new(dir.into()))?;
 //! let records = wal.replay_from(1)?;
 //! assert_eq!(records[0].header.lsn, lsn);
 //! assert_eq!(records[0].payload, b"hello");

@@ -340,7 +340,7 @@ pub struct Page {
 /// ```
 /// use directwal::{PageBuf, RecordType, WalHandle, SegmentedWalConfig};
 /// # let tmp = tempfile::tempdir()?;
-/// let wal = WalHandle::open(SegmentedWalConfig::new(tmp.path()))?;
+/// let wal = WalHandle::open(SegmentedWalConfig::new(tmp.path().into()))?;
 /// for i in 0..25u8 {
 ///     wal.append(RecordType::Put as u16, 1, 0, &[i; 8])?;
 /// }
@@ -422,7 +422,7 @@ impl PageBuf {
 /// ```
 /// use directwal::{RecordType, SegmentedWal, SegmentedWalConfig};
 /// # let tmp = tempfile::tempdir()?;
-/// let mut wal = SegmentedWal::open(SegmentedWalConfig::new(tmp.path()))?;
+/// let mut wal = SegmentedWal::open(SegmentedWalConfig::new(tmp.path().into()))?;
 /// let reader = wal.reader(); // Send + Sync: hand it to another thread
 /// for i in 0..10u8 {
 ///     wal.append(RecordType::Put as u16, 1, 0, &[i])?;

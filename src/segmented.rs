@@ -29,7 +29,7 @@ pub use crate::wal::{DEFAULT_SEGMENT_TARGET_SIZE, SegmentedWal, SegmentedWalConf
 /// # fn main() -> directwal::Result<()> {
 /// # let tmp = tempfile::tempdir().unwrap();
 /// # let dir = tmp.path().join("wal");
-/// let mut wal = SegmentedWal::open(SegmentedWalConfig::new(dir.clone()))?;
+/// let mut wal = SegmentedWal::open(SegmentedWalConfig::new(dir.clone().into()))?;
 /// wal.append(RecordType::Put as u16, 1, 0, b"a")?;
 /// wal.sync()?;
 /// let records = replay_all_segments(&dir)?;

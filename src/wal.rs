@@ -97,16 +97,16 @@ pub struct SegmentedWalConfig {
 
 impl SegmentedWalConfig {
     /// Defaults for `wal_dir`: 64 MiB segments, O_DIRECT.
-    pub fn new(wal_dir: impl Into<PathBuf>) -> Self {
+    pub fn new(wal_dir: PathBuf) -> Self {
         SegmentedWalConfig {
-            wal_dir: wal_dir.into(),
+            wal_dir,
             segment_target_size: DEFAULT_SEGMENT_TARGET_SIZE,
             writer_config: WalWriterConfig::default(),
         }
     }
 
     /// Like [`SegmentedWalConfig::new`] without O_DIRECT (fast on tmpfs in tests).
-    pub fn for_testing(wal_dir: impl Into<PathBuf>) -> Self {
+    pub fn for_testing(wal_dir: PathBuf) -> Self {
         let mut c = Self::new(wal_dir);
         c.writer_config.use_direct_io = false;
         c
@@ -595,7 +595,7 @@ impl SegmentedWal {
     /// ```
     /// use directwal::{RecordType, SegmentedWal, SegmentedWalConfig};
     /// # let tmp = tempfile::tempdir()?;
-    /// let mut wal = SegmentedWal::open(SegmentedWalConfig::new(tmp.path()))?;
+    /// let mut wal = SegmentedWal::open(SegmentedWalConfig::new(tmp.path().into()))?;
     /// let first = wal.append(RecordType::Put as u16, 7, 0, b"k=v")?;
     /// let second = wal.append(0x4001, 7, 3, b"an application-defined record")?;
     /// assert_eq!((first, second), (1, 2));
@@ -804,7 +804,7 @@ impl SegmentedWal {
     /// ```
     /// use directwal::{RecordType, SegmentedWal, SegmentedWalConfig};
     /// # let tmp = tempfile::tempdir()?;
-    /// let mut config = SegmentedWalConfig::new(tmp.path());
+    /// let mut config = SegmentedWalConfig::new(tmp.path().into());
     /// config.segment_target_size = 4096;
     /// let mut wal = SegmentedWal::open(config)?;
     /// for i in 0..100u32 {

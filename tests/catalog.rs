@@ -14,7 +14,7 @@ use directwal::{RecoveryMode, SegmentedWal, SegmentedWalConfig, WalError, WalRea
 const LEN: usize = 100;
 
 fn cfg(dir: &Path) -> SegmentedWalConfig {
-    let mut c = SegmentedWalConfig::for_testing(dir);
+    let mut c = SegmentedWalConfig::for_testing(dir.into());
     c.segment_target_size = 1 << 20;
     c.writer_config.prepare_chunk_size = 64 * 1024;
     c

@@ -11,7 +11,7 @@ use directwal::sim::SimStorage;
 use directwal::{SegmentedWal, SegmentedWalConfig, WalError, WalHandle};
 
 fn cfg(dir: &Path) -> SegmentedWalConfig {
-    let mut c = SegmentedWalConfig::new(dir);
+    let mut c = SegmentedWalConfig::new(dir.into());
     c.segment_target_size = 256 * 1024;
     c.writer_config.write_buffer_size = 16 * 1024;
     c.writer_config.prepare_chunk_size = 64 * 1024;
@@ -92,7 +92,7 @@ fn concurrent_commits_survive_crashes_at_any_point() {
         if let Some(k) = crash_at {
             sim.crash_after(k);
         }
-        let mut c = SegmentedWalConfig::new(Path::new("/gc"));
+        let mut c = SegmentedWalConfig::new(Path::new("/gc").into());
         c.segment_target_size = 48 * 1024;
         c.writer_config.write_buffer_size = 8 * 1024;
         c.writer_config.prepare_chunk_size = 8 * 1024;
@@ -132,7 +132,7 @@ fn concurrent_commits_survive_crashes_at_any_point() {
             x ^= x << 17;
             x
         });
-        let mut c = SegmentedWalConfig::new(Path::new("/gc"));
+        let mut c = SegmentedWalConfig::new(Path::new("/gc").into());
         c.segment_target_size = 48 * 1024;
         let wal = SegmentedWal::open_with_storage(c, Arc::new(image))
             .unwrap_or_else(|e| panic!("crash after op {k}: open refused: {e}"));

@@ -5,7 +5,7 @@ use common::{payload, segment_files};
 use directwal::{RecordType, SegmentedWal, SegmentedWalConfig, WalError};
 
 fn cfg(dir: &std::path::Path, target: u64) -> SegmentedWalConfig {
-    let mut c = SegmentedWalConfig::new(dir);
+    let mut c = SegmentedWalConfig::new(dir.into());
     c.segment_target_size = target;
     c
 }

@@ -27,7 +27,7 @@ impl Rng {
 }
 
 fn cfg() -> SegmentedWalConfig {
-    let mut c = SegmentedWalConfig::new(Path::new("/wal"));
+    let mut c = SegmentedWalConfig::new(Path::new("/wal").into());
     c.segment_target_size = 12 * 1024;
     c.writer_config.write_buffer_size = 8 * 1024;
     c.writer_config.prepare_chunk_size = 8 * 1024;

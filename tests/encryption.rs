@@ -10,7 +10,7 @@ use directwal::layout::{RECORD_HEADER_LEN, data_start, record_size};
 use directwal::{SegmentedWal, SegmentedWalConfig, WalError};
 
 fn cfg(dir: &Path) -> SegmentedWalConfig {
-    let mut c = SegmentedWalConfig::for_testing(dir);
+    let mut c = SegmentedWalConfig::for_testing(dir.into());
     c.segment_target_size = 8 * 1024;
     c.writer_config.prepare_chunk_size = 4096;
     c

@@ -8,7 +8,7 @@ use common::{faulty, payload};
 use directwal::{SegmentedWal, SegmentedWalConfig, WalError};
 
 fn cfg(dir: &std::path::Path) -> SegmentedWalConfig {
-    let mut c = SegmentedWalConfig::new(dir);
+    let mut c = SegmentedWalConfig::new(dir.into());
     c.segment_target_size = 64 * 1024;
     c.writer_config.prepare_chunk_size = 8 * 1024;
     c

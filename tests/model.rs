@@ -74,7 +74,7 @@ fn payload(lsn: u64, len: usize) -> Vec<u8> {
 }
 
 fn open(sim: &SimStorage) -> SegmentedWal {
-    let mut c = SegmentedWalConfig::new(Path::new("/m"));
+    let mut c = SegmentedWalConfig::new(Path::new("/m").into());
     c.segment_target_size = TARGET;
     c.writer_config.write_buffer_size = 4096;
     c.writer_config.prepare_chunk_size = 4096;

@@ -26,7 +26,7 @@ const MARK: &str = "@child: ";
 const PATIENCE: Duration = Duration::from_secs(60);
 
 fn cfg(dir: &Path) -> SegmentedWalConfig {
-    let mut c = SegmentedWalConfig::new(dir);
+    let mut c = SegmentedWalConfig::new(dir.into());
     // Small segments and chunks: rolls and recycling within a few MB, and
     // each open's new segment is quick to prepare.
     c.segment_target_size = 1 << 20;

@@ -39,7 +39,7 @@ fn block_on<F: Future>(f: F) -> F::Output {
 }
 
 fn cfg(dir: &std::path::Path) -> SegmentedWalConfig {
-    let mut c = SegmentedWalConfig::for_testing(dir);
+    let mut c = SegmentedWalConfig::for_testing(dir.into());
     c.segment_target_size = 16 * 1024;
     c
 }

@@ -9,7 +9,7 @@ use directwal::crypto::{KeyRing, WalEncryptionKey};
 use directwal::{SegmentedWal, SegmentedWalConfig, WalError, WalReader};
 
 fn cfg(dir: &std::path::Path) -> SegmentedWalConfig {
-    let mut c = SegmentedWalConfig::new(dir);
+    let mut c = SegmentedWalConfig::new(dir.into());
     c.segment_target_size = 16 * 1024;
     c.writer_config.prepare_chunk_size = 16 * 1024;
     c.writer_config.write_buffer_size = 8 * 1024;
@@ -250,7 +250,7 @@ fn followers_read_exact_bytes_while_the_writer_reuses_its_buffers() {
     // they leave the tail. A buffer a follower still reads from must never
     // be written under it.
     let dir = tempfile::tempdir().unwrap();
-    let mut c = SegmentedWalConfig::new(dir.path());
+    let mut c = SegmentedWalConfig::new(dir.path().into());
     c.segment_target_size = 24 << 20;
     let mut wal = SegmentedWal::open(c).unwrap();
     let done = Arc::new(AtomicBool::new(false));

@@ -93,7 +93,7 @@ fn directwal(base: &Path) -> Row {
     let mut r = Row::default();
     if want("w1") {
         let dir = fresh(base, "dw1");
-        let mut w = SegmentedWal::open(SegmentedWalConfig::new(&dir)).unwrap();
+        let mut w = SegmentedWal::open(SegmentedWalConfig::new(dir.to_path_buf())).unwrap();
         let t = Instant::now();
         for i in 0..W1_N {
             w.append(1, 0, 0, pl(i, 128)).unwrap();
@@ -104,7 +104,7 @@ fn directwal(base: &Path) -> Row {
     }
     if want("w2") || want("w5") {
         let dir = fresh(base, "dw2");
-        let mut w = SegmentedWal::open(SegmentedWalConfig::new(&dir)).unwrap();
+        let mut w = SegmentedWal::open(SegmentedWalConfig::new(dir.to_path_buf())).unwrap();
         let t = Instant::now();
         for i in 0..W2_N {
             w.append(1, 0, 0, pl(i, 128)).unwrap();
@@ -113,7 +113,7 @@ fn directwal(base: &Path) -> Row {
         r.w2 = rate(W2_N, t);
         drop(w);
         let t = Instant::now();
-        let w = SegmentedWal::open(SegmentedWalConfig::new(&dir)).unwrap();
+        let w = SegmentedWal::open(SegmentedWalConfig::new(dir.to_path_buf())).unwrap();
         let mut n = 0usize;
         w.for_each_durable(0, usize::MAX, |_| n += 1).unwrap();
         assert_eq!(n, W2_N);
@@ -122,7 +122,7 @@ fn directwal(base: &Path) -> Row {
     }
     if want("w3") {
         let dir = fresh(base, "dw3");
-        let mut w = SegmentedWal::open(SegmentedWalConfig::new(&dir)).unwrap();
+        let mut w = SegmentedWal::open(SegmentedWalConfig::new(dir.to_path_buf())).unwrap();
         let t = Instant::now();
         for i in 1..=W3_N {
             w.append(1, 0, 0, pl(i, 4096)).unwrap();
@@ -136,7 +136,7 @@ fn directwal(base: &Path) -> Row {
     if want("w4") {
         for (threads, per, out) in [(4, W4_PER_THREAD_4, &mut r.w4_4), (32, W4_PER_THREAD_32, &mut r.w4_32)] {
             let dir = fresh(base, "dw4");
-            let h = WalHandle::open(SegmentedWalConfig::new(&dir)).unwrap();
+            let h = WalHandle::open(SegmentedWalConfig::new(dir.to_path_buf())).unwrap();
             *out = threaded(
                 threads,
                 per,
@@ -157,7 +157,7 @@ fn nodedb(base: &Path) -> Row {
     let mut r = Row::default();
     if want("w1") {
         let dir = fresh(base, "nd1");
-        let mut w = SegmentedWal::open(SegmentedWalConfig::new(dir.clone())).unwrap();
+        let mut w = SegmentedWal::open(SegmentedWalConfig::new(dir.clone().into())).unwrap();
         let t = Instant::now();
         for i in 0..W1_N {
             w.append(PUT, 0, 0, 0, pl(i, 128)).unwrap();
@@ -168,7 +168,7 @@ fn nodedb(base: &Path) -> Row {
     }
     if want("w2") || want("w5") {
         let dir = fresh(base, "nd2");
-        let mut w = SegmentedWal::open(SegmentedWalConfig::new(dir.clone())).unwrap();
+        let mut w = SegmentedWal::open(SegmentedWalConfig::new(dir.clone().into())).unwrap();
         let t = Instant::now();
         for i in 0..W2_N {
             w.append(PUT, 0, 0, 0, pl(i, 128)).unwrap();
@@ -177,7 +177,7 @@ fn nodedb(base: &Path) -> Row {
         r.w2 = rate(W2_N, t);
         drop(w);
         let t = Instant::now();
-        let w = SegmentedWal::open(SegmentedWalConfig::new(dir.clone())).unwrap();
+        let w = SegmentedWal::open(SegmentedWalConfig::new(dir.clone().into())).unwrap();
         let n = w.replay().unwrap().len();
         r.w5 = rate(n, t);
         if n != W2_N {
@@ -188,7 +188,7 @@ fn nodedb(base: &Path) -> Row {
     }
     if want("w3") {
         let dir = fresh(base, "nd3");
-        let mut w = SegmentedWal::open(SegmentedWalConfig::new(dir.clone())).unwrap();
+        let mut w = SegmentedWal::open(SegmentedWalConfig::new(dir.clone().into())).unwrap();
         let t = Instant::now();
         for i in 1..=W3_N {
             w.append(PUT, 0, 0, 0, pl(i, 4096)).unwrap();
@@ -202,7 +202,7 @@ fn nodedb(base: &Path) -> Row {
     if want("w4") {
         for (threads, per, out) in [(4, W4_PER_THREAD_4, &mut r.w4_4), (32, W4_PER_THREAD_32, &mut r.w4_32)] {
             let dir = fresh(base, "nd4");
-            let w = Mutex::new(SegmentedWal::open(SegmentedWalConfig::new(dir)).unwrap());
+            let w = Mutex::new(SegmentedWal::open(SegmentedWalConfig::new(dir.into())).unwrap());
             *out = threaded(
                 threads,
                 per,

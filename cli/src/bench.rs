@@ -199,7 +199,8 @@ fn w1_rows(base: &Path, count: u64, ring: Option<&KeyRing>) -> BenchResult<Vec<R
     let dir = workloads::fresh(base, "ceiling")?;
     let ceiling = step("ceiling 4K", count, |t| workloads::probe_sync_writes(&dir, 4096, count, Space::ZeroFilled, t))?;
     let dir = workloads::fresh(base, "w1")?;
-    let r = step("W1", count, |t| workloads::w1(directwal::SegmentedWalConfig::new(&dir), count, ring, t))?;
+    let r =
+        step("W1", count, |t| workloads::w1(directwal::SegmentedWalConfig::new(dir.to_path_buf()), count, ring, t))?;
     if !r.direct_io {
         eprintln!("note: this file system refused O_DIRECT; the WAL ran buffered");
     }

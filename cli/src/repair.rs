@@ -71,7 +71,7 @@ pub fn run(args: Args, ring: Option<KeyRing>) -> Result<(), Failure> {
         }
         return Err(Failure::Damaged);
     }
-    let mut config = SegmentedWalConfig::new(dir);
+    let mut config = SegmentedWalConfig::new(dir.into());
     config.writer_config.recovery_mode = RecoveryMode::Tolerant;
     // Every spare file stays (the open would delete those past the count).
     config.writer_config.recycle_segments = usize::MAX;

@@ -205,7 +205,7 @@ pub enum Log {
 
 /// Opens the workload's WAL in `dir`, warmed up for `log`.
 fn open_log(dir: &Path, log: Log, ring: Option<&KeyRing>) -> BenchResult<SegmentedWal> {
-    let mut wal = open(SegmentedWalConfig::new(dir), ring)?;
+    let mut wal = open(SegmentedWalConfig::new(dir.into()), ring)?;
     if log == Log::Checkpointed {
         let big = vec![0x11u8; 1 << 20];
         let spares = directwal::DEFAULT_RECYCLE_SEGMENTS as u64;
@@ -381,7 +381,7 @@ pub fn w3_interleaved(dir: &Path, epochs: u64) -> BenchResult<(f64, f64)> {
 /// W4: `threads` threads each commit `per_thread` 128-byte records through
 /// one `WalHandle`, waiting for each. Returns (records/s, p99 latency ms).
 pub fn w4(dir: &Path, threads: usize, per_thread: usize, tick: &(dyn Fn(u64) + Sync)) -> BenchResult<(f64, f64)> {
-    let wal = WalHandle::open(SegmentedWalConfig::new(dir))?;
+    let wal = WalHandle::open(SegmentedWalConfig::new(dir.into()))?;
     let noise = Noise::new();
     let t = Instant::now();
     let mut lat: Vec<f64> = std::thread::scope(|s| {
@@ -437,7 +437,7 @@ pub enum Replay {
 pub fn w5(dir: &Path, ring: Option<&KeyRing>, how: Replay, tick: &dyn Fn(u64)) -> BenchResult<W5> {
     evict_dir(dir)?;
     let t = Instant::now();
-    let mut wal = SegmentedWal::open(SegmentedWalConfig::new(dir))?;
+    let mut wal = SegmentedWal::open(SegmentedWalConfig::new(dir.into()))?;
     let open_s = t.elapsed().as_secs_f64();
     if let Some(ring) = ring {
         wal.set_encryption_ring(ring.clone())?;

@@ -265,7 +265,7 @@ mod follow {
     /// A writer in this process (the dump is another one), with small
     /// segments so the follow crosses segment rolls.
     fn writer(dir: &std::path::Path) -> SegmentedWal {
-        let mut c = SegmentedWalConfig::new(dir);
+        let mut c = SegmentedWalConfig::new(dir.into());
         c.segment_target_size = 16 * 1024;
         SegmentedWal::open(c).unwrap()
     }

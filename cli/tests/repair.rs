@@ -15,7 +15,7 @@ use directwal::{SegmentedWal, SegmentedWalConfig, WalError};
 /// flipped: durable data damaged before a later sync (strict open refuses).
 fn damaged_mid_log() -> (tempfile::TempDir, std::path::PathBuf, u64) {
     let dir = tempfile::tempdir_in(env!("CARGO_TARGET_TMPDIR")).unwrap();
-    let mut wal = SegmentedWal::open(SegmentedWalConfig::new(dir.path())).unwrap();
+    let mut wal = SegmentedWal::open(SegmentedWalConfig::new(dir.path().into())).unwrap();
     for i in 1..=30u64 {
         wal.append(1, 0, 0, &payload(i)).unwrap();
         if i % 10 == 0 {
@@ -37,7 +37,7 @@ fn repair_cuts_mid_log_damage_after_yes_and_reports_the_dropped_range() {
     let (dir, seg, offset) = damaged_mid_log();
     let d = dir.path().to_str().unwrap();
     assert!(matches!(
-        SegmentedWal::open(SegmentedWalConfig::new(dir.path())),
+        SegmentedWal::open(SegmentedWalConfig::new(dir.path().into())),
         Err(WalError::Corruption { lsn: 15, .. })
     ));
     let before = std::fs::read(&seg).unwrap();
@@ -64,7 +64,7 @@ fn repair_cuts_mid_log_damage_after_yes_and_reports_the_dropped_range() {
     assert_eq!(after[start..], before[start..], "repair rewrote data bytes");
 
     // Strict mode opens it now, and the log ends before the damage.
-    let wal = SegmentedWal::open(SegmentedWalConfig::new(dir.path())).unwrap();
+    let wal = SegmentedWal::open(SegmentedWalConfig::new(dir.path().into())).unwrap();
     assert_eq!(wal.next_lsn(), 15);
     assert_eq!(wal.replay().unwrap().len(), 14);
     drop(wal);

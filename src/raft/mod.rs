@@ -98,11 +98,11 @@ impl<C: RaftTypeConfig> State<C> {
 /// # let dir = tmp.path();
 /// # let rt = tokio::runtime::Builder::new_current_thread().build()?;
 /// # rt.block_on(async {
-/// let mut store = LogStore::<TypeConfig>::open(SegmentedWalConfig::new(dir))?;
+/// let mut store = LogStore::<TypeConfig>::open(SegmentedWalConfig::new(dir.into()))?;
 /// store.save_vote(&Vote::new(3, 1)).await?; // durable when it returns
 /// drop(store);
 ///
-/// let mut store = LogStore::<TypeConfig>::open(SegmentedWalConfig::new(dir))?;
+/// let mut store = LogStore::<TypeConfig>::open(SegmentedWalConfig::new(dir.into()))?;
 /// assert_eq!(store.read_vote().await?, Some(Vote::new(3, 1)));
 /// // let raft = openraft::Raft::new(node_id, config, network, store, state_machine).await?;
 /// # Ok::<(), Box<dyn std::error::Error>>(())

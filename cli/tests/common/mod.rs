@@ -32,7 +32,7 @@ pub fn payload(i: u64) -> Vec<u8> {
 }
 
 pub fn config(dir: &Path) -> SegmentedWalConfig {
-    let mut c = SegmentedWalConfig::new(dir);
+    let mut c = SegmentedWalConfig::new(dir.into());
     c.segment_target_size = 16 * 1024;
     c
 }
