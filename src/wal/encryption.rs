@@ -7,7 +7,6 @@ use std::sync::Arc;
 use tracing::{info, warn};
 
 use super::SegmentedWal;
-use crate::catalog;
 use crate::crypto::KeyRing;
 use crate::error::{Result, WalError};
 use crate::format::MAX_LSN;
@@ -121,17 +120,5 @@ impl SegmentedWal {
             self.storage.sync_dir(&self.dir).map_err(|e| WalError::io("fsync directory", &self.dir, e))?;
         }
         Ok(evicted.len())
-    }
-
-    /// I11: the encryption requirement the segments on disk set.
-    pub(super) fn note_encryption_state(&mut self, cat: &catalog::Catalog) {
-        let (st, downgrade) = cat.encryption();
-        if let Some(i) = downgrade {
-            warn!(
-                segment = %cat.segments[i].name,
-                "plain segment after encrypted ones without an explicit disable_encryption; a key is still required"
-            );
-        }
-        (self.required_key, self.encryption_off) = (st.required_key, st.turned_off);
     }
 }

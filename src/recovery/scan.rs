@@ -1,4 +1,4 @@
-//! Recovery of the newest (unsealed) segment: find where valid data ends and
+//! The scan of the newest (unsealed) segment: find where valid data ends and
 //! decide whether the damage after it is a torn final write (cut it) or
 //! damage to data that was already durable (refuse) — DESIGN I5/I6.
 

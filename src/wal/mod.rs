@@ -1,0 +1,487 @@
+//! `SegmentedWal`: a directory of segments, one of them active.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Instant;
+
+use tracing::{error, info, warn};
+
+use crate::crypto::{KeyRing, SegmentCipher};
+use crate::error::{Result, WalError};
+use crate::format::{self, Cipher, MAX_PAYLOAD_SIZE, RecordFields, SegmentHeader};
+use crate::io::{OsStorage, Storage};
+use crate::reader::{SealedSeg, Shared, View};
+use crate::recovery;
+use crate::segment;
+use crate::spares::SparePool;
+use crate::writer::{self, ActiveSegment, NewSegment};
+
+mod config;
+mod encryption;
+mod replay;
+mod truncate;
+
+pub use config::{
+    DEFAULT_ALIGNMENT, DEFAULT_PREPARE_CHUNK, DEFAULT_RECYCLE_SEGMENTS, DEFAULT_SEGMENT_TARGET_SIZE,
+    DEFAULT_WRITE_BUFFER_SIZE, RecoveryMode, RecoveryReport, SegmentedWalConfig, SetAside, TruncateResult, WalStats,
+    WalWriterConfig,
+};
+
+/// A flush between its write and its fdatasync (group commit).
+pub(crate) struct Flush {
+    pub file: Arc<dyn crate::io::StorageFile>,
+    pub target: writer::FlushTarget,
+    pub path: PathBuf,
+}
+
+/// A segmented write-ahead log. See the crate documentation for an example.
+///
+/// `SegmentedWal` is `Send`; share it between threads as `Mutex<SegmentedWal>`.
+pub struct SegmentedWal {
+    dir: PathBuf,
+    storage: Arc<dyn Storage>,
+    target: u64,
+    cfg: WalWriterConfig,
+    wal_id: u128,
+    /// What readers see: sealed segments, the active watermark, the ring.
+    shared: Arc<Shared>,
+    /// None only after a roll whose new segment could not be created yet.
+    active: Option<ActiveSegment>,
+    next_lsn: u64,
+    buf: writer::Buffers,
+    scratch: Vec<u8>,
+    /// Epoch size the last sealed segment saw, for preparing the next (F5).
+    epoch_hint: u64,
+    poisoned: Option<String>,
+    /// Keys for encrypting new segments and decrypting old ones.
+    /// Shared with the readers' view: one copy of the key material (E7).
+    ring: Option<Arc<KeyRing>>,
+    /// E6: the key new records must be encrypted with, from the segments on
+    /// disk (`crypto::encryption_state`) or the ring; appends are refused
+    /// without a ring.
+    required_key: Option<u32>,
+    /// I11: encryption was turned off explicitly after encrypted segments:
+    /// new plain segments carry the header flag `encryption_off`.
+    encryption_off: bool,
+    direct_io: bool,
+    stats: WalStats,
+    report: RecoveryReport,
+    /// Spare files for new segments (I17, I19); filled by `truncate_before`.
+    spares: std::sync::Mutex<SparePool>,
+    _lock: Box<dyn Send + Sync>,
+}
+
+impl SegmentedWal {
+    /// Opens (or creates) the WAL in `config.wal_dir`, recovering after a crash.
+    pub fn open(config: SegmentedWalConfig) -> Result<Self> {
+        Self::open_with_storage(config, Arc::new(OsStorage))
+    }
+
+    /// Opens the WAL on a custom `Storage` (used by the crash simulator and
+    /// fault-injection tests; hidden with the `io` module, which is not an API).
+    #[doc(hidden)]
+    pub fn open_with_storage(config: SegmentedWalConfig, storage: Arc<dyn Storage>) -> Result<Self> {
+        let t0 = Instant::now();
+        let cfg = config.writer_config.clone();
+        if !(512..=65536).contains(&cfg.alignment) || !cfg.alignment.is_power_of_two() {
+            return Err(WalError::InvalidConfig(format!(
+                "alignment {} is not a power of two between 512 and 65536",
+                cfg.alignment
+            )));
+        }
+        if cfg.write_buffer_size == 0 {
+            return Err(WalError::InvalidConfig("write_buffer_size is zero".into()));
+        }
+        let dir = config.wal_dir.clone();
+        storage.create_dir_all(&dir).map_err(|e| WalError::io("create directory", &dir, e))?;
+        let lock_guard = storage.lock_dir(&dir).map_err(|e| {
+            if e.raw_os_error() == Some(libc::EWOULDBLOCK) {
+                WalError::Locked { path: dir.clone() }
+            } else {
+                WalError::io("lock", &dir, e)
+            }
+        })?;
+
+        let rec = recovery::recover(&*storage, &dir, &cfg)?;
+        let mut report = rec.report;
+
+        let shared_storage = Arc::clone(&storage);
+        let mut wal = SegmentedWal {
+            // The header and seal blocks of a new segment are staged in the
+            // buffer too, so it holds at least two blocks.
+            buf: writer::Buffers::new(cfg.write_buffer_size.max(2 * cfg.alignment), cfg.alignment),
+            dir,
+            storage,
+            target: config.segment_target_size.clamp(1, format::MAX_SEGMENT_TARGET_SIZE),
+            wal_id: rec.wal_id,
+            shared: Arc::new(Shared {
+                dir: config.wal_dir.clone(),
+                storage: shared_storage,
+                view: std::sync::RwLock::new(View::default()),
+                readers: Arc::default(),
+                foreign_writer: false,
+            }),
+            active: None,
+            next_lsn: rec.next_lsn,
+            scratch: Vec::new(),
+            epoch_hint: 0,
+            poisoned: None,
+            ring: None,
+            required_key: rec.required_key,
+            encryption_off: rec.encryption_off,
+            direct_io: cfg.use_direct_io,
+            stats: WalStats::default(),
+            report: RecoveryReport::default(),
+            spares: std::sync::Mutex::new(SparePool::found(rec.spares)),
+            cfg,
+            _lock: lock_guard,
+        };
+        wal.shared.update(|v| v.sealed = Arc::new(rec.sealed));
+        // I19: spares of unknown past are not kept while encryption is required.
+        report.spare_files -= wal.evict_spares()?;
+        // D7/I6: never append into a segment of an earlier process: start a
+        // fresh one (replacing an empty newest segment of the same name).
+        // I11 (E6): an encrypted WAL gets its next segment once a ring is set;
+        // I20: an exhausted one never.
+        if wal.write_refusal().is_none() {
+            wal.start_segment()?;
+        }
+        if rec.replace_newest {
+            info!(segment = %segment::segment_file_name(wal.next_lsn), "replaced empty newest segment");
+        }
+        report.open_time = t0.elapsed();
+        info!(
+            dir = %wal.dir.display(),
+            segments = report.segments,
+            recovered_records = report.recovered_records,
+            torn_bytes_cut = report.torn_tail.as_ref().map_or(0, |t| t.bytes_cut),
+            next_lsn = wal.next_lsn,
+            direct_io = wal.direct_io,
+            open_ms = report.open_time.as_secs_f64() * 1e3,
+            "WAL opened"
+        );
+        wal.report = report;
+        Ok(wal)
+    }
+
+    /// Creates the active segment at `next_lsn`, encrypted with the ring's
+    /// active key when a ring is set.
+    fn start_segment(&mut self) -> Result<()> {
+        debug_assert!(self.active.is_none());
+        // I11, I20: the one gate every path that creates a segment passes.
+        if let Some(e) = self.write_refusal() {
+            return Err(e);
+        }
+        let salt = recovery::random_u128();
+        let cipher = self.ring.as_ref().map(|r| SegmentCipher::new(r.current(), self.wal_id, salt));
+        // I19: an encrypted segment starts only in a plain-free file.
+        let taken = self.spares.get_mut().unwrap_or_else(|p| p.into_inner()).take(cipher.is_some());
+        let (spare, spare_plain_free) = (taken.as_ref().map(|t| t.0.clone()), taken.map(|t| t.1));
+        let recycled = spare.is_some();
+        let mut header = SegmentHeader {
+            version: 0,
+            block_size: self.cfg.alignment as u32,
+            wal_id: self.wal_id,
+            salt,
+            first_lsn: self.next_lsn,
+            cipher: cipher.as_ref().map_or(Cipher::None, |c| c.descriptor()),
+            created_ms: writer::now_ms(),
+            recycled,
+            // I11: a plain segment after an explicit disable_encryption says so.
+            encryption_off: cipher.is_none() && self.encryption_off,
+        };
+        header.version = header.version_needed();
+        let started_header = header.clone();
+        let prepare_chunk = self.cfg.prepare_chunk_size.min(self.target).max(self.cfg.alignment as u64);
+        let seg = ActiveSegment::create(
+            NewSegment {
+                storage: &*self.storage,
+                dir: &self.dir,
+                header,
+                cipher,
+                readers: self.shared.readers.clone(),
+                direct: self.cfg.use_direct_io,
+                prepare_bytes: prepare_chunk,
+                prepare_chunk,
+                epoch_hint: self.epoch_hint,
+                spare,
+            },
+            &mut self.buf,
+        )?;
+        if recycled {
+            self.stats.segments_recycled += 1;
+        }
+        self.spares.get_mut().unwrap_or_else(|p| p.into_inner()).started(&started_header, spare_plain_free);
+        if self.cfg.use_direct_io && !seg.direct() {
+            if self.cfg.require_direct_io {
+                let path = seg.path.clone();
+                drop(seg);
+                let _ = self.storage.remove_file(&path);
+                return Err(WalError::DirectIoUnsupported { path });
+            }
+            if self.direct_io {
+                warn!(dir = %self.dir.display(), "file system refuses O_DIRECT; using buffered I/O + fdatasync");
+            }
+        }
+        self.direct_io = seg.direct();
+        let view = seg.view.clone();
+        self.shared.update(|v| {
+            v.active = Some(view);
+            v.direct = seg.direct();
+        });
+        self.stats.segments_created += 1;
+        self.stats.direct_io = self.direct_io;
+        self.active = Some(seg);
+        Ok(())
+    }
+
+    fn check_poison(&self) -> Result<()> {
+        match &self.poisoned {
+            Some(first) => Err(WalError::Poisoned { first_failure: first.clone() }),
+            None => Ok(()),
+        }
+    }
+
+    /// I3: after a failed write or fdatasync nothing more is accepted.
+    fn poison(&mut self, e: WalError) -> WalError {
+        if self.poisoned.is_none() {
+            error!(error = %e, "WAL poisoned: every later append and sync fails until reopen");
+            self.poisoned = Some(e.to_string());
+        }
+        e
+    }
+
+    /// Appends a record; returns its LSN. The record is durable once
+    /// [`sync`](Self::sync) returns Ok. On error no LSN is consumed.
+    ///
+    /// `record_type`, `tenant_id` and `vshard_id` are stored as given;
+    /// [`RecordType`](crate::RecordType) names a few well-known types.
+    ///
+    /// ```
+    /// use directwal::{RecordType, SegmentedWal, SegmentedWalConfig};
+    /// # let tmp = tempfile::tempdir()?;
+    /// let mut wal = SegmentedWal::open(SegmentedWalConfig::new(tmp.path().into()))?;
+    /// let first = wal.append(RecordType::Put as u16, 7, 0, b"k=v")?;
+    /// let second = wal.append(0x4001, 7, 3, b"an application-defined record")?;
+    /// assert_eq!((first, second), (1, 2));
+    /// assert_eq!(wal.durable_lsn(), 0); // appended, not yet durable
+    /// wal.sync()?;
+    /// assert_eq!(wal.durable_lsn(), 2);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn append(&mut self, record_type: u16, tenant_id: u32, vshard_id: u16, payload: &[u8]) -> Result<u64> {
+        self.check_poison()?;
+        if payload.len() > MAX_PAYLOAD_SIZE {
+            return Err(WalError::PayloadTooLarge { size: payload.len(), max: MAX_PAYLOAD_SIZE });
+        }
+        // I11 (E6): fail closed; I20: never wrap. Nothing is written.
+        if let Some(e) = self.write_refusal() {
+            return Err(e);
+        }
+        if let Some(active) = &self.active
+            && active.records > 0
+            && active.data_bytes() + active.record_size(payload.len()) as u64 > self.target
+        {
+            self.roll_segment()?;
+        }
+        if self.active.is_none() {
+            self.start_segment()?;
+        }
+        let active = self.active.as_mut().expect("active segment");
+        let size = active.record_size(payload.len()) as u64;
+        // I8: space is reserved before the LSN is taken; a failure (ENOSPC)
+        // leaves the WAL as it was, unless it reports a failed background
+        // data write (I16), which poisons like any failed data write (I3).
+        if let Err(e) = active.ensure_space(size) {
+            return Err(if active.write_failed() { self.poison(e) } else { e });
+        }
+        let lsn = self.next_lsn;
+        let fields =
+            RecordFields { lsn, epoch_start: active.epoch_start(), tenant_id, record_type, vshard_id, flags: 0 };
+        if let Err(e) = active.append(&mut self.buf, &mut self.scratch, fields, payload) {
+            return Err(self.poison(e));
+        }
+        self.next_lsn += 1;
+        self.stats.appends += 1;
+        self.stats.appended_bytes += payload.len() as u64;
+        Ok(lsn)
+    }
+
+    /// Makes every record appended so far durable (write + fdatasync).
+    pub fn sync(&mut self) -> Result<()> {
+        let started = Instant::now();
+        let Some(flush) = self.begin_flush()? else { return Ok(()) };
+        let synced = flush.file.sync_data();
+        self.finish_flush(flush, synced, started)
+    }
+
+    /// First half of a sync, under the writer's lock: writes what was
+    /// appended (I4). `None` when everything appended is already durable.
+    pub(crate) fn begin_flush(&mut self) -> Result<Option<Flush>> {
+        self.check_poison()?;
+        let Some(active) = self.active.as_mut() else { return Ok(None) };
+        match active.write_out(&mut self.buf) {
+            Ok(target) if target.end > active.durable_end => {
+                Ok(Some(Flush { file: active.file(), target, path: active.path.clone() }))
+            }
+            Ok(_) => Ok(None),
+            Err(e) => Err(self.poison(e)),
+        }
+    }
+
+    /// Second half, under the lock again after `flush.file`'s fdatasync
+    /// (issued without the lock) returned `synced`. A failure poisons (I3).
+    pub(crate) fn finish_flush(&mut self, flush: Flush, synced: std::io::Result<()>, started: Instant) -> Result<()> {
+        if let Err(e) = synced {
+            return Err(self.poison(WalError::io("fdatasync", &flush.path, e)));
+        }
+        // Rolls wait for flushes in flight, so the flushed segment is still
+        // active; if not, nothing can be claimed durable.
+        let Some(active) = self.active.as_mut().filter(|a| a.path == flush.path) else {
+            let e =
+                WalError::Poisoned { first_failure: format!("{} was replaced during its flush", flush.path.display()) };
+            return Err(self.poison(e));
+        };
+        let n = active.mark_durable(flush.target);
+        self.count_sync(n, started);
+        Ok(())
+    }
+
+    /// Stats of a sync that made `n` records durable (none: not counted).
+    fn count_sync(&mut self, n: u64, started: Instant) {
+        if n > 0 {
+            let us = writer::micros_since(started);
+            self.stats.syncs += 1;
+            self.stats.synced_records += n;
+            self.stats.records_per_sync = self.stats.synced_records as f64 / self.stats.syncs as f64;
+            self.stats.sync_time_us_total += us;
+            self.stats.sync_time_us_max = self.stats.sync_time_us_max.max(us);
+        }
+    }
+
+    /// Whether appending `len` payload bytes would write to a file or roll
+    /// the segment: such an append must not run while a flush's fdatasync is
+    /// in flight (I12: no write overtakes an unsynced epoch).
+    pub(crate) fn append_writes(&self, len: usize) -> bool {
+        match &self.active {
+            None => true,
+            Some(a) => {
+                (a.records > 0 && a.data_bytes() + a.record_size(len) as u64 > self.target)
+                    || a.append_writes(self.buf.len(), len)
+            }
+        }
+    }
+
+    /// Fails when the writer is poisoned.
+    pub(crate) fn ensure_healthy(&self) -> Result<()> {
+        self.check_poison()
+    }
+
+    /// Seals the active segment and starts the next one. A no-op when the
+    /// active segment holds no record. Refused, before anything is sealed,
+    /// with `EncryptionRequired` while the WAL needs a ring it lacks (I11)
+    /// and with `LsnExhausted` once every LSN is taken (I20).
+    pub fn roll_segment(&mut self) -> Result<()> {
+        self.check_poison()?;
+        // I11, I20: refused before anything is sealed (no segment could follow).
+        if let Some(e) = self.write_refusal() {
+            return Err(e);
+        }
+        if let Some(active) = self.active.as_mut() {
+            if active.records == 0 {
+                return Ok(());
+            }
+            let (started, durable_before) = (Instant::now(), active.durable_records);
+            self.epoch_hint = active.epoch_hint();
+            let seal = match active.seal(&mut self.buf) {
+                Ok(seal) => seal,
+                Err(e) => return Err(self.poison(e)),
+            };
+            // The seal's sync counts like any other.
+            self.count_sync(seal.records - durable_before, started);
+            let active = self.active.take().expect("active segment");
+            info!(segment = %active.name, last_lsn = seal.last_lsn, records = seal.records, "sealed segment");
+            let index = active.view.index_snapshot();
+            let sealed = SealedSeg::new(active.name, active.path, active.header, seal, Some(index));
+            self.shared.update(|v| {
+                Arc::make_mut(&mut v.sealed).push(Arc::new(sealed));
+                v.active = None;
+            });
+        }
+        // A failure here (ENOSPC) leaves no active segment; the next append retries.
+        self.start_segment()
+    }
+
+    /// The LSN the next append will get.
+    pub fn next_lsn(&self) -> u64 {
+        self.next_lsn
+    }
+
+    /// First LSN of the active segment.
+    pub fn active_segment_first_lsn(&self) -> u64 {
+        self.active.as_ref().map_or(self.next_lsn, |a| a.header.first_lsn)
+    }
+
+    /// The WAL directory.
+    pub fn wal_dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// Whether writes bypass the page cache (false after the D2 fallback).
+    pub fn direct_io_active(&self) -> bool {
+        self.direct_io
+    }
+
+    /// What the last open recovered.
+    pub fn recovery_report(&self) -> &RecoveryReport {
+        &self.report
+    }
+
+    /// Counters since open.
+    pub fn stats(&self) -> WalStats {
+        self.stats.clone()
+    }
+
+    /// Random id of this WAL, shared by all of its segments.
+    pub fn wal_id(&self) -> u128 {
+        self.wal_id
+    }
+
+    /// LSN of the last durable record (0 when there is none).
+    pub fn durable_lsn(&self) -> u64 {
+        match &self.active {
+            Some(a) => a.durable_last_lsn,
+            None => self.next_lsn - 1,
+        }
+    }
+
+    /// Drops the WAL without the final sync that `Drop` performs, as a process
+    /// crash would. Records not yet synced may be lost. For tests.
+    #[doc(hidden)]
+    pub fn simulate_crash(mut self) {
+        self.poisoned = Some("simulated crash".into());
+    }
+}
+
+impl Drop for SegmentedWal {
+    /// Best effort: a WAL dropped without a failure syncs what was appended.
+    fn drop(&mut self) {
+        if self.poisoned.is_none()
+            && let Err(e) = self.sync()
+        {
+            warn!(error = %e, "final sync on drop failed");
+        }
+    }
+}
+
+impl std::fmt::Debug for SegmentedWal {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SegmentedWal")
+            .field("dir", &self.dir)
+            .field("next_lsn", &self.next_lsn)
+            .field("active_segment_first_lsn", &self.active_segment_first_lsn())
+            .field("direct_io", &self.direct_io)
+            .field("poisoned", &self.poisoned)
+            .finish()
+    }
+}
