@@ -195,6 +195,8 @@ pub(crate) struct ActiveSegment {
     prepare_chunk: u64,
     /// Writes full buffers in the background (I16).
     pipe: Mutex<WritePipe>,
+    /// An fdatasync begun by `begin_flush` has not been finished yet (I12).
+    sync_in_flight: bool,
 }
 
 /// What a flush wrote: it becomes durable when the fdatasync after it returns.
@@ -298,6 +300,7 @@ impl ActiveSegment {
                 view: Arc::new(ActiveView::new(name.clone(), path.clone(), n.header.clone(), n.readers.clone())),
                 prepare_chunk: n.prepare_chunk,
                 pipe: Mutex::new(WritePipe::default()),
+                sync_in_flight: false,
             };
             // Header block + zero seal block.
             let mut head = AlignedBuf::new(2 * block, block);
@@ -474,12 +477,15 @@ impl ActiveSegment {
         self.view.note(fields.lsn, self.data_end);
         let cap = bufs.len();
         if size <= cap - self.buf_len {
-            format::encode_record_with(self.seed, &fields, stored, &mut bufs.cur.tail_mut(self.buf_len)[..size], fill);
+            let out = &mut bufs.cur.tail_mut(self.buf_len)[..size];
+            format::encode_record_with(self.seed, &fields, stored, out, fill);
+            self.debug_check_encoded(out, &fields, payload);
             self.buf_len += size;
         } else {
             scratch.clear();
             scratch.resize(size, 0);
             format::encode_record_with(self.seed, &fields, stored, scratch, fill);
+            self.debug_check_encoded(scratch, &fields, payload);
             let mut rest = &scratch[..];
             while !rest.is_empty() {
                 let n = rest.len().min(cap - self.buf_len);
@@ -500,13 +506,31 @@ impl ActiveSegment {
         Ok(())
     }
 
+    /// In debug builds, reads the record just encoded into `rec` back with
+    /// the check recovery and readers use, and compares it with what was
+    /// asked for: an encoder bug fails here, not at the next open.
+    fn debug_check_encoded(&self, rec: &[u8], fields: &RecordFields, payload: &[u8]) {
+        if cfg!(debug_assertions) {
+            let end = self.data_end + rec.len() as u64;
+            let checked =
+                format::check_record_in(rec, self.data_end, self.data_end, end, self.seed, Some(fields.lsn), true);
+            let (h, body) =
+                checked.unwrap_or_else(|f| panic!("record LSN {} fails its own check: {}", fields.lsn, f.describe()));
+            let stored = payload.len() + if self.cipher.is_some() { TAG_LEN } else { 0 };
+            assert_eq!((h.fields, h.len as usize, body.len()), (*fields, stored, stored), "record LSN {}", fields.lsn);
+            if self.cipher.is_none() {
+                assert_eq!(&rec[body], payload, "record LSN {} stored another payload", fields.lsn);
+            }
+        }
+    }
+
     /// Epoch start stamped on records appended now (I5): the end of the data
     /// already handed to a flush. Such a record is written only by a later
     /// flush, after that data's fdatasync completed (I12: the group-commit
     /// handle holds back writes while a flush is in flight; `sync` finishes
     /// it first).
     pub fn epoch_start(&self) -> u32 {
-        self.flushed.end as u32
+        u32::try_from(self.flushed.end).expect("a segment is shorter than 4 GiB (MAX_SEGMENT_FILE_LEN)")
     }
 
     /// Whether appending a payload of `len` bytes would write to the file
@@ -531,6 +555,7 @@ impl ActiveSegment {
     /// and continues in another, so the write overlaps the encoding of the
     /// next buffer (I16). The full one is frozen and readers read it (I18).
     fn write_full_buffer(&mut self, bufs: &mut Buffers) -> Result<()> {
+        self.assert_no_sync_in_flight();
         let mut pipe = self.pipe();
         pipe.settle().map_err(|e| WalError::io("write", &self.path, e))?;
         let (cap, from) = (bufs.len(), self.unwritten_from());
@@ -562,6 +587,7 @@ impl ActiveSegment {
             // I4: the first block written may be the tail block of the last
             // sync; its durable prefix is rewritten with identical bytes.
             let from = self.unwritten_from();
+            self.assert_no_sync_in_flight();
             self.write(&bufs.cur.bytes()[from..padded], self.buf_file_off + from as u64)?;
             // I18: the data (not the padding, which later records replace)
             // is frozen, and readers read it from this buffer.
@@ -572,33 +598,72 @@ impl ActiveSegment {
         Ok(self.flushed)
     }
 
+    /// I12: no data write is issued while an fdatasync begun by
+    /// [`begin_flush`](Self::begin_flush) may still be running: the write
+    /// could reach the disk before the data it follows is durable (I5). The
+    /// group-commit handle holds such appends back; this is where it is checked.
+    fn assert_no_sync_in_flight(&self) {
+        assert!(!self.sync_in_flight, "I12: a data write was issued in {} while its fdatasync is in flight", self.name);
+    }
+
+    /// First half of every sync (`SegmentedWal::sync`, the group-commit
+    /// handle, [`seal`](Self::seal)): writes what was appended
+    /// ([`write_out`](Self::write_out)). Returns what the fdatasync of
+    /// [`file`](Self::file) the caller issues next makes durable, or None
+    /// when everything appended is durable already. Until
+    /// [`finish_flush`](Self::finish_flush), no data write may be issued (I12).
+    pub fn begin_flush(&mut self, bufs: &mut Buffers) -> Result<Option<FlushTarget>> {
+        let t = self.write_out(bufs)?;
+        if t.end <= self.durable_end {
+            return Ok(None);
+        }
+        self.sync_in_flight = true;
+        Ok(Some(t))
+    }
+
+    /// Second half of every sync: the fdatasync issued after `begin_flush`
+    /// returned `t` completed with `synced`. Publishes what it made durable
+    /// to readers and returns the number of records; an error means the
+    /// caller must poison the writer (I3): the state of the file is unknown.
+    pub fn finish_flush(&mut self, t: FlushTarget, synced: std::io::Result<()>) -> Result<u64> {
+        self.sync_in_flight = false;
+        synced.map_err(|e| WalError::io("fdatasync", &self.path, e))?;
+        Ok(self.mark_durable(t))
+    }
+
     /// Records that an fdatasync issued after `write_out` returned `t` has
-    /// completed; publishes it to readers (R2). Returns the records it made
-    /// durable.
-    pub fn mark_durable(&mut self, t: FlushTarget) -> u64 {
+    /// completed; publishes it to readers. Returns the records it made durable.
+    fn mark_durable(&mut self, t: FlushTarget) -> u64 {
         if t.end <= self.durable_end {
             return 0;
         }
+        // The durable end, count and LSN never move backwards: a later
+        // flush covers everything an earlier one did.
+        assert!(
+            t.records >= self.durable_records && t.last_lsn >= self.durable_last_lsn,
+            "durable state of {} would move backwards: {t:?} after {} records up to LSN {}",
+            self.name,
+            self.durable_records,
+            self.durable_last_lsn
+        );
         let made_durable = t.records - self.durable_records;
         self.last_epoch_bytes = t.end - self.durable_end;
         self.durable_end = t.end;
         self.durable_records = t.records;
         self.durable_last_lsn = t.last_lsn;
-        // R2: readers may read what this fdatasync made durable.
+        // Readers may read what this fdatasync made durable (I18).
         self.view.publish(self.durable_end, self.durable_last_lsn);
         made_durable
     }
 
-    /// Writes everything appended and fdatasyncs (D1). On error the caller
-    /// must poison the writer (I3): the state of the file is unknown.
-    /// Returns the number of records this sync made durable.
+    /// Writes everything appended and fdatasyncs, through the one sync path
+    /// (`begin_flush`, fdatasync, `finish_flush`). On error the caller must
+    /// poison the writer (I3). Returns the number of records this sync made
+    /// durable.
     pub fn sync(&mut self, bufs: &mut Buffers) -> Result<u64> {
-        if self.data_end == self.durable_end {
-            return Ok(0);
-        }
-        let t = self.write_out(bufs)?;
-        self.file.sync_data().map_err(|e| WalError::io("fdatasync", &self.path, e))?;
-        Ok(self.mark_durable(t))
+        let Some(t) = self.begin_flush(bufs)? else { return Ok(0) };
+        let synced = self.file.sync_data();
+        self.finish_flush(t, synced)
     }
 
     /// Seals the segment (I7): all data durable, then the seal block written
@@ -607,6 +672,7 @@ impl ActiveSegment {
         self.sync(bufs)?;
         let seal =
             Seal { last_lsn: self.last_lsn, records: self.records, data_end: self.data_end, sealed_ms: now_ms() };
+        self.assert_no_sync_in_flight();
         write_seal(&*self.file, &self.path, self.block, self.seed, &seal)?;
         Ok(seal)
     }
