@@ -501,7 +501,7 @@ mod tests {
     #[should_panic(expected = "I12")]
     fn a_data_write_during_an_fdatasync_in_flight_is_refused() {
         let tmp = tempfile::tempdir().unwrap();
-        let mut config = SegmentedWalConfig::for_testing(tmp.path().into());
+        let config = SegmentedWalConfig::for_testing(tmp.path().into());
         let mut wal = SegmentedWal::open(config).unwrap();
         wal.append(1, 0, 0, b"first").unwrap();
         let flush = wal.begin_flush().unwrap().expect("something to flush");
