@@ -290,7 +290,7 @@ impl WalHandle {
             sender
         });
         if let Err(mpsc::SendError((_, done))) = sender.send((lsn, Box::new(done))) {
-            done(Err(WalError::Poisoned { first_failure: "the notifier thread is gone".into() }));
+            done(Err(WalError::Closed));
         }
     }
 
@@ -383,7 +383,7 @@ impl WalHandle {
             let started = Instant::now();
             let Some(flush) = st.wal.begin_flush()? else {
                 // Not durable, not in flight, nothing to write: `lsn` was never appended.
-                return Err(WalError::InvalidConfig(format!("LSN {lsn} was not appended")));
+                return Err(WalError::LsnNotAppended { lsn });
             };
             st.flushing = true;
             st.pending_bytes = 0;
@@ -497,15 +497,20 @@ fn notify(inner: Weak<Inner>, rx: mpsc::Receiver<Waiter>) {
                 let wal = WalHandle::from_inner(inner);
                 // An LSN never appended fails its own callback, not the batch.
                 let target = upto.min(wal.next_lsn() - 1);
-                wal.wait_durable(target).map(|()| wal.durable_lsn()).map_err(|e| e.to_string())
+                wal.wait_durable(target).map(|()| wal.durable_lsn()).map_err(|e| Some(Arc::new(e)))
             }
-            None => Err("the WAL was closed".to_owned()),
+            None => Err(None),
         };
         for (lsn, done) in batch {
             done(match &outcome {
                 Ok(durable) if lsn <= *durable => Ok(lsn),
-                Ok(_) => Err(WalError::InvalidConfig(format!("LSN {lsn} was not appended"))),
-                Err(e) => Err(WalError::Poisoned { first_failure: e.clone() }),
+                Ok(_) => Err(WalError::LsnNotAppended { lsn }),
+                Err(None) => Err(WalError::Closed),
+                // Every waiter gets the failure that poisoned the WAL (I3).
+                Err(Some(e)) => Err(match &**e {
+                    WalError::Poisoned { first_failure } => WalError::Poisoned { first_failure: first_failure.clone() },
+                    _ => WalError::Poisoned { first_failure: e.clone() },
+                }),
             });
         }
     }

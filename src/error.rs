@@ -108,8 +108,9 @@ pub enum WalError {
     /// appends and syncs until the WAL is reopened (D3).
     #[error("WAL is poisoned by an earlier failure and must be reopened: {first_failure}")]
     Poisoned {
-        /// The first failure, as text.
-        first_failure: String,
+        /// The first failure (shared: every later call reports the same one).
+        #[source]
+        first_failure: std::sync::Arc<WalError>,
     },
 
     /// O_DIRECT was required (`require_direct_io`) but the file system refuses it.
@@ -194,6 +195,18 @@ pub enum WalError {
     LsnExhausted {
         /// The last LSN handed out (or the one before the next segment's start).
         last_lsn: u64,
+    },
+
+    /// The WAL was closed (its last handle dropped) before the operation
+    /// could complete; nothing failed.
+    #[error("the WAL was closed")]
+    Closed,
+
+    /// Durability was awaited for an LSN that was never appended.
+    #[error("LSN {lsn} was not appended")]
+    LsnNotAppended {
+        /// The LSN asked for.
+        lsn: u64,
     },
 }
 

@@ -230,7 +230,7 @@ fn callbacks_and_futures_complete_only_once_durable() {
     assert_eq!(block_on(wal.durable(lsn)).unwrap(), lsn);
     assert!(wal.durable_lsn() >= lsn);
     // An LSN never appended fails its own future, not the WAL.
-    assert!(matches!(block_on(wal.durable(lsn + 100)), Err(WalError::InvalidConfig(_))));
+    assert!(matches!(block_on(wal.durable(lsn + 100)), Err(WalError::LsnNotAppended { .. })));
     // Dropping the last handle after the callbacks closes the WAL: it reopens at once.
     drop(wal);
     let recs = SegmentedWal::open(cfg(dir.path())).unwrap().replay().unwrap();

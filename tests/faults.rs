@@ -99,7 +99,7 @@ fn failed_fdatasync_poisons_the_writer_until_reopen() {
     faults.eio_sync.store(false, Ordering::SeqCst);
     // Sticky: a later sync must not report the lost write as durable.
     match wal.sync() {
-        Err(WalError::Poisoned { first_failure }) => assert!(first_failure.contains("fdatasync")),
+        Err(WalError::Poisoned { first_failure }) => assert!(first_failure.to_string().contains("fdatasync")),
         other => panic!("expected Poisoned, got {other:?}"),
     }
     assert!(matches!(append(&mut wal), Err(WalError::Poisoned { .. })));

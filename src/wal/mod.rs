@@ -27,6 +27,24 @@ pub use config::{
     WalWriterConfig,
 };
 
+/// A copy of the failure `e` that poisons the writer, kept as the first
+/// failure while `e` itself goes to the caller (`WalError` is not `Clone`:
+/// `io::Error` is not). Only I/O failures poison (I3).
+fn kept_copy(e: &WalError, dir: &Path) -> WalError {
+    let copy = |source: &std::io::Error| match source.raw_os_error() {
+        Some(code) => std::io::Error::from_raw_os_error(code),
+        None => std::io::Error::new(source.kind(), source.to_string()),
+    };
+    match e {
+        WalError::Io { op, path, source } => WalError::Io { op, path: path.clone(), source: copy(source) },
+        WalError::NoSpace { op, path, source } => WalError::NoSpace { op, path: path.clone(), source: copy(source) },
+        other => {
+            debug_assert!(false, "only I/O failures poison the writer, not {other:?}");
+            WalError::Io { op: "write", path: dir.to_path_buf(), source: std::io::Error::other(other.to_string()) }
+        }
+    }
+}
+
 /// A flush between its write and its fdatasync (group commit).
 pub(crate) struct Flush {
     pub file: Arc<dyn crate::io::StorageFile>,
@@ -52,7 +70,8 @@ pub struct SegmentedWal {
     scratch: Vec<u8>,
     /// Epoch size the last sealed segment saw, for preparing the next (F5).
     epoch_hint: u64,
-    poisoned: Option<String>,
+    /// I3: the first failed write or fdatasync; every later append and sync fails with it.
+    poisoned: Option<Arc<WalError>>,
     /// Keys for encrypting new segments and decrypting old ones.
     /// Shared with the readers' view: one copy of the key material (E7).
     ring: Option<Arc<KeyRing>>,
@@ -237,7 +256,7 @@ impl SegmentedWal {
 
     fn check_poison(&self) -> Result<()> {
         match &self.poisoned {
-            Some(first) => Err(WalError::Poisoned { first_failure: first.clone() }),
+            Some(first) => Err(WalError::Poisoned { first_failure: Arc::clone(first) }),
             None => Ok(()),
         }
     }
@@ -246,7 +265,7 @@ impl SegmentedWal {
     fn poison(&mut self, e: WalError) -> WalError {
         if self.poisoned.is_none() {
             error!(error = %e, "WAL poisoned: every later append and sync fails until reopen");
-            self.poisoned = Some(e.to_string());
+            self.poisoned = Some(Arc::new(kept_copy(&e, &self.dir)));
         }
         e
     }
@@ -464,7 +483,7 @@ impl SegmentedWal {
     /// crash would. Records not yet synced may be lost. For tests.
     #[doc(hidden)]
     pub fn simulate_crash(mut self) {
-        self.poisoned = Some("simulated crash".into());
+        self.poisoned = Some(Arc::new(WalError::Closed));
     }
 }
 
