@@ -99,7 +99,10 @@ fn failed_fdatasync_poisons_the_writer_until_reopen() {
     faults.eio_sync.store(false, Ordering::SeqCst);
     // Sticky: a later sync must not report the lost write as durable.
     match wal.sync() {
-        Err(WalError::Poisoned { first_failure }) => assert!(first_failure.to_string().contains("fdatasync")),
+        // The first failure is kept as the typed error, not as text.
+        Err(WalError::Poisoned { first_failure }) => {
+            assert!(matches!(*first_failure, WalError::Io { op: "fdatasync", .. }), "{first_failure:?}")
+        }
         other => panic!("expected Poisoned, got {other:?}"),
     }
     assert!(matches!(append(&mut wal), Err(WalError::Poisoned { .. })));
