@@ -254,11 +254,9 @@ impl ActiveSegment {
     pub fn create(mut n: NewSegment<'_>, bufs: &mut Buffers) -> Result<Self> {
         debug_assert_eq!(n.cipher.as_ref().map_or(format::Cipher::None, |c| c.descriptor()), n.header.cipher);
         debug_assert_eq!(n.spare.is_some(), n.header.recycled);
-        let cipher = n.cipher.take();
         let name = crate::segment::segment_file_name(n.header.first_lsn);
         let path = n.dir.join(&name);
         let block = n.header.block_size as usize;
-        let start = format::data_start(block);
         // A spare's written space is as good as zeros: its stale bytes never
         // validate under the new salt (F3), so it needs no preparing.
         let fresh = n.spare.is_none();
@@ -276,74 +274,81 @@ impl ActiveSegment {
                 return Err(e);
             }
         };
-        let result = (|| {
-            let mut seg = ActiveSegment {
-                name: name.clone(),
-                path: path.clone(),
-                file: Arc::from(file),
-                seed: n.header.crc_seed(),
-                header: n.header.clone(),
-                block,
-                direct,
-                buf_file_off: start,
-                buf_len: 0,
-                data_end: start,
-                durable_end: start,
-                flushed: FlushTarget { end: start, records: 0, last_lsn: n.header.first_lsn - 1 },
-                durable_records: 0,
-                durable_last_lsn: n.header.first_lsn - 1,
-                records: 0,
-                last_lsn: n.header.first_lsn - 1,
-                prepared_end: 0,
-                last_epoch_bytes: n.epoch_hint,
-                cipher,
-                view: Arc::new(ActiveView::new(name.clone(), path.clone(), n.header.clone(), n.readers.clone())),
-                prepare_chunk: n.prepare_chunk,
-                pipe: Mutex::new(WritePipe::default()),
-                sync_in_flight: false,
-            };
-            // Header block + zero seal block.
-            let mut head = AlignedBuf::new(2 * block, block);
-            n.header.encode(&mut head[..block]);
-            seg.write(&head, 0)?;
-            seg.prepared_end = start.max(stale_end);
-            // I22: whole blocks only, so the file's length stays a multiple of 512.
-            let want = (start + n.prepare_bytes).next_multiple_of(block as u64);
-            if seg.prepared_end >= want {
-                // A recycled file: already written space.
-            } else if n.epoch_hint >= LARGE_EPOCH_BYTES {
-                // F5: bulk writers get reserved space, as `ensure_space` would
-                // give them; zero-filling would write the chunk twice.
-                match seg.file.allocate(seg.prepared_end, want - seg.prepared_end) {
-                    Ok(()) => seg.prepared_end = want,
-                    Err(e) if e.kind() == std::io::ErrorKind::Unsupported => {}
-                    Err(e) => return Err(WalError::io("fallocate", &tmp, e)),
-                }
-            } else {
-                seg.zero_fill(want)?;
-            }
-            seg.file.sync_data().map_err(|e| WalError::io("fdatasync", &tmp, e))?;
-            Ok(seg)
-        })();
-        let seg = match result {
-            Ok(seg) => {
-                // The buffer starts this segment's data: readers of the last
-                // segment must not be reading it (I18).
-                bufs.exclusive();
-                seg
-            }
-            Err(e) => {
-                let _ = n.storage.remove_file(&tmp);
-                return Err(e);
-            }
-        };
-        if let Err(e) = n.storage.rename(&tmp, &path) {
+        let mut seg = ActiveSegment::new(name, path, Arc::from(file), direct, &mut n);
+        if let Err(e) = seg.prepare(&n, &tmp, stale_end) {
+            drop(seg);
+            let _ = n.storage.remove_file(&tmp);
+            return Err(e);
+        }
+        // The buffer starts this segment's data: readers of the last
+        // segment must not be reading it (I18).
+        bufs.exclusive();
+        if let Err(e) = n.storage.rename(&tmp, &seg.path) {
             let _ = n.storage.remove_file(&tmp);
             return Err(WalError::io("rename", &tmp, e));
         }
         // I1: the directory is fsynced after a segment file is created/renamed.
         n.storage.sync_dir(n.dir).map_err(|e| WalError::io("fsync directory", n.dir, e))?;
         Ok(seg)
+    }
+
+    /// The state of a segment whose file `file` holds nothing yet.
+    fn new(name: String, path: PathBuf, file: Arc<dyn StorageFile>, direct: bool, n: &mut NewSegment<'_>) -> Self {
+        let block = n.header.block_size as usize;
+        let start = format::data_start(block);
+        let before_first = n.header.first_lsn - 1;
+        ActiveSegment {
+            view: Arc::new(ActiveView::new(name.clone(), path.clone(), n.header.clone(), n.readers.clone())),
+            name,
+            path,
+            file,
+            seed: n.header.crc_seed(),
+            header: n.header.clone(),
+            block,
+            direct,
+            buf_file_off: start,
+            buf_len: 0,
+            data_end: start,
+            durable_end: start,
+            flushed: FlushTarget { end: start, records: 0, last_lsn: before_first },
+            durable_records: 0,
+            durable_last_lsn: before_first,
+            records: 0,
+            last_lsn: before_first,
+            prepared_end: 0,
+            last_epoch_bytes: n.epoch_hint,
+            cipher: n.cipher.take(),
+            prepare_chunk: n.prepare_chunk,
+            pipe: Mutex::new(WritePipe::default()),
+            sync_in_flight: false,
+        }
+    }
+
+    /// Writes the header block and a zero seal block, prepares the first
+    /// chunk of space (written space of a spare up to `stale_end` counts)
+    /// and makes it all durable (I2: before the file gets its name).
+    fn prepare(&mut self, n: &NewSegment<'_>, tmp: &Path, stale_end: u64) -> Result<()> {
+        let (block, start) = (self.block, format::data_start(self.block));
+        let mut head = AlignedBuf::new(2 * block, block);
+        n.header.encode(&mut head[..block]);
+        self.write(&head, 0)?;
+        self.prepared_end = start.max(stale_end);
+        // I22: whole blocks only, so the file's length stays a multiple of 512.
+        let want = (start + n.prepare_bytes).next_multiple_of(block as u64);
+        if self.prepared_end >= want {
+            // A recycled file: already written space.
+        } else if n.epoch_hint >= LARGE_EPOCH_BYTES {
+            // F5: bulk writers get reserved space, as `ensure_space` would
+            // give them; zero-filling would write the chunk twice.
+            match self.file.allocate(self.prepared_end, want - self.prepared_end) {
+                Ok(()) => self.prepared_end = want,
+                Err(e) if e.kind() == std::io::ErrorKind::Unsupported => {}
+                Err(e) => return Err(WalError::io("fallocate", tmp, e)),
+            }
+        } else {
+            self.zero_fill(want)?;
+        }
+        self.file.sync_data().map_err(|e| WalError::io("fdatasync", tmp, e))
     }
 
     /// Whether O_DIRECT is in effect for this file.

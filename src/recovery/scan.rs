@@ -68,57 +68,88 @@ pub fn scan_unsealed(
     };
     let mut outcome = ScanOutcome { records, last_lsn: lsn - 1, data_end: off, torn: None };
     let Some(fault) = fault else { return Ok(outcome) };
+    let hole = Hole { img, at: off, lsn, seed, fault };
+    let (dropped, dropped_end) = hole.look_past(name)?;
+    outcome.torn = hole.torn_tail(recycled, dropped, dropped_end);
+    Ok(outcome)
+}
 
-    // Look past the hole for records that validate on their own (their
-    // length cannot be trusted across the hole, so search aligned offsets).
-    let hole = off;
-    let mut dropped = 0u64;
-    let mut dropped_end = hole;
-    let mut p = hole + RECORD_ALIGN as u64;
-    while p + RECORD_HEADER_LEN as u64 <= end {
-        // Cheap filter before the CRC: a record after the hole carries an LSN
-        // at or above the one expected at the hole, and at most one more per
-        // minimal record that fits in between. Zeroed space fails here.
-        let cand = u64::from_le_bytes(img[p as usize + 8..p as usize + 16].try_into().expect("8 bytes"));
-        // I20: saturating, next to the largest LSN.
-        let max_lsn = lsn.saturating_add((p - hole) / RECORD_HEADER_LEN as u64);
-        if cand < lsn || cand > max_lsn {
-            p += RECORD_ALIGN as u64;
-            continue;
-        }
-        match format::check_record(img, p, end, seed, None) {
-            Ok((h, _)) => {
-                if u64::from(h.fields.epoch_start) > hole {
-                    return Err(WalError::Corruption {
-                        segment: name.to_owned(),
-                        offset: hole,
-                        lsn,
-                        reason: format!(
-                            "{}; record LSN {} at offset {p} belongs to a later sync, so this data was durable",
-                            fault.describe(),
-                            h.fields.lsn
-                        ),
-                    });
-                }
-                dropped += 1;
-                p += record_size(h.len as usize) as u64;
-                dropped_end = p;
+/// Where the valid records of an unsealed segment end, and why.
+struct Hole<'a> {
+    img: &'a [u8],
+    /// Offset of the first invalid record.
+    at: u64,
+    /// The LSN expected there.
+    lsn: u64,
+    seed: u32,
+    fault: RecordFault,
+}
+
+impl Hole<'_> {
+    /// Looks past the hole for records that validate on their own (their
+    /// length cannot be trusted across the hole, so it searches aligned
+    /// offsets). Returns how many there are and where the last one ends;
+    /// `Corruption` when one of them belongs to a later sync (I5).
+    fn look_past(&self, name: &str) -> Result<(u64, u64), WalError> {
+        let (img, hole, lsn) = (self.img, self.at, self.lsn);
+        let end = img.len() as u64;
+        let mut dropped = 0u64;
+        let mut dropped_end = hole;
+        let mut p = hole + RECORD_ALIGN as u64;
+        while p + RECORD_HEADER_LEN as u64 <= end {
+            // Cheap filter before the CRC: a record after the hole carries an LSN
+            // at or above the one expected at the hole, and at most one more per
+            // minimal record that fits in between. Zeroed space fails here.
+            let cand = u64::from_le_bytes(img[p as usize + 8..p as usize + 16].try_into().expect("8 bytes"));
+            // I20: saturating, next to the largest LSN.
+            let max_lsn = lsn.saturating_add((p - hole) / RECORD_HEADER_LEN as u64);
+            if cand < lsn || cand > max_lsn {
+                p += RECORD_ALIGN as u64;
+                continue;
             }
-            Err(_) => p += RECORD_ALIGN as u64,
+            match format::check_record(img, p, end, self.seed, None) {
+                Ok((h, _)) => {
+                    if u64::from(h.fields.epoch_start) > hole {
+                        return Err(WalError::Corruption {
+                            segment: name.to_owned(),
+                            offset: hole,
+                            lsn,
+                            reason: format!(
+                                "{}; record LSN {} at offset {p} belongs to a later sync, so this data was durable",
+                                self.fault.describe(),
+                                h.fields.lsn
+                            ),
+                        });
+                    }
+                    dropped += 1;
+                    p += record_size(h.len as usize) as u64;
+                    dropped_end = p;
+                }
+                Err(_) => p += RECORD_ALIGN as u64,
+            }
         }
+        Ok((dropped, dropped_end))
     }
-    // The header at the hole, if a whole one is there (its fields unchecked).
-    let hole_header = img.get(hole as usize..hole as usize + RECORD_HEADER_LEN).map(format::read_header);
-    let hole_lsn = hole_header.map(|h| h.fields.lsn);
-    let torn = if recycled {
-        // I17: stale bytes end the data as zeros do in a fresh file. The
-        // write was torn if records of it lie beyond the hole, or if the
-        // record at the hole is one of ours (its LSN) that did not fully land.
-        dropped > 0 || hole_lsn == Some(lsn)
-    } else {
-        fault != RecordFault::Zero || dropped > 0
-    };
-    if torn {
+
+    /// Whether the hole is a torn final write, and what cutting it drops
+    /// (`dropped` records of the same write end at `dropped_end`).
+    fn torn_tail(&self, recycled: bool, dropped: u64, dropped_end: u64) -> Option<TornTail> {
+        let (img, hole, lsn) = (self.img, self.at, self.lsn);
+        let end = img.len() as u64;
+        // The header at the hole, if a whole one is there (its fields unchecked).
+        let hole_header = img.get(hole as usize..hole as usize + RECORD_HEADER_LEN).map(format::read_header);
+        let hole_lsn = hole_header.map(|h| h.fields.lsn);
+        let torn = if recycled {
+            // I17: stale bytes end the data as zeros do in a fresh file. The
+            // write was torn if records of it lie beyond the hole, or if the
+            // record at the hole is one of ours (its LSN) that did not fully land.
+            dropped > 0 || hole_lsn == Some(lsn)
+        } else {
+            self.fault != RecordFault::Zero || dropped > 0
+        };
+        if !torn {
+            return None;
+        }
         let bytes_cut = if recycled {
             // Past our records the bytes are stale, not cut data.
             let own = match hole_header {
@@ -129,10 +160,8 @@ pub fn scan_unsealed(
         } else {
             img[hole as usize..].iter().rposition(|&b| b != 0).map_or(0, |i| i as u64 + 1)
         };
-        outcome.torn =
-            Some(TornTail { offset: hole, lsn, reason: fault.describe(), dropped_records: dropped, bytes_cut });
+        Some(TornTail { offset: hole, lsn, reason: self.fault.describe(), dropped_records: dropped, bytes_cut })
     }
-    Ok(outcome)
 }
 
 #[cfg(test)]

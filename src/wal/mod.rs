@@ -27,6 +27,32 @@ pub use config::{
     WalWriterConfig,
 };
 
+/// Refuses writer settings no segment can be written with.
+fn check_config(cfg: &WalWriterConfig) -> Result<()> {
+    if !(512..=65536).contains(&cfg.alignment) || !cfg.alignment.is_power_of_two() {
+        return Err(WalError::InvalidConfig(format!(
+            "alignment {} is not a power of two between 512 and 65536",
+            cfg.alignment
+        )));
+    }
+    if cfg.write_buffer_size == 0 {
+        return Err(WalError::InvalidConfig("write_buffer_size is zero".into()));
+    }
+    Ok(())
+}
+
+/// Creates `dir` if missing and locks it for this writer (I25).
+fn lock_dir(storage: &dyn Storage, dir: &Path) -> Result<Box<dyn Send + Sync>> {
+    storage.create_dir_all(dir).map_err(|e| WalError::io("create directory", dir, e))?;
+    storage.lock_dir(dir).map_err(|e| {
+        if e.raw_os_error() == Some(libc::EWOULDBLOCK) {
+            WalError::Locked { path: dir.to_path_buf() }
+        } else {
+            WalError::io("lock", dir, e)
+        }
+    })
+}
+
 /// A copy of the failure `e` that poisons the writer, kept as the first
 /// failure while `e` itself goes to the caller (`WalError` is not `Clone`:
 /// `io::Error` is not). Only I/O failures poison (I3).
@@ -102,25 +128,9 @@ impl SegmentedWal {
     pub fn open_with_storage(config: SegmentedWalConfig, storage: Arc<dyn Storage>) -> Result<Self> {
         let t0 = Instant::now();
         let cfg = config.writer_config.clone();
-        if !(512..=65536).contains(&cfg.alignment) || !cfg.alignment.is_power_of_two() {
-            return Err(WalError::InvalidConfig(format!(
-                "alignment {} is not a power of two between 512 and 65536",
-                cfg.alignment
-            )));
-        }
-        if cfg.write_buffer_size == 0 {
-            return Err(WalError::InvalidConfig("write_buffer_size is zero".into()));
-        }
+        check_config(&cfg)?;
         let dir = config.wal_dir.clone();
-        storage.create_dir_all(&dir).map_err(|e| WalError::io("create directory", &dir, e))?;
-        let lock_guard = storage.lock_dir(&dir).map_err(|e| {
-            if e.raw_os_error() == Some(libc::EWOULDBLOCK) {
-                WalError::Locked { path: dir.clone() }
-            } else {
-                WalError::io("lock", &dir, e)
-            }
-        })?;
-
+        let lock_guard = lock_dir(&*storage, &dir)?;
         let rec = recovery::recover(&*storage, &dir, &cfg)?;
         let mut report = rec.report;
 
@@ -169,18 +179,23 @@ impl SegmentedWal {
             info!(segment = %segment::segment_file_name(wal.next_lsn), "replaced empty newest segment");
         }
         report.open_time = t0.elapsed();
+        wal.report = report;
+        wal.log_opened();
+        Ok(wal)
+    }
+
+    fn log_opened(&self) {
+        let report = &self.report;
         info!(
-            dir = %wal.dir.display(),
+            dir = %self.dir.display(),
             segments = report.segments,
             recovered_records = report.recovered_records,
             torn_bytes_cut = report.torn_tail.as_ref().map_or(0, |t| t.bytes_cut),
-            next_lsn = wal.next_lsn,
-            direct_io = wal.direct_io,
+            next_lsn = self.next_lsn,
+            direct_io = self.direct_io,
             open_ms = report.open_time.as_secs_f64() * 1e3,
             "WAL opened"
         );
-        wal.report = report;
-        Ok(wal)
     }
 
     /// Creates the active segment at `next_lsn`, encrypted with the ring's
