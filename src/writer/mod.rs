@@ -12,16 +12,22 @@
 //! DESIGN I4). Nothing is padded per sync. Readers read the buffer itself
 //! (I18): nothing is copied for them.
 
+mod buffers;
+mod pipe;
+
 use std::path::{Path, PathBuf};
-use std::sync::{Mutex, mpsc};
+use std::sync::Mutex;
 use std::time::Instant;
 
 use crate::crypto::{SegmentCipher, TAG_LEN};
 use crate::error::{Result, WalError};
 use crate::format::{self, RecordFields, Seal, SegmentHeader};
-use crate::io::{AlignedBuf, OpenMode, SharedBuf, Storage, StorageFile, WriteBuf, is_direct_io_refusal};
+use crate::io::{AlignedBuf, OpenMode, Storage, StorageFile, is_direct_io_refusal};
 use crate::reader::ActiveView;
 use std::sync::Arc;
+
+pub(crate) use buffers::Buffers;
+use pipe::{Job, WritePipe};
 
 pub use crate::wal::{DEFAULT_ALIGNMENT, DEFAULT_WRITE_BUFFER_SIZE, WalWriterConfig};
 
@@ -30,134 +36,6 @@ pub use crate::wal::{DEFAULT_ALIGNMENT, DEFAULT_WRITE_BUFFER_SIZE, WalWriterConf
 /// extent costs at fdatasync is small next to that much data, while
 /// zero-filling would write it twice (docs/DESIGN.md, "Preparing space").
 const LARGE_EPOCH_BYTES: u64 = 1 << 20;
-
-/// A full buffer handed to the write helper: its bytes `range` go to the
-/// file at `offset`. Frozen (I18), so readers read it meanwhile.
-struct Job {
-    file: Arc<dyn StorageFile>,
-    buf: Arc<SharedBuf>,
-    range: std::ops::Range<usize>,
-    offset: u64,
-}
-
-/// Retired write buffers kept for reuse: one may be in the helper's write
-/// and two in the readers' tail (`TAIL_CACHE_BYTES` of 4 MiB buffers).
-const RETIRED_BUFFERS: usize = 4;
-
-/// The writer's buffers (I18): the one being filled, and retired ones,
-/// reused once no one else (the write helper, readers) holds them.
-pub(crate) struct Buffers {
-    pub cur: WriteBuf,
-    retired: Vec<WriteBuf>,
-}
-
-impl Buffers {
-    pub fn new(len: usize, align: usize) -> Self {
-        Buffers { cur: WriteBuf::new(len, align), retired: Vec::new() }
-    }
-
-    /// Capacity of each buffer.
-    pub fn len(&self) -> usize {
-        self.cur.len()
-    }
-
-    /// Makes the current buffer one that no one else holds (all writable).
-    fn exclusive(&mut self) {
-        if !self.cur.reclaim() {
-            self.rotate();
-        }
-    }
-
-    /// Retires the current buffer and continues in one that no one else
-    /// holds: a retired one, or (while readers or the helper hold them all)
-    /// a new one.
-    fn rotate(&mut self) {
-        let next = match self.retired.iter_mut().position(|b| b.reclaim()) {
-            Some(i) => self.retired.remove(i),
-            None => WriteBuf::new(self.cur.len(), self.cur.align()),
-        };
-        self.retired.push(std::mem::replace(&mut self.cur, next));
-        if self.retired.len() > RETIRED_BUFFERS {
-            self.retired.remove(0);
-        }
-    }
-}
-
-/// Writes full buffers on a helper thread while the writer encodes the next
-/// one, so encoding and I/O overlap (DESIGN I16). At most one write is in
-/// flight. Every other storage operation of the WAL waits for it first, so
-/// the device sees the same operations in the same order as with a
-/// synchronous write (the crash and fault sweeps number them identically).
-/// A failed write is sticky: every later wait reports it, so no sync can
-/// succeed after it. Dropping the pipe waits for the write in flight, so
-/// nothing is written after the WAL (and its directory lock) is gone.
-#[derive(Default)]
-struct WritePipe {
-    jobs: Option<mpsc::Sender<Job>>,
-    done: Option<mpsc::Receiver<std::io::Result<()>>>,
-    thread: Option<std::thread::JoinHandle<()>>,
-    in_flight: bool,
-    /// The first failure, reported by every later `settle`.
-    failed: Option<(std::io::ErrorKind, String)>,
-}
-
-impl WritePipe {
-    fn submit(&mut self, job: Job) -> std::io::Result<()> {
-        debug_assert!(!self.in_flight);
-        if self.jobs.is_none() {
-            let (jobs, rx) = mpsc::channel::<Job>();
-            let (tx, done) = mpsc::channel();
-            let thread = std::thread::Builder::new().name("directwal-write".into()).spawn(move || {
-                for job in rx {
-                    let r = job.file.write_all_at(&job.buf.frozen(job.range.end)[job.range.start..], job.offset);
-                    // Let go of the buffer before reporting, so the writer
-                    // may reuse it once it has the report.
-                    drop(job);
-                    if tx.send(r).is_err() {
-                        return;
-                    }
-                }
-            })?;
-            (self.jobs, self.done, self.thread) = (Some(jobs), Some(done), Some(thread));
-        }
-        let jobs = self.jobs.as_ref().expect("started");
-        jobs.send(job).map_err(|_| std::io::Error::other("the write helper is gone"))?;
-        self.in_flight = true;
-        Ok(())
-    }
-
-    /// Waits for the write in flight, if any; reports the first failure of
-    /// any write so far.
-    fn settle(&mut self) -> std::io::Result<()> {
-        if self.in_flight {
-            self.in_flight = false;
-            match self.done.as_ref().expect("started").recv() {
-                Ok(r) => {
-                    if let Err(e) = r {
-                        self.failed.get_or_insert((e.kind(), e.to_string()));
-                    }
-                }
-                Err(_) => {
-                    self.failed.get_or_insert((std::io::ErrorKind::Other, "the write helper is gone".into()));
-                }
-            }
-        }
-        match &self.failed {
-            Some((kind, msg)) => Err(std::io::Error::new(*kind, msg.clone())),
-            None => Ok(()),
-        }
-    }
-}
-
-impl Drop for WritePipe {
-    fn drop(&mut self) {
-        let _ = self.settle();
-        self.jobs = None;
-        if let Some(t) = self.thread.take() {
-            let _ = t.join();
-        }
-    }
-}
 
 /// The segment currently written.
 pub(crate) struct ActiveSegment {
