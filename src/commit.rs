@@ -1,4 +1,4 @@
-//! Group commit (SPEC §7, C2): many threads commit through one `WalHandle`;
+//! Group commit: many threads commit through one `WalHandle`;
 //! one fdatasync serves every record appended before it started.
 //!
 //! Leader/follower: a committer whose record is not durable yet and finds no
@@ -68,7 +68,7 @@ pub struct WalHandle {
     policy: SyncPolicy,
 }
 
-/// When [`WalHandle::commit`] makes a record durable (SPEC C3). Each handle
+/// When [`WalHandle::commit`] makes a record durable. Each handle
 /// clone carries its own policy; all share one WAL.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum SyncPolicy {
@@ -197,7 +197,7 @@ impl WalHandle {
         }
     }
 
-    /// A handle on the same WAL whose `commit` follows `policy` (C3).
+    /// A handle on the same WAL whose `commit` follows `policy`.
     pub fn with_policy(&self, policy: SyncPolicy) -> WalHandle {
         if let SyncPolicy::Batched { max_delay, .. } = policy {
             let mut st = self.lock();
@@ -389,7 +389,7 @@ impl WalHandle {
             st.pending_bytes = 0;
             st.last_committers = self.inner.committers.load(Ordering::Relaxed) as u64;
             drop(st);
-            // C2: the lock is not held across fdatasync.
+            // Group commit: the lock is not held across fdatasync.
             let synced = flush.file.sync_data();
             st = self.lock();
             st.flushing = false;
@@ -414,7 +414,7 @@ impl WalHandle {
         self.lock().wal.stats()
     }
 
-    /// A lock-free reader (SPEC §6).
+    /// A lock-free reader.
     pub fn reader(&self) -> WalReader {
         self.lock().wal.reader()
     }

@@ -1,6 +1,6 @@
 //! Segment naming and discovery.
 //!
-//! A segment is `wal-{first_lsn:020}.seg` (F1): lexical order is LSN order.
+//! A segment is `wal-{first_lsn:020}.seg` (docs/FORMAT.md): lexical order is LSN order.
 //! A segment under construction is `wal-{first_lsn:020}.seg.tmp` and only
 //! becomes visible under its final name once its header is durable (I2).
 //! A truncated segment kept for reuse is `spare-{n:020}` (I17): not part of
@@ -20,7 +20,7 @@ const SPARE_PREFIX: &str = "spare-";
 /// Infix of a newest segment that tolerant recovery set aside (I24).
 const ASIDE_INFIX: &str = ".aside-";
 
-/// What a directory entry's name makes it (F1, I2, I17, I24). Anything
+/// What a directory entry's name makes it (I2, I17, I21, I24). Anything
 /// else in the directory is not the WAL's and is never touched.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum NameKind {

@@ -48,7 +48,7 @@ pub struct WalWriterConfig {
     pub prepare_chunk_size: u64,
     /// Segment files `truncate_before` keeps (as `spare-*` files) for new
     /// segments to reuse instead of deleting them: writes into written space
-    /// need no allocation or extent change at fdatasync (F5, DESIGN I17).
+    /// need no allocation or extent change at fdatasync (DESIGN I17).
     /// A file is kept only when no reader of this process still maps it.
     /// 0 deletes every truncated segment. Spares are not part of the log and
     /// not counted by `list_segments`/`total_size_bytes`.
@@ -141,7 +141,7 @@ pub struct SetAside {
     pub reason: String,
 }
 
-/// Counters (SPEC §12).
+/// Counters since open.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct WalStats {
     /// Records appended since open.

@@ -13,7 +13,7 @@ use crate::format::MAX_LSN;
 use crate::segment;
 
 impl SegmentedWal {
-    /// Sets the key ring (E2, E3, E6). From now on every payload is written
+    /// Sets the key ring (I11). From now on every payload is written
     /// encrypted with the ring's active key: if the active segment is plain
     /// or uses another key, it is sealed (or, empty, replaced) and a new
     /// segment begins. Fails with `UnknownKey` when the WAL is encrypted with
@@ -50,7 +50,7 @@ impl SegmentedWal {
         self.ring.as_deref()
     }
 
-    /// Turns encryption off (E6): an explicit call that starts a new, plain
+    /// Turns encryption off (I11): an explicit call that starts a new, plain
     /// segment, flagged `encryption_off` when encrypted segments precede it
     /// so that the next open knows the downgrade was asked for (I11).
     /// Reading older, encrypted segments needs a ring again.
@@ -86,7 +86,7 @@ impl SegmentedWal {
         self.start_segment()
     }
 
-    /// I11 (E6), I20: why no record may be appended and no segment started
+    /// I11, I20: why no record may be appended and no segment started
     /// now, if so: encryption is required and no ring is set, or every LSN
     /// has been handed out. Every path that writes a record or creates a
     /// segment asks this first, and nothing is written when it refuses.

@@ -94,14 +94,14 @@ pub struct SegmentedWal {
     next_lsn: u64,
     buf: writer::Buffers,
     scratch: Vec<u8>,
-    /// Epoch size the last sealed segment saw, for preparing the next (F5).
+    /// Epoch size the last sealed segment saw, for preparing the next.
     epoch_hint: u64,
     /// I3: the first failed write or fdatasync; every later append and sync fails with it.
     poisoned: Option<Arc<WalError>>,
     /// Keys for encrypting new segments and decrypting old ones.
-    /// Shared with the readers' view: one copy of the key material (E7).
+    /// Shared with the readers' view: one copy of the key material.
     ring: Option<Arc<KeyRing>>,
-    /// E6: the key new records must be encrypted with, from the segments on
+    /// I11: the key new records must be encrypted with, from the segments on
     /// disk (`crypto::encryption_state`) or the ring; appends are refused
     /// without a ring.
     required_key: Option<u32>,
@@ -168,9 +168,9 @@ impl SegmentedWal {
         wal.shared.update(|v| v.sealed = Arc::new(rec.sealed));
         // I19: spares of unknown past are not kept while encryption is required.
         report.spare_files -= wal.evict_spares()?;
-        // D7/I6: never append into a segment of an earlier process: start a
+        // I6: never append into a segment of an earlier process: start a
         // fresh one (replacing an empty newest segment of the same name).
-        // I11 (E6): an encrypted WAL gets its next segment once a ring is set;
+        // I11: an encrypted WAL gets its next segment once a ring is set;
         // I20: an exhausted one never.
         if wal.write_refusal().is_none() {
             wal.start_segment()?;
@@ -214,7 +214,7 @@ impl SegmentedWal {
         let recycled = spare.is_some();
         let mut header = SegmentHeader {
             version: 0,
-            block_size: self.cfg.alignment as u32,
+            block_size: u32::try_from(self.cfg.alignment).expect("alignment is at most 65536 (check_config)"),
             wal_id: self.wal_id,
             salt,
             first_lsn: self.next_lsn,
@@ -308,7 +308,7 @@ impl SegmentedWal {
         if payload.len() > MAX_PAYLOAD_SIZE {
             return Err(WalError::PayloadTooLarge { size: payload.len(), max: MAX_PAYLOAD_SIZE });
         }
-        // I11 (E6): fail closed; I20: never wrap. Nothing is written.
+        // I11: fail closed; I20: never wrap. Nothing is written.
         if let Some(e) = self.write_refusal() {
             return Err(e);
         }
@@ -466,7 +466,7 @@ impl SegmentedWal {
         &self.dir
     }
 
-    /// Whether writes bypass the page cache (false after the D2 fallback).
+    /// Whether writes bypass the page cache (false after falling back to buffered I/O).
     pub fn direct_io_active(&self) -> bool {
         self.direct_io
     }

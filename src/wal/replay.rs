@@ -8,7 +8,7 @@ use crate::record::{RecordRef, WalRecord};
 use crate::segment::{self, SegmentMeta};
 
 impl SegmentedWal {
-    /// A reader that pages through this WAL without blocking it (SPEC §6).
+    /// A reader that pages through this WAL without blocking it.
     pub fn reader(&self) -> WalReader {
         WalReader::new(self.shared.clone())
     }
@@ -32,7 +32,7 @@ impl SegmentedWal {
     }
 
     /// Streams durable records from `from_lsn` to `f`, at most `max_records`,
-    /// through the reader (R6): sealed segments mapped, the active one read
+    /// through the reader (I18): sealed segments mapped, the active one read
     /// in windows; nothing else is held in memory. Returns whether more
     /// durable records follow.
     pub fn for_each_durable(&self, from_lsn: u64, max_records: usize, mut f: impl FnMut(WalRecord)) -> Result<bool> {

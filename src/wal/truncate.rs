@@ -14,7 +14,7 @@ use crate::spares;
 
 impl SegmentedWal {
     /// Deletes sealed segments whose records all lie below `lsn`, oldest first,
-    /// fsyncing the directory after each deletion (D8). The active segment is
+    /// fsyncing the directory after each deletion (I9). The active segment is
     /// never deleted, nor, while there is no active segment, the newest sealed
     /// one (I20). Up to `recycle_segments` of the files are kept as spares
     /// for new segments rather than deleted (I17; I19 says which may be);
@@ -59,7 +59,7 @@ impl SegmentedWal {
             }
             drop(view);
             let size = self.storage.file_len(&oldest.path).unwrap_or(0);
-            // R4/D8: out of the readers' view first; readers holding it keep it.
+            // I9: out of the readers' view first; readers holding it keep it.
             self.shared.update(|v| Arc::make_mut(&mut v.sealed).retain(|s| !Arc::ptr_eq(s, &oldest)));
             let spare = self.spare_for(&oldest);
             let gone = match &spare {

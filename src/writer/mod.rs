@@ -8,8 +8,8 @@
 //! window of the file. A sync writes the blocks from the first one that is
 //! not yet durable up to the end of the data (the last one partly filled and
 //! zero padded) and fdatasyncs; the partly filled block stays in the buffer
-//! and is written again, with identical durable bytes, by the next sync (F4,
-//! DESIGN I4). Nothing is padded per sync. Readers read the buffer itself
+//! and is written again, with identical durable bytes, by the next sync
+//! (DESIGN I4). Nothing is padded per sync. Readers read the buffer itself
 //! (I18): nothing is copied for them.
 
 mod buffers;
@@ -136,7 +136,7 @@ impl ActiveSegment {
         let path = n.dir.join(&name);
         let block = n.header.block_size as usize;
         // A spare's written space is as good as zeros: its stale bytes never
-        // validate under the new salt (F3), so it needs no preparing.
+        // validate under the new salt (it seeds the CRC), so it needs no preparing.
         let fresh = n.spare.is_none();
         let (tmp, stale_end) = match n.spare.take() {
             Some(spare) => {
@@ -216,7 +216,7 @@ impl ActiveSegment {
         if self.prepared_end >= want {
             // A recycled file: already written space.
         } else if n.epoch_hint >= LARGE_EPOCH_BYTES {
-            // F5: bulk writers get reserved space, as `ensure_space` would
+            // I8: bulk writers get reserved space, as `ensure_space` would
             // give them; zero-filling would write the chunk twice.
             match self.file.allocate(self.prepared_end, want - self.prepared_end) {
                 Ok(()) => self.prepared_end = want,
@@ -293,7 +293,7 @@ impl ActiveSegment {
     }
 
     /// Makes sure the file has room for `extra` more bytes of data without
-    /// its size or extents changing at the next fdatasync (F5). Called
+    /// its size or extents changing at the next fdatasync. Called
     /// before a record is accepted, so a failure (ENOSPC) consumes no LSN
     /// and leaves the segment usable (I8). The zeros become durable with the
     /// next sync's fdatasync, which then journals the size change once per
@@ -337,7 +337,7 @@ impl ActiveSegment {
 
     /// Appends one record to the buffer, writing out full buffers as needed.
     /// `scratch` holds records larger than the buffer's free space. In an
-    /// encrypted segment the payload is encrypted in place (E1).
+    /// encrypted segment the payload is encrypted in place (AES-256-GCM, docs/FORMAT.md).
     pub fn append(
         &mut self,
         bufs: &mut Buffers,
