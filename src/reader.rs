@@ -512,8 +512,23 @@ impl WalReader {
                         Seal { last_lsn: out.last_lsn, records: out.records, data_end: out.data_end, sealed_ms: 0 }
                     }
                     Err(e) => {
+                        // Damage to durable data in the newest segment: its
+                        // records before the damage are valid (the scan
+                        // checked each in order), so they stay readable.
+                        let prefix = match &e {
+                            WalError::Corruption { offset, lsn, .. } if *lsn > seg.first_lsn => Some(Seal {
+                                last_lsn: lsn - 1,
+                                records: lsn - seg.first_lsn,
+                                data_end: *offset,
+                                sealed_ms: 0,
+                            }),
+                            _ => None,
+                        };
                         stop = Some(e);
-                        break;
+                        match prefix {
+                            Some(seal) => seal,
+                            None => break,
+                        }
                     }
                 },
             };
