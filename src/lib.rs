@@ -34,7 +34,10 @@ mod error;
 mod format;
 #[doc(hidden)]
 pub mod fuzzing;
+mod histogram;
 pub mod io;
+#[cfg(feature = "metrics")]
+mod metrics;
 #[cfg(feature = "openraft")]
 // openraft's traits fix the error type, `StorageError`, at ~200 bytes.
 #[allow(clippy::result_large_err)]
@@ -44,6 +47,7 @@ mod record;
 mod recovery;
 mod segment;
 pub mod sim;
+mod stats;
 mod wal;
 mod writer;
 
@@ -54,6 +58,7 @@ pub use reader::{Page, PageBuf, WalCursor, WalReader};
 pub use record::{RecordHeader, RecordRef, RecordType, WalRecord};
 pub use recovery::TornTail;
 pub use segment::{SegmentMeta, parse_segment_name, segment_file_name};
+pub use stats::{BytesWritten, HistogramSnapshot, StatsSnapshot};
 pub use wal::{
     DEFAULT_ALIGNMENT, DEFAULT_PREPARE_CHUNK, DEFAULT_RECYCLE_SEGMENTS, DEFAULT_SEGMENT_TARGET_SIZE,
     DEFAULT_WRITE_BUFFER_SIZE, RecoveryMode, RecoveryReport, SegmentedWal, SegmentedWalConfig, TruncateResult,

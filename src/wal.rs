@@ -195,7 +195,7 @@ pub struct SegmentedWal {
     /// segment on disk or the ring; appends are refused without a ring.
     required_key: Option<u32>,
     direct_io: bool,
-    stats: WalStats,
+    stats: Arc<crate::stats::Stats>,
     report: RecoveryReport,
     /// Spare files for new segments (I17); filled by `truncate_before`.
     spares: std::sync::Mutex<Vec<PathBuf>>,
@@ -218,6 +218,9 @@ impl SegmentedWal {
     /// fault-injection tests).
     pub fn open_with_storage(config: SegmentedWalConfig, storage: Arc<dyn Storage>) -> Result<Self> {
         let t0 = Instant::now();
+        let _span = tracing::info_span!("directwal_open", dir = %config.wal_dir.display()).entered();
+        let stats = crate::stats::Stats::for_wal(&config.wal_dir);
+        let storage = crate::stats::Metered::wrap(storage, &stats);
         let cfg = config.writer_config.clone();
         if !(512..=65536).contains(&cfg.alignment) || !cfg.alignment.is_power_of_two() {
             return Err(WalError::InvalidConfig(format!(
@@ -251,6 +254,7 @@ impl SegmentedWal {
             storage.remove_file(t).map_err(|e| WalError::io("remove", t, e))?;
         }
         report.spare_files = spares.len();
+        stats.spares_at_open(spares.len());
         if !temps.is_empty() || !extra.is_empty() {
             storage.sync_dir(&dir).map_err(|e| WalError::io("fsync directory", &dir, e))?;
         }
@@ -270,6 +274,7 @@ impl SegmentedWal {
                 view: std::sync::RwLock::new(View::default()),
                 readers: Arc::default(),
                 foreign_writer: false,
+                stats: stats.clone(),
             }),
             active: None,
             next_lsn: 1,
@@ -279,7 +284,7 @@ impl SegmentedWal {
             ring: None,
             required_key: None,
             direct_io: cfg.use_direct_io,
-            stats: WalStats::default(),
+            stats,
             report: RecoveryReport::default(),
             spares: std::sync::Mutex::new(spares),
             cfg,
@@ -502,6 +507,7 @@ impl SegmentedWal {
         // I6: what recovery keeps may only be in a cache (a crashed
         // process's buffered writes): make it durable before sealing.
         file.sync_data().map_err(|e| WalError::io("fdatasync", &f.path, e))?;
+        self.stats.wrote(crate::stats::Written::Seal, block as u64);
         writer::write_seal(&*file, &f.path, block, seed, seal)
     }
 
@@ -536,12 +542,10 @@ impl SegmentedWal {
                 prepare_chunk,
                 epoch_hint: self.epoch_hint,
                 spare,
+                stats: self.stats.clone(),
             },
             &mut self.buf,
         )?;
-        if recycled {
-            self.stats.segments_recycled += 1;
-        }
         if self.cfg.use_direct_io && !seg.direct() {
             if self.cfg.require_direct_io {
                 let path = seg.path.clone();
@@ -559,8 +563,7 @@ impl SegmentedWal {
             v.active = Some(view);
             v.direct = seg.direct();
         });
-        self.stats.segments_created += 1;
-        self.stats.direct_io = self.direct_io;
+        self.stats.segment_started(recycled, self.direct_io);
         self.active = Some(seg);
         Ok(())
     }
@@ -576,6 +579,7 @@ impl SegmentedWal {
     fn poison(&mut self, e: WalError) -> WalError {
         if self.poisoned.is_none() {
             error!(error = %e, "WAL poisoned: every later append and sync fails until reopen");
+            self.stats.poisoned();
             self.poisoned = Some(e.to_string());
         }
         e
@@ -618,14 +622,14 @@ impl SegmentedWal {
             return Err(self.poison(e));
         }
         self.next_lsn += 1;
-        self.stats.appends += 1;
-        self.stats.appended_bytes += payload.len() as u64;
+        self.stats.appended(payload.len());
         Ok(lsn)
     }
 
     /// Makes every record appended so far durable (write + fdatasync).
     pub fn sync(&mut self) -> Result<()> {
         let started = Instant::now();
+        let _span = tracing::debug_span!("directwal_sync", next_lsn = self.next_lsn).entered();
         let Some(flush) = self.begin_flush()? else { return Ok(()) };
         let synced = flush.file.sync_data();
         self.finish_flush(flush, synced, started)
@@ -666,12 +670,7 @@ impl SegmentedWal {
     /// Stats of a sync that made `n` records durable (none: not counted).
     fn count_sync(&mut self, n: u64, started: Instant) {
         if n > 0 {
-            let us = writer::micros_since(started);
-            self.stats.syncs += 1;
-            self.stats.synced_records += n;
-            self.stats.records_per_sync = self.stats.synced_records as f64 / self.stats.syncs as f64;
-            self.stats.sync_time_us_total += us;
-            self.stats.sync_time_us_max = self.stats.sync_time_us_max.max(us);
+            self.stats.synced(n, started.elapsed());
         }
     }
 
@@ -697,6 +696,7 @@ impl SegmentedWal {
     /// active segment holds no record.
     pub fn roll_segment(&mut self) -> Result<()> {
         self.check_poison()?;
+        let _span = tracing::info_span!("directwal_roll", next_lsn = self.next_lsn).entered();
         if let Some(active) = self.active.as_mut() {
             if active.records == 0 {
                 return Ok(());
@@ -709,6 +709,7 @@ impl SegmentedWal {
             };
             // The seal's sync counts like any other.
             self.count_sync(seal.records - durable_before, started);
+            self.stats.rolled();
             let active = self.active.take().expect("active segment");
             info!(segment = %active.name, last_lsn = seal.last_lsn, records = seal.records, "sealed segment");
             let index = active.view.index_snapshot();
@@ -739,6 +740,7 @@ impl SegmentedWal {
             });
         }
         let key_id = ring.current().key_id();
+        let _span = tracing::info_span!("directwal_key_switch", key_id, next_lsn = self.next_lsn).entered();
         info!(key_ids = ?ring, "encryption key ring set");
         let ring = Arc::new(ring);
         self.shared.update(|v| v.ring = Some(ring.clone()));
@@ -756,6 +758,7 @@ impl SegmentedWal {
     /// segment. Reading older, encrypted segments needs a ring again.
     pub fn disable_encryption(&mut self) -> Result<()> {
         self.check_poison()?;
+        let _span = tracing::info_span!("directwal_key_switch", key_id = "none", next_lsn = self.next_lsn).entered();
         self.ring = None;
         self.required_key = None;
         self.shared.update(|v| v.ring = None);
@@ -806,7 +809,23 @@ impl SegmentedWal {
 
     /// Counters since open.
     pub fn stats(&self) -> WalStats {
-        self.stats.clone()
+        self.stats_snapshot().wal_stats()
+    }
+
+    /// Every operator-facing figure (docs/OBSERVABILITY.md), read without
+    /// blocking the writer.
+    pub fn stats_snapshot(&self) -> crate::StatsSnapshot {
+        self.shared.stats_snapshot()
+    }
+
+    /// Whether a failed write or fdatasync poisoned the writer (I3).
+    pub fn is_poisoned(&self) -> bool {
+        self.poisoned.is_some()
+    }
+
+    /// What readers and the lock-free stats share (for `WalHandle`).
+    pub(crate) fn shared_state(&self) -> Arc<Shared> {
+        self.shared.clone()
     }
 
     /// Random id of this WAL, shared by all of its segments.
@@ -828,6 +847,7 @@ impl SegmentedWal {
     /// for new segments rather than deleted (I17); they count as deleted.
     pub fn truncate_before(&self, lsn: u64) -> Result<TruncateResult> {
         self.settle_writes();
+        let _span = tracing::info_span!("directwal_truncate", before_lsn = lsn).entered();
         let mut result = TruncateResult::default();
         loop {
             let Some(oldest) = self.shared.snapshot().sealed.first().cloned() else { break };
@@ -855,6 +875,7 @@ impl SegmentedWal {
             self.storage.sync_dir(&self.dir).map_err(|e| WalError::io("fsync directory", &self.dir, e))?;
             result.segments_deleted += 1;
             result.bytes_reclaimed += size;
+            self.stats.truncated(size, spare.is_some());
             match spare {
                 Some(to) => {
                     info!(segment = %name, last_lsn, spare = %to.display(), "truncated segment, file kept for reuse");
