@@ -3,7 +3,7 @@
 //! `ROUNDS` rounds, and ratios as medians of the per-round ratios. Run: `cargo bench --bench wal`.
 //! Environment: DIRECTWAL_BENCH_DIR (default: the target tmp dir, which must
 //! be on the disk under test), DIRECTWAL_BENCH_ROUNDS (default 3),
-//! DIRECTWAL_BENCH_ONLY (comma-separated groups: w1, w2, w3, w4, w5, readers, open;
+//! DIRECTWAL_BENCH_ONLY (comma-separated groups: w1, w2, w3, w4, w5, readers, open, stats;
 //! default all; rows whose figures were not measured are left out).
 
 use std::collections::BTreeMap;
@@ -348,6 +348,23 @@ fn main() {
             push("w2s_no_lenders", w2_0);
             push("w2s_4_lenders", w2_4);
         }
+        if run("stats") {
+            // A thread reading the stats every millisecond, or none:
+            // alternated, and which goes first alternates by round.
+            for scrape in if r % 2 == 0 { [false, true] } else { [true, false] } {
+                let w1 = workloads::w1_scraped(cfg(&fresh(&base, "w1s")), W1_RECORDS, None, scrape, &no_tick).unwrap();
+                let (w4, p99, _) = workloads::w4_scraped(&fresh(&base, "w4s"), 32, 300, scrape, &no_tick).unwrap();
+                if scrape {
+                    push("w1_scraped", w1.rate);
+                    push("w4_32_scraped", w4);
+                    push("w4_32_scraped_p99_ms", p99);
+                } else {
+                    push("w1_unscraped", w1.rate);
+                    push("w4_32_unscraped", w4);
+                    push("w4_32_unscraped_p99_ms", p99);
+                }
+            }
+        }
     }
     let med: BTreeMap<&str, f64> = m.iter().map(|(k, v)| (*k, median(&mut v.clone()))).collect();
     // A figure not measured (DIRECTWAL_BENCH_ONLY) is NaN; its rows are left out.
@@ -531,6 +548,20 @@ fn main() {
         g("open_1g_scanned"),
         g("open_1g_s"),
         g("open_1g_s") / 0.2
+    );
+    println!(
+        "| W1 with a thread reading stats every 1 ms | {:.0} rec/s | W1 unscraped {:.0} | {:.3} | within 2% |",
+        g("w1_scraped"),
+        g("w1_unscraped"),
+        ratio("w1_scraped", "w1_unscraped")
+    );
+    println!(
+        "| W4 32 threads with a thread reading stats every 1 ms | {:.0} rec/s, p99 {:.2} ms | unscraped {:.0} rec/s, p99 {:.2} ms | {:.3} | within 2% |",
+        g("w4_32_scraped"),
+        g("w4_32_scraped_p99_ms"),
+        g("w4_32_unscraped"),
+        g("w4_32_unscraped_p99_ms"),
+        ratio("w4_32_scraped", "w4_32_unscraped")
     );
     std::println!();
     for line in table.lines().filter(|l| !l.contains("NaN")) {

@@ -367,7 +367,8 @@ impl WalHandle {
             }
             let started = Instant::now();
             let _span = tracing::debug_span!("directwal_flush", lsn).entered();
-            tracing::trace!(lsn, pending = st.wal.next_lsn() - 1 - st.wal.durable_lsn(), "group-commit leader");
+            let pending = st.wal.next_lsn() - 1 - st.wal.durable_lsn();
+            tracing::trace!(lsn, pending, thread = ?std::thread::current().id(), "group-commit leader");
             let Some(flush) = st.wal.begin_flush()? else {
                 // Not durable, not in flight, nothing to write: `lsn` was never appended.
                 return Err(WalError::InvalidConfig(format!("LSN {lsn} was not appended")));
@@ -405,6 +406,11 @@ impl WalHandle {
     /// the writer's lock: scraping it never delays a commit.
     pub fn stats_snapshot(&self) -> crate::StatsSnapshot {
         self.inner.shared.stats_snapshot()
+    }
+
+    /// A handle reading these stats from any thread (a metrics scraper).
+    pub fn stats_handle(&self) -> crate::StatsHandle {
+        crate::StatsHandle(self.inner.shared.clone())
     }
 
     /// Whether a failed write or fdatasync poisoned the writer (I3); read

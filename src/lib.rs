@@ -58,7 +58,7 @@ pub use reader::{Page, PageBuf, WalCursor, WalReader};
 pub use record::{RecordHeader, RecordRef, RecordType, WalRecord};
 pub use recovery::TornTail;
 pub use segment::{SegmentMeta, parse_segment_name, segment_file_name};
-pub use stats::{BytesWritten, HistogramSnapshot, StatsSnapshot};
+pub use stats::{BytesWritten, HistogramSnapshot, StatsHandle, StatsSnapshot};
 pub use wal::{
     DEFAULT_ALIGNMENT, DEFAULT_PREPARE_CHUNK, DEFAULT_RECYCLE_SEGMENTS, DEFAULT_SEGMENT_TARGET_SIZE,
     DEFAULT_WRITE_BUFFER_SIZE, RecoveryMode, RecoveryReport, SegmentedWal, SegmentedWalConfig, TruncateResult,

@@ -322,6 +322,31 @@ pub(crate) fn follower_failed(e: &crate::WalError) {
     }
 }
 
+/// A cheap, cloneable handle that reads a WAL's stats from any thread
+/// without the writer's lock and without counting as a reader (the writer
+/// keeps no buffers for it). It outlives the WAL: figures then stay as they
+/// were when it closed.
+#[derive(Clone)]
+pub struct StatsHandle(pub(crate) Arc<crate::reader::Shared>);
+
+impl StatsHandle {
+    /// Every figure now.
+    pub fn snapshot(&self) -> StatsSnapshot {
+        self.0.stats_snapshot()
+    }
+
+    /// Whether the writer is poisoned (I3).
+    pub fn is_poisoned(&self) -> bool {
+        self.0.stats.is_poisoned()
+    }
+}
+
+impl std::fmt::Debug for StatsHandle {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("StatsHandle").field("dir", &self.0.dir).finish()
+    }
+}
+
 /// What the readers' view says at a snapshot (read under its RwLock, never
 /// the writer's lock).
 pub(crate) struct Live {

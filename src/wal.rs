@@ -823,6 +823,11 @@ impl SegmentedWal {
         self.poisoned.is_some()
     }
 
+    /// A handle reading these stats from any thread (a metrics scraper).
+    pub fn stats_handle(&self) -> crate::StatsHandle {
+        crate::StatsHandle(self.shared.clone())
+    }
+
     /// What readers and the lock-free stats share (for `WalHandle`).
     pub(crate) fn shared_state(&self) -> Arc<Shared> {
         self.shared.clone()
