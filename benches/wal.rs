@@ -352,7 +352,7 @@ fn main() {
             // A thread reading the stats every millisecond, or none:
             // alternated, and which goes first alternates by round.
             for scrape in if r % 2 == 0 { [false, true] } else { [true, false] } {
-                let w1 = workloads::w1_scraped(cfg(&fresh(&base, "w1s")), W1_RECORDS, None, scrape, &no_tick).unwrap();
+                let w1 = workloads::w1_scraped(cfg(&fresh(&base, "w1s")), 1_000, None, scrape, &no_tick).unwrap();
                 let (w4, p99, _) = workloads::w4_scraped(&fresh(&base, "w4s"), 32, 300, scrape, &no_tick).unwrap();
                 if scrape {
                     push("w1_scraped", w1.rate);
