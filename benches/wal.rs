@@ -16,7 +16,7 @@ use directwal::{SegmentedWal, SegmentedWalConfig, WalReader};
 // The workloads and probes `directwal bench` runs, so both measure the same.
 #[path = "../cli/src/workloads.rs"]
 mod workloads;
-use workloads::{Log, Space, evict, median};
+use workloads::{Log, Scrape, Space, evict, median};
 
 const W1_RECORDS: u64 = 3_000;
 const W2_RECORDS: u64 = 1_000_000;
@@ -349,20 +349,23 @@ fn main() {
             push("w2s_4_lenders", w2_4);
         }
         if run("stats") {
-            // A thread reading the stats every millisecond, or none:
-            // alternated, and which goes first alternates by round.
-            for scrape in if r % 2 == 0 { [false, true] } else { [true, false] } {
-                let w1 = workloads::w1_scraped(cfg(&fresh(&base, "w1s")), 1_000, None, scrape, &no_tick).unwrap();
-                let (w4, p99, _) = workloads::w4_scraped(&fresh(&base, "w4s"), 32, 300, scrape, &no_tick).unwrap();
-                if scrape {
-                    push("w1_scraped", w1.rate);
-                    push("w4_32_scraped", w4);
-                    push("w4_32_scraped_p99_ms", p99);
-                } else {
-                    push("w1_unscraped", w1.rate);
-                    push("w4_32_unscraped", w4);
-                    push("w4_32_unscraped_p99_ms", p99);
-                }
+            // Beside W1 and W4(32): nothing, a thread waking every 1 ms
+            // (the control), or one reading the stats every 1 ms.
+            // Alternated; the order rotates by round.
+            let modes = [Scrape::No, Scrape::Idle, Scrape::Stats];
+            for k in 0..3 {
+                let how = modes[(k + r) % 3];
+                let w1 = workloads::w1_scraped(cfg(&fresh(&base, "w1s")), 1_000, None, how, &no_tick).unwrap();
+                let (w4, p99, _) = workloads::w4_scraped(&fresh(&base, "w4s"), 32, 300, how, &no_tick).unwrap();
+                eprintln!("  stats: {how:?} W1 {:.0} rec/s, W4(32) {w4:.0} rec/s p99 {p99:.2} ms", w1.rate);
+                let keys = match how {
+                    Scrape::No => ["w1_unscraped", "w4_32_unscraped", "w4_32_unscraped_p99_ms"],
+                    Scrape::Idle => ["w1_idle", "w4_32_idle", "w4_32_idle_p99_ms"],
+                    Scrape::Stats => ["w1_scraped", "w4_32_scraped", "w4_32_scraped_p99_ms"],
+                };
+                push(keys[0], w1.rate);
+                push(keys[1], w4);
+                push(keys[2], p99);
             }
         }
     }
@@ -549,20 +552,19 @@ fn main() {
         g("open_1g_s"),
         g("open_1g_s") / 0.2
     );
-    println!(
-        "| W1 with a thread reading stats every 1 ms | {:.0} rec/s | W1 unscraped {:.0} | {:.3} | within 2% |",
-        g("w1_scraped"),
-        g("w1_unscraped"),
-        ratio("w1_scraped", "w1_unscraped")
-    );
-    println!(
-        "| W4 32 threads with a thread reading stats every 1 ms | {:.0} rec/s, p99 {:.2} ms | unscraped {:.0} rec/s, p99 {:.2} ms | {:.3} | within 2% |",
-        g("w4_32_scraped"),
-        g("w4_32_scraped_p99_ms"),
-        g("w4_32_unscraped"),
-        g("w4_32_unscraped_p99_ms"),
-        ratio("w4_32_scraped", "w4_32_unscraped")
-    );
+    for (w, scraped, idle, none) in [
+        ("W1 1000 x 128 B", "w1_scraped", "w1_idle", "w1_unscraped"),
+        ("W4 32 threads", "w4_32_scraped", "w4_32_idle", "w4_32_unscraped"),
+    ] {
+        println!(
+            "| {w}, a thread reading stats every 1 ms | {:.0} rec/s | a thread only waking every 1 ms {:.0}/s (none: {:.0}/s, ratio {:.3}) | {:.3} | within 2% |",
+            g(scraped),
+            g(idle),
+            g(none),
+            ratio(scraped, none),
+            ratio(scraped, idle)
+        );
+    }
     std::println!();
     for line in table.lines().filter(|l| !l.contains("NaN")) {
         std::println!("{line}");

@@ -294,8 +294,9 @@ fn w4_rows(base: &Path, args: &Args) -> BenchResult<Vec<Row>> {
         let per = args.records.unwrap_or(if threads <= 8 { 1_000 } else { 300 }).max(1) as usize;
         let dir = workloads::fresh(base, "w4")?;
         let label = format!("W4 {threads} thr");
-        let (rate, p99, stats) =
-            step(&label, (threads * per) as u64, |t| workloads::w4_scraped(&dir, threads, per, false, t))?;
+        let (rate, p99, stats) = step(&label, (threads * per) as u64, |t| {
+            workloads::w4_scraped(&dir, threads, per, workloads::Scrape::No, t)
+        })?;
         let judged = threads >= 32;
         rows.push(Row {
             workload: format!("W4 {threads} thr, each waits"),

@@ -185,16 +185,28 @@ pub struct W1 {
 
 /// W1: `n` 128-byte records, each appended and synced before the next.
 pub fn w1(config: SegmentedWalConfig, n: u64, ring: Option<&KeyRing>, tick: &dyn Fn(u64)) -> BenchResult<W1> {
-    w1_scraped(config, n, ring, false, tick)
+    w1_scraped(config, n, ring, Scrape::No, tick)
 }
 
-/// W1, with a thread reading the WAL's stats every millisecond meanwhile
-/// when `scrape` (what a metrics exporter costs the writer).
+/// A thread beside a workload, to measure what a metrics exporter costs.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+#[allow(dead_code)] // the CLI runs without one; benches/wal.rs runs all
+pub enum Scrape {
+    /// None.
+    No,
+    /// One that wakes every millisecond and does nothing else: the control
+    /// (a thread waking often changes fdatasync wake-up latency by itself).
+    Idle,
+    /// One that reads the WAL's stats every millisecond.
+    Stats,
+}
+
+/// W1, with `scrape` beside it.
 pub fn w1_scraped(
     config: SegmentedWalConfig,
     n: u64,
     ring: Option<&KeyRing>,
-    scrape: bool,
+    scrape: Scrape,
     tick: &dyn Fn(u64),
 ) -> BenchResult<W1> {
     let mut wal = open(config, ring)?;
@@ -214,15 +226,16 @@ pub fn w1_scraped(
     Ok(W1 { rate, bytes_per_record: used as f64 / n as f64, direct_io: wal.direct_io_active(), stats })
 }
 
-/// Runs `f`, with a thread reading `stats` every millisecond meanwhile
-/// when `on`.
-fn scraping<T>(stats: StatsHandle, on: bool, f: impl FnOnce() -> T) -> T {
+/// Runs `f` with `how` beside it.
+fn scraping<T>(stats: StatsHandle, how: Scrape, f: impl FnOnce() -> T) -> T {
     let done = std::sync::atomic::AtomicBool::new(false);
     std::thread::scope(|s| {
-        if on {
+        if how != Scrape::No {
             s.spawn(|| {
                 while !done.load(std::sync::atomic::Ordering::Relaxed) {
-                    std::hint::black_box(stats.snapshot());
+                    if how == Scrape::Stats {
+                        std::hint::black_box(stats.snapshot());
+                    }
                     std::thread::sleep(std::time::Duration::from_millis(1));
                 }
             });
@@ -424,16 +437,15 @@ pub fn w3_interleaved(dir: &Path, epochs: u64) -> BenchResult<(f64, f64)> {
 /// one `WalHandle`, waiting for each. Returns (records/s, p99 latency ms).
 #[allow(dead_code)] // benches/wal.rs; the CLI wants the stats too
 pub fn w4(dir: &Path, threads: usize, per_thread: usize, tick: &(dyn Fn(u64) + Sync)) -> BenchResult<(f64, f64)> {
-    w4_scraped(dir, threads, per_thread, false, tick).map(|(rate, p99, _)| (rate, p99))
+    w4_scraped(dir, threads, per_thread, Scrape::No, tick).map(|(rate, p99, _)| (rate, p99))
 }
 
-/// W4, with a thread reading the stats every millisecond meanwhile when
-/// `scrape`; also returns the WAL's stats at the end.
+/// W4 with `scrape` beside it; also returns the WAL's stats at the end.
 pub fn w4_scraped(
     dir: &Path,
     threads: usize,
     per_thread: usize,
-    scrape: bool,
+    scrape: Scrape,
     tick: &(dyn Fn(u64) + Sync),
 ) -> BenchResult<(f64, f64, StatsSnapshot)> {
     let wal = WalHandle::open(SegmentedWalConfig::new(dir))?;
