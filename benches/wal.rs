@@ -65,6 +65,19 @@ fn w4(base: &Path, threads: usize, per_thread: usize) -> (f64, f64) {
     workloads::w4(&fresh(base, "w4"), threads, per_thread, &no_tick).unwrap()
 }
 
+/// Microseconds one stats snapshot takes, on a WAL with a follower.
+fn snapshot_cost(base: &Path) -> f64 {
+    let mut wal = SegmentedWal::open(cfg(&fresh(base, "snap"))).unwrap();
+    wal.append(1, 0, 0, b"x").unwrap();
+    wal.sync().unwrap();
+    let (stats, _cursor) = (wal.stats_handle(), wal.reader().cursor(1));
+    let t = Instant::now();
+    for _ in 0..10_000 {
+        std::hint::black_box(stats.snapshot());
+    }
+    t.elapsed().as_secs_f64() * 1e6 / 10_000.0
+}
+
 /// Reopen W2's log (cold cache) and page through it with a cursor in
 /// 10k-record pages: records/s.
 fn w5p(dir: &Path) -> f64 {
@@ -352,6 +365,7 @@ fn main() {
             // Beside W1 and W4(32): nothing, a thread waking every 1 ms
             // (the control), or one reading the stats every 1 ms.
             // Alternated; the order rotates by round.
+            push("stats_snapshot_us", snapshot_cost(&base));
             let modes = [Scrape::No, Scrape::Idle, Scrape::Stats];
             for k in 0..3 {
                 let how = modes[(k + r) % 3];
@@ -552,6 +566,7 @@ fn main() {
         g("open_1g_s"),
         g("open_1g_s") / 0.2
     );
+    println!("| one stats snapshot (StatsHandle::snapshot) | {:.2} µs | | | |", g("stats_snapshot_us"));
     for (w, scraped, idle, none) in [
         ("W1 1000 x 128 B", "w1_scraped", "w1_idle", "w1_unscraped"),
         ("W4 32 threads", "w4_32_scraped", "w4_32_idle", "w4_32_unscraped"),
