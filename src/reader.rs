@@ -567,7 +567,8 @@ impl WalReader {
 
     /// A cursor that pages forward from `from_lsn`.
     pub fn cursor(&self, from_lsn: u64) -> WalCursor {
-        let follower = self.shared.stats.follow(from_lsn);
+        // 0 (or a truncated LSN) starts at the oldest record: lag counts from there.
+        let follower = self.shared.stats.follow(from_lsn.max(self.oldest_lsn()));
         WalCursor { reader: self.clone(), next_lsn: from_lsn, pinned: None, follower }
     }
 

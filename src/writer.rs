@@ -612,8 +612,8 @@ impl ActiveSegment {
         self.sync(bufs)?;
         let seal =
             Seal { last_lsn: self.last_lsn, records: self.records, data_end: self.data_end, sealed_ms: now_ms() };
-        self.stats.wrote(Written::Seal, self.block as u64);
         write_seal(&*self.file, &self.path, self.block, self.seed, &seal)?;
+        self.stats.wrote(Written::Seal, self.block as u64);
         Ok(seal)
     }
 

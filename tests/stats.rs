@@ -107,7 +107,7 @@ fn a_followers_lag_drops_to_zero_once_it_catches_up() {
     wal.sync().unwrap();
     assert_eq!((wal.stats_snapshot().followers, wal.stats_snapshot().slowest_follower_lag), (0, 0));
     let reader = wal.reader();
-    let mut fast = reader.cursor(1);
+    let mut fast = reader.cursor(0);
     let mut slow = reader.cursor(1);
     let s = wal.stats_snapshot();
     assert_eq!((s.followers, s.slowest_follower_lag, s.readers), (2, 100, 3));
