@@ -310,6 +310,8 @@ pub(crate) struct Shared {
     /// A directory reader: a writer in another process may truncate the
     /// segments it lists, and recycle their files under its mappings (I17).
     pub foreign_writer: bool,
+    /// The WAL's counters (docs/OBSERVABILITY.md).
+    pub stats: Arc<crate::stats::Stats>,
 }
 
 impl Shared {
@@ -544,6 +546,7 @@ impl WalReader {
             view: RwLock::new(view),
             readers,
             foreign_writer: true,
+            stats: Arc::default(),
         }));
         Ok((reader, stop))
     }
@@ -641,7 +644,9 @@ impl WalReader {
 
     /// A cursor that pages forward from `from_lsn`.
     pub fn cursor(&self, from_lsn: u64) -> WalCursor {
-        WalCursor { reader: self.clone(), next_lsn: from_lsn, pinned: None }
+        // 0 (or a truncated LSN) starts at the oldest record: lag counts from there.
+        let follower = self.shared.stats.follow(from_lsn.max(self.oldest_lsn()));
+        WalCursor { reader: self.clone(), next_lsn: from_lsn, pinned: None, follower }
     }
 
     /// Lends each durable record from `from_lsn` (0: the oldest) to `f`,
@@ -955,7 +960,7 @@ fn oldest(view: &View) -> u64 {
     view.sealed.first().map(|s| s.header.first_lsn).or(view.active.as_ref().map(|a| a.header.first_lsn)).unwrap_or(1)
 }
 
-fn durable_lsn(view: &View) -> u64 {
+pub(crate) fn durable_lsn(view: &View) -> u64 {
     match &view.active {
         Some(a) => {
             let (last, _) = a.watermark();
@@ -973,6 +978,8 @@ pub struct WalCursor {
     reader: WalReader,
     next_lsn: u64,
     pinned: Option<Arc<SealedSeg>>,
+    /// Where this follower is, for the stats' follower lag.
+    follower: Arc<std::sync::atomic::AtomicU64>,
 }
 
 impl std::fmt::Debug for WalCursor {
@@ -1012,8 +1019,9 @@ impl WalCursor {
             // Truncated under us: keep reading the segment we are in.
             Arc::make_mut(&mut view.sealed).insert(0, p.clone());
         }
-        let (page, next_lsn) = read(&self.reader, &view, self.next_lsn)?;
+        let (page, next_lsn) = read(&self.reader, &view, self.next_lsn).inspect_err(crate::stats::follower_failed)?;
         self.next_lsn = next_lsn;
+        self.follower.store(next_lsn, Ordering::Relaxed);
         let at = view.sealed.partition_point(|s| s.header.first_lsn <= self.next_lsn);
         self.pinned = at.checked_sub(1).map(|i| &view.sealed[i]).filter(|s| self.next_lsn <= s.seal.last_lsn).cloned();
         if let Some(p) = &self.pinned {
