@@ -17,6 +17,8 @@ use directwal::{SegmentedWal, SegmentedWalConfig, WalReader};
 #[path = "../cli/src/workloads.rs"]
 mod workloads;
 use workloads::{Log, Space, evict, median};
+#[path = "support/replay.rs"]
+mod replay;
 
 const W1_RECORDS: u64 = 3_000;
 const W2_RECORDS: u64 = 1_000_000;
@@ -317,6 +319,10 @@ fn main() {
             push("w5_owned_mbs", mbs);
             push("w5p_rec_s", w5p(w2dir));
             push("seq_read_mbs", workloads::probe_seq_read(w2dir).unwrap());
+            let plain = replay::write_plain(&base, W2_RECORDS);
+            for (k, v) in replay::round(w2dir, &plain, W2_RECORDS, r) {
+                push(k, v);
+            }
         }
         if run("w4") {
             let (r4, p4) = w4(&base, 4, 2_000);
@@ -477,6 +483,24 @@ fn main() {
         g("w5_owned_rec_s"),
         ratio("w5_owned_rec_s", "w5p_rec_s")
     );
+    for (side, what) in [
+        ("w5x_replay", "`replay()`, owned records in one `Vec`"),
+        ("w5x_grown", "owned records pushed into a growing `Vec` (`replay()` before issue 21)"),
+        ("w5x_visit", "`visit_durable`, lent records"),
+        ("w5x_paged", "`replay_from_limit` in 10k-record pages"),
+    ] {
+        println!(
+            "| W5 side by side (cold, interleaved): {what} | {:.0} rec/s | plain file + 1 MiB BufReader + CRC32C {:.0} rec/s | {:.3} | {} |",
+            g(side),
+            g("w5x_plain"),
+            ratio(side, "w5x_plain"),
+            match side {
+                "w5x_replay" => ">= 0.8",
+                "w5x_visit" => ">= 0.9",
+                _ => "",
+            }
+        );
+    }
     println!(
         "| W1 with 4 readers following (interleaved blocks of 300 syncs) | {:.0} rec/s | without readers {:.0} | {:.3} | >= 0.9 |",
         g("w1_4_readers"),
