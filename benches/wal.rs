@@ -17,6 +17,8 @@ use directwal::{SegmentedWal, SegmentedWalConfig, WalReader};
 #[path = "../cli/src/workloads.rs"]
 mod workloads;
 use workloads::{Log, Space, evict, median};
+#[path = "support/coldread.rs"]
+mod coldread;
 #[path = "support/replay.rs"]
 mod replay;
 
@@ -323,6 +325,12 @@ fn main() {
             for (k, v) in replay::round(w2dir, &plain, W2_RECORDS, r) {
                 push(k, v);
             }
+            let spans = coldread::sealed_spans(w2dir);
+            let record = directwal::layout::record_size(128);
+            for i in 0..coldread::STRATEGIES.len() {
+                let s = coldread::STRATEGIES[(i + r) % coldread::STRATEGIES.len()];
+                push(s.key(), coldread::measure(s, &spans, record));
+            }
         }
         if run("w4") {
             let (r4, p4) = w4(&base, 4, 2_000);
@@ -499,6 +507,32 @@ fn main() {
                 "w5x_visit" => ">= 0.9",
                 _ => "",
             }
+        );
+    }
+    println!(
+        "| W5 side by side: `replay()` sized up front | {:.0} rec/s | grown `Vec` (before) {:.0} rec/s | {:.3} | >= 1 |",
+        g("w5x_replay"),
+        g("w5x_grown"),
+        ratio("w5x_replay", "w5x_grown")
+    );
+    println!(
+        "| W5 side by side: `replay()` against paging | {:.0} rec/s | 10k-record pages {:.0} rec/s | {:.3} | >= 1 |",
+        g("w5x_replay"),
+        g("w5x_paged"),
+        ratio("w5x_replay", "w5x_paged")
+    );
+    for (key, what) in [
+        ("cold_mmap32_mbs", "mapping + MADV_WILLNEED 32 MiB ahead"),
+        ("cold_mmapseq_mbs", "mapping + MADV_SEQUENTIAL (kernel read-ahead on faults)"),
+        ("cold_pread_mbs", "8 MiB buffered `pread`s into one reused buffer"),
+        ("cold_direct_mbs", "8 MiB O_DIRECT `pread`s into one reused aligned buffer"),
+        ("cold_pread2_mbs", "8 MiB buffered `pread`s on a second thread, CRCs overlapped"),
+    ] {
+        println!(
+            "| cold read of W2's sealed segments + CRC32C per record: {what} | {:.1} MB/s | mapping + MADV_WILLNEED 8 MiB ahead (readers) {:.1} MB/s | {:.3} | |",
+            g(key),
+            g("cold_mmap_mbs"),
+            ratio(key, "cold_mmap_mbs")
         );
     }
     println!(
