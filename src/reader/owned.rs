@@ -40,7 +40,7 @@ impl WalReader {
 /// `RESERVE_CAP` and `max_records`.
 fn expected_records(view: &View, from_lsn: u64, max_records: usize) -> usize {
     let from = from_lsn.max(oldest(view));
-    let lsns = (durable_lsn(view) + 1).saturating_sub(from);
+    let lsns = durable_lsn(view).saturating_add(1).saturating_sub(from);
     let min_record = format::record_size(0) as u64;
     let sealed: u64 = view
         .sealed
@@ -51,7 +51,7 @@ fn expected_records(view: &View, from_lsn: u64, max_records: usize) -> usize {
     let active = view.active.as_ref().map_or(0, |a| {
         let (last, end) = a.watermark();
         let start = format::data_start(a.header.block_size as usize);
-        (end.saturating_sub(start) / min_record).min((last + 1).saturating_sub(a.header.first_lsn))
+        (end.saturating_sub(start) / min_record).min(last.saturating_add(1).saturating_sub(a.header.first_lsn))
     });
     let n = lsns.min(sealed.saturating_add(active)).min(RESERVE_CAP);
     usize::try_from(n).unwrap_or(usize::MAX).min(max_records)
