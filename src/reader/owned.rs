@@ -56,3 +56,49 @@ fn expected_records(view: &View, from_lsn: u64, max_records: usize) -> usize {
     let n = lsns.min(sealed.saturating_add(active)).min(RESERVE_CAP);
     usize::try_from(n).unwrap_or(usize::MAX).min(max_records)
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use super::*;
+    use crate::format::{Cipher, Seal, SegmentHeader};
+    use crate::reader::SealedSeg;
+
+    fn view(first_lsn: u64, seal: Seal) -> View {
+        let header = SegmentHeader {
+            version: format::FORMAT_VERSION,
+            block_size: 4096,
+            wal_id: 1,
+            salt: 2,
+            first_lsn,
+            cipher: Cipher::None,
+            created_ms: 0,
+            recycled: false,
+            encryption_off: false,
+        };
+        let seg = SealedSeg::new("s".into(), "s".into(), header, seal, None);
+        View { sealed: Arc::new(vec![Arc::new(seg)]), ..View::default() }
+    }
+
+    #[test]
+    fn the_reserve_never_exceeds_what_the_bytes_can_hold() {
+        let start = format::data_start(4096);
+        let size = format::record_size(100) as u64;
+        // A true seal: exactly its records.
+        let v = view(1, Seal { last_lsn: 100, records: 100, data_end: start + 100 * size, sealed_ms: 0 });
+        assert_eq!(expected_records(&v, 0, usize::MAX), 100);
+        assert_eq!(expected_records(&v, 41, usize::MAX), 60);
+        assert_eq!(expected_records(&v, 41, 7), 7);
+        assert_eq!(expected_records(&v, 101, usize::MAX), 0);
+        // Seals a directory reader does not check (D9 is at open): no
+        // overflow, and no more than the claimed bytes or the cap.
+        let min = format::record_size(0) as u64;
+        let v = view(1, Seal { last_lsn: u64::MAX, records: u64::MAX, data_end: start + 10 * min, sealed_ms: 0 });
+        assert_eq!(expected_records(&v, 0, usize::MAX), 10);
+        let v = view(1, Seal { last_lsn: u64::MAX, records: 0, data_end: u64::MAX, sealed_ms: 0 });
+        assert_eq!(expected_records(&v, 0, usize::MAX) as u64, RESERVE_CAP);
+        let v = view(5, Seal { last_lsn: 0, records: 0, data_end: 0, sealed_ms: 0 });
+        assert_eq!(expected_records(&v, 0, usize::MAX), 0);
+    }
+}
