@@ -17,6 +17,10 @@ use directwal::{SegmentedWal, SegmentedWalConfig, WalReader};
 #[path = "../cli/src/workloads.rs"]
 mod workloads;
 use workloads::{Log, Scrape, Space, evict, median};
+#[path = "support/coldread.rs"]
+mod coldread;
+#[path = "support/replay.rs"]
+mod replay;
 
 const W1_RECORDS: u64 = 3_000;
 const W2_RECORDS: u64 = 1_000_000;
@@ -330,6 +334,16 @@ fn main() {
             push("w5_owned_mbs", mbs);
             push("w5p_rec_s", w5p(w2dir));
             push("seq_read_mbs", workloads::probe_seq_read(w2dir).unwrap());
+            let plain = replay::write_plain(&base, W2_RECORDS);
+            for (k, v) in replay::round(w2dir, &plain, W2_RECORDS, r) {
+                push(k, v);
+            }
+            let spans = coldread::sealed_spans(w2dir);
+            let record = directwal::layout::record_size(128);
+            for i in 0..coldread::STRATEGIES.len() {
+                let s = coldread::STRATEGIES[(i + r) % coldread::STRATEGIES.len()];
+                push(s.key(), coldread::measure(s, &spans, record));
+            }
         }
         if run("w4") {
             let (r4, p4) = w4(&base, 4, 2_000);
@@ -511,6 +525,50 @@ fn main() {
         g("w5_owned_rec_s"),
         ratio("w5_owned_rec_s", "w5p_rec_s")
     );
+    for (side, what) in [
+        ("w5x_replay", "`replay()`, owned records in one `Vec`"),
+        ("w5x_grown", "owned records pushed into a growing `Vec` (`replay()` before issue 21)"),
+        ("w5x_visit", "`visit_durable`, lent records"),
+        ("w5x_paged", "`replay_from_limit` in 10k-record pages"),
+    ] {
+        println!(
+            "| W5 side by side (cold, interleaved): {what} | {:.0} rec/s | plain file + 1 MiB BufReader + CRC32C {:.0} rec/s | {:.3} | {} |",
+            g(side),
+            g("w5x_plain"),
+            ratio(side, "w5x_plain"),
+            match side {
+                "w5x_replay" => ">= 0.8",
+                "w5x_visit" => ">= 0.9",
+                _ => "",
+            }
+        );
+    }
+    println!(
+        "| W5 side by side: `replay()` sized up front | {:.0} rec/s | grown `Vec` (before) {:.0} rec/s | {:.3} | >= 1 |",
+        g("w5x_replay"),
+        g("w5x_grown"),
+        ratio("w5x_replay", "w5x_grown")
+    );
+    println!(
+        "| W5 side by side: `replay()` against paging | {:.0} rec/s | 10k-record pages {:.0} rec/s | {:.3} | >= 1 |",
+        g("w5x_replay"),
+        g("w5x_paged"),
+        ratio("w5x_replay", "w5x_paged")
+    );
+    for (key, what) in [
+        ("cold_mmap32_mbs", "mapping + MADV_WILLNEED 32 MiB ahead"),
+        ("cold_mmapseq_mbs", "mapping + MADV_SEQUENTIAL (kernel read-ahead on faults)"),
+        ("cold_pread_mbs", "8 MiB buffered `pread`s into one reused buffer"),
+        ("cold_direct_mbs", "8 MiB O_DIRECT `pread`s into one reused aligned buffer"),
+        ("cold_pread2_mbs", "8 MiB buffered `pread`s on a second thread, CRCs overlapped"),
+    ] {
+        println!(
+            "| cold read of W2's sealed segments + CRC32C per record: {what} | {:.1} MB/s | mapping + MADV_WILLNEED 8 MiB ahead (readers) {:.1} MB/s | {:.3} | |",
+            g(key),
+            g("cold_mmap_mbs"),
+            ratio(key, "cold_mmap_mbs")
+        );
+    }
     println!(
         "| W1 with 4 readers following (interleaved blocks of 300 syncs) | {:.0} rec/s | without readers {:.0} | {:.3} | >= 0.9 |",
         g("w1_4_readers"),

@@ -462,8 +462,7 @@ impl WalHandle {
 
     fn reader_replay(&self, from_lsn: u64, max_records: usize) -> Result<(Vec<WalRecord>, bool)> {
         // Read through the reader: no writer lock held while reading.
-        let page = self.reader().read_page(from_lsn, max_records, usize::MAX)?;
-        Ok((page.records, page.has_more))
+        self.reader().collect(from_lsn, max_records)
     }
 
     /// See [`SegmentedWal::truncate_before`].
