@@ -46,6 +46,7 @@ use crate::format::{Seal, SegmentHeader};
 use crate::io::Storage;
 use crate::reader::SealedSeg;
 use crate::segment;
+use crate::stats::{Stats, Written};
 use crate::wal::{RecoveryMode, RecoveryReport, SetAside, WalWriterConfig};
 use crate::writer;
 
@@ -74,6 +75,7 @@ struct Ctx<'a> {
     storage: &'a dyn Storage,
     dir: &'a Path,
     cfg: &'a WalWriterConfig,
+    stats: &'a Stats,
 }
 
 impl Ctx<'_> {
@@ -85,8 +87,8 @@ impl Ctx<'_> {
 /// Recovers the log in `dir` (see the module documentation): the one place
 /// open decides what of the directory is the log. The caller holds the
 /// directory's lock.
-pub(crate) fn recover(storage: &dyn Storage, dir: &Path, cfg: &WalWriterConfig) -> Result<Recovered> {
-    let cx = Ctx { storage, dir, cfg };
+pub(crate) fn recover(storage: &dyn Storage, dir: &Path, cfg: &WalWriterConfig, stats: &Stats) -> Result<Recovered> {
+    let cx = Ctx { storage, dir, cfg, stats };
     let mut cat = catalog::load(storage, dir)?;
     let mut report = RecoveryReport { segments: cat.segments.len(), ..Default::default() };
     let spares = tidy(&cx, &cat, &mut report)?;
@@ -288,6 +290,7 @@ fn write_recovered_seal(cx: &Ctx<'_>, seg: &catalog::Seg, header: &SegmentHeader
     // I6: what recovery keeps may only be in a cache (a crashed
     // process's buffered writes): make it durable before sealing.
     file.sync_data().map_err(|e| WalError::io("fdatasync", &seg.path, e))?;
+    cx.stats.wrote(Written::Seal, block as u64);
     writer::write_seal(&*file, &seg.path, block, seed, seal)
 }
 

@@ -109,7 +109,7 @@ pub struct SegmentedWal {
     /// new plain segments carry the header flag `encryption_off`.
     encryption_off: bool,
     direct_io: bool,
-    stats: WalStats,
+    stats: Arc<crate::stats::Stats>,
     report: RecoveryReport,
     /// Spare files for new segments (I17, I19); filled by `truncate_before`.
     spares: std::sync::Mutex<SparePool>,
@@ -127,11 +127,15 @@ impl SegmentedWal {
     #[doc(hidden)]
     pub fn open_with_storage(config: SegmentedWalConfig, storage: Arc<dyn Storage>) -> Result<Self> {
         let t0 = Instant::now();
+        let _span = tracing::info_span!("directwal_open", dir = %config.wal_dir.display()).entered();
+        let stats = crate::stats::Stats::for_wal(&config.wal_dir);
+        let storage = crate::stats::Metered::wrap(storage, &stats);
         let cfg = config.writer_config.clone();
         check_config(&cfg)?;
         let dir = config.wal_dir.clone();
         let lock_guard = lock_dir(&*storage, &dir)?;
-        let rec = recovery::recover(&*storage, &dir, &cfg)?;
+        let rec = recovery::recover(&*storage, &dir, &cfg, &stats)?;
+        stats.spares_at_open(rec.spares.len());
         let mut report = rec.report;
 
         let shared_storage = Arc::clone(&storage);
@@ -149,6 +153,7 @@ impl SegmentedWal {
                 view: std::sync::RwLock::new(View::default()),
                 readers: Arc::default(),
                 foreign_writer: false,
+                stats: stats.clone(),
             }),
             active: None,
             next_lsn: rec.next_lsn,
@@ -159,7 +164,7 @@ impl SegmentedWal {
             required_key: rec.required_key,
             encryption_off: rec.encryption_off,
             direct_io: cfg.use_direct_io,
-            stats: WalStats::default(),
+            stats,
             report: RecoveryReport::default(),
             spares: std::sync::Mutex::new(SparePool::found(rec.spares)),
             cfg,
@@ -239,12 +244,10 @@ impl SegmentedWal {
                 prepare_chunk,
                 epoch_hint: self.epoch_hint,
                 spare,
+                stats: self.stats.clone(),
             },
             &mut self.buf,
         )?;
-        if recycled {
-            self.stats.segments_recycled += 1;
-        }
         self.spares.get_mut().unwrap_or_else(|p| p.into_inner()).started(&started_header, spare_plain_free);
         if self.cfg.use_direct_io && !seg.direct() {
             if self.cfg.require_direct_io {
@@ -263,8 +266,7 @@ impl SegmentedWal {
             v.active = Some(view);
             v.direct = seg.direct();
         });
-        self.stats.segments_created += 1;
-        self.stats.direct_io = self.direct_io;
+        self.stats.segment_started(recycled, self.direct_io);
         self.active = Some(seg);
         Ok(())
     }
@@ -280,6 +282,7 @@ impl SegmentedWal {
     fn poison(&mut self, e: WalError) -> WalError {
         if self.poisoned.is_none() {
             error!(error = %e, "WAL poisoned: every later append and sync fails until reopen");
+            self.stats.poisoned();
             self.poisoned = Some(Arc::new(kept_copy(&e, &self.dir)));
         }
         e
@@ -336,14 +339,14 @@ impl SegmentedWal {
             return Err(self.poison(e));
         }
         self.next_lsn += 1;
-        self.stats.appends += 1;
-        self.stats.appended_bytes += payload.len() as u64;
+        self.stats.appended(payload.len());
         Ok(lsn)
     }
 
     /// Makes every record appended so far durable (write + fdatasync).
     pub fn sync(&mut self) -> Result<()> {
         let started = Instant::now();
+        let _span = tracing::debug_span!("directwal_sync", next_lsn = self.next_lsn).entered();
         let Some(flush) = self.begin_flush()? else { return Ok(()) };
         let synced = flush.file.sync_data();
         self.finish_flush(flush, synced, started)
@@ -389,12 +392,7 @@ impl SegmentedWal {
     /// Stats of a sync that made `n` records durable (none: not counted).
     fn count_sync(&mut self, n: u64, started: Instant) {
         if n > 0 {
-            let us = writer::micros_since(started);
-            self.stats.syncs += 1;
-            self.stats.synced_records += n;
-            self.stats.records_per_sync = self.stats.synced_records as f64 / self.stats.syncs as f64;
-            self.stats.sync_time_us_total += us;
-            self.stats.sync_time_us_max = self.stats.sync_time_us_max.max(us);
+            self.stats.synced(n, started.elapsed());
         }
     }
 
@@ -422,6 +420,7 @@ impl SegmentedWal {
     /// and with `LsnExhausted` once every LSN is taken (I20).
     pub fn roll_segment(&mut self) -> Result<()> {
         self.check_poison()?;
+        let _span = tracing::info_span!("directwal_roll", next_lsn = self.next_lsn).entered();
         // I11, I20: refused before anything is sealed (no segment could follow).
         if let Some(e) = self.write_refusal() {
             return Err(e);
@@ -438,6 +437,7 @@ impl SegmentedWal {
             };
             // The seal's sync counts like any other.
             self.count_sync(seal.records - durable_before, started);
+            self.stats.rolled();
             let active = self.active.take().expect("active segment");
             info!(segment = %active.name, last_lsn = seal.last_lsn, records = seal.records, "sealed segment");
             let index = active.view.index_snapshot();
@@ -478,7 +478,28 @@ impl SegmentedWal {
 
     /// Counters since open.
     pub fn stats(&self) -> WalStats {
-        self.stats.clone()
+        self.stats_snapshot().wal_stats()
+    }
+
+    /// Every operator-facing figure (docs/OBSERVABILITY.md), read without
+    /// blocking the writer.
+    pub fn stats_snapshot(&self) -> crate::StatsSnapshot {
+        self.shared.stats_snapshot()
+    }
+
+    /// Whether a failed write or fdatasync poisoned the writer (I3).
+    pub fn is_poisoned(&self) -> bool {
+        self.poisoned.is_some()
+    }
+
+    /// A handle reading these stats from any thread (a metrics scraper).
+    pub fn stats_handle(&self) -> crate::StatsHandle {
+        crate::StatsHandle(self.shared.clone())
+    }
+
+    /// What readers and the lock-free stats share (for `WalHandle`).
+    pub(crate) fn shared_state(&self) -> Arc<Shared> {
+        self.shared.clone()
     }
 
     /// Random id of this WAL, shared by all of its segments.

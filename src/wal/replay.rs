@@ -26,9 +26,8 @@ impl SegmentedWal {
     /// At most `max_records` durable records from `from_lsn`; the flag is
     /// true exactly when more durable records follow.
     pub fn replay_from_limit(&self, from_lsn: u64, max_records: usize) -> Result<(Vec<WalRecord>, bool)> {
-        let mut out = Vec::new();
-        let has_more = self.for_each_durable(from_lsn, max_records, |rec| out.push(rec))?;
-        Ok((out, has_more))
+        self.settle_writes();
+        self.reader().collect(from_lsn, max_records)
     }
 
     /// Streams durable records from `from_lsn` to `f`, at most `max_records`,

@@ -48,6 +48,7 @@ impl SegmentedWal {
             return Err(e);
         }
         self.settle_writes();
+        let _span = tracing::info_span!("directwal_truncate", before_lsn = lsn).entered();
         let mut result = TruncateResult::default();
         loop {
             let view = self.shared.snapshot();
@@ -79,6 +80,7 @@ impl SegmentedWal {
             self.storage.sync_dir(&self.dir).map_err(|e| WalError::io("fsync directory", &self.dir, e))?;
             result.segments_deleted += 1;
             result.bytes_reclaimed += size;
+            self.stats.truncated(size, spare.is_some());
             match spare {
                 Some(to) => {
                     info!(segment = %name, last_lsn, spare = %to.display(), "truncated segment, file kept for reuse");

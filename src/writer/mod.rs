@@ -17,13 +17,13 @@ mod pipe;
 
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
-use std::time::Instant;
 
 use crate::crypto::{SegmentCipher, TAG_LEN};
 use crate::error::{Result, WalError};
 use crate::format::{self, RecordFields, Seal, SegmentHeader};
 use crate::io::{AlignedBuf, OpenMode, Storage, StorageFile, is_direct_io_refusal};
 use crate::reader::ActiveView;
+use crate::stats::{Stats, Written};
 use std::sync::Arc;
 
 pub(crate) use buffers::Buffers;
@@ -75,6 +75,10 @@ pub(crate) struct ActiveSegment {
     pipe: Mutex<WritePipe>,
     /// An fdatasync begun by `begin_flush` has not been finished yet (I12).
     sync_in_flight: bool,
+    stats: Arc<Stats>,
+    /// End of the record bytes handed to the device so far (for telling new
+    /// data from rewritten tail blocks in the stats).
+    written_end: u64,
 }
 
 /// What a flush wrote: it becomes durable when the fdatasync after it returns.
@@ -103,6 +107,7 @@ pub(crate) struct NewSegment<'a> {
     /// A spare file to reuse instead of a new one (I17); `header.recycled`
     /// must say so.
     pub spare: Option<PathBuf>,
+    pub stats: Arc<Stats>,
 }
 
 /// Opens a file, with O_DIRECT when asked and the file system allows it.
@@ -199,6 +204,8 @@ impl ActiveSegment {
             prepare_chunk: n.prepare_chunk,
             pipe: Mutex::new(WritePipe::default()),
             sync_in_flight: false,
+            stats: n.stats.clone(),
+            written_end: start,
         }
     }
 
@@ -210,6 +217,7 @@ impl ActiveSegment {
         let mut head = AlignedBuf::new(2 * block, block);
         n.header.encode(&mut head[..block]);
         self.write(&head, 0)?;
+        self.stats.wrote(Written::Prepare, head.len() as u64);
         self.prepared_end = start.max(stale_end);
         // I22: whole blocks only, so the file's length stays a multiple of 512.
         let want = (start + n.prepare_bytes).next_multiple_of(block as u64);
@@ -286,6 +294,7 @@ impl ActiveSegment {
         while off < upto {
             let n = ((upto - off) as usize).min(zeros.len());
             self.write(&zeros[..n], off)?;
+            self.stats.wrote(Written::Prepare, n as u64);
             off += n as u64;
         }
         self.prepared_end = upto;
@@ -447,6 +456,8 @@ impl ActiveSegment {
         let job = Job { file: self.file.clone(), buf: full, range: from..cap, offset: self.buf_file_off + from as u64 };
         pipe.submit(job).map_err(|e| WalError::io("write", &self.path, e))?;
         drop(pipe);
+        self.stats.buffer_full();
+        self.count_data_write(self.buf_file_off + from as u64, cap - from, self.buf_file_off + cap as u64);
         bufs.rotate();
         self.buf_file_off += cap as u64;
         self.buf_len = 0;
@@ -472,6 +483,7 @@ impl ActiveSegment {
             let from = self.unwritten_from();
             self.assert_no_sync_in_flight();
             self.write(&bufs.cur.bytes()[from..padded], self.buf_file_off + from as u64)?;
+            self.count_data_write(self.buf_file_off + from as u64, padded - from, self.data_end);
             // I18: the data (not the padding, which later records replace)
             // is frozen, and readers read it from this buffer.
             let written = bufs.cur.freeze(self.buf_len);
@@ -557,7 +569,18 @@ impl ActiveSegment {
             Seal { last_lsn: self.last_lsn, records: self.records, data_end: self.data_end, sealed_ms: now_ms() };
         self.assert_no_sync_in_flight();
         write_seal(&*self.file, &self.path, self.block, self.seed, &seal)?;
+        self.stats.wrote(Written::Seal, self.block as u64);
         Ok(seal)
+    }
+
+    /// Counts a write of the file bytes from `off`, `len` long, whose record
+    /// data ends at `data_end`: bytes past what was written before are new
+    /// data, the rest a rewritten tail block or its padding (I4).
+    fn count_data_write(&mut self, off: u64, len: usize, data_end: u64) {
+        let new = data_end.saturating_sub(off.max(self.written_end));
+        self.written_end = self.written_end.max(data_end);
+        self.stats.wrote(Written::Data, new);
+        self.stats.wrote(Written::TailRewrite, len as u64 - new);
     }
 }
 
@@ -572,9 +595,4 @@ pub(crate) fn write_seal(file: &dyn StorageFile, path: &Path, block: usize, seed
 /// Milliseconds since the Unix epoch (for operator-facing timestamps only).
 pub(crate) fn now_ms() -> u64 {
     std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0)
-}
-
-/// Elapsed microseconds since `t`.
-pub(crate) fn micros_since(t: Instant) -> u64 {
-    t.elapsed().as_micros() as u64
 }
