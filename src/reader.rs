@@ -21,6 +21,8 @@ use crate::format::{self, Seal, SegmentHeader};
 use crate::io::{FileImage, OsStorage, SharedBuf, Storage};
 use crate::record::{RecordHeader, RecordRef, WalRecord};
 
+mod owned;
+
 /// One sparse index entry every this many records.
 pub(crate) const INDEX_EVERY: u64 = 64;
 /// How far ahead of a scan of a sealed segment its pages are requested.
@@ -310,6 +312,8 @@ pub(crate) struct Shared {
     /// A directory reader: a writer in another process may truncate the
     /// segments it lists, and recycle their files under its mappings (I17).
     pub foreign_writer: bool,
+    /// The WAL's counters (docs/OBSERVABILITY.md).
+    pub stats: Arc<crate::stats::Stats>,
 }
 
 impl Shared {
@@ -512,8 +516,23 @@ impl WalReader {
                         Seal { last_lsn: out.last_lsn, records: out.records, data_end: out.data_end, sealed_ms: 0 }
                     }
                     Err(e) => {
+                        // Damage to durable data in the newest segment: its
+                        // records before the damage are valid (the scan
+                        // checked each in order), so they stay readable.
+                        let prefix = match &e {
+                            WalError::Corruption { offset, lsn, .. } if *lsn > seg.first_lsn => Some(Seal {
+                                last_lsn: lsn - 1,
+                                records: lsn - seg.first_lsn,
+                                data_end: *offset,
+                                sealed_ms: 0,
+                            }),
+                            _ => None,
+                        };
                         stop = Some(e);
-                        break;
+                        match prefix {
+                            Some(seal) => seal,
+                            None => break,
+                        }
                     }
                 },
             };
@@ -529,6 +548,7 @@ impl WalReader {
             view: RwLock::new(view),
             readers,
             foreign_writer: true,
+            stats: Arc::default(),
         }));
         Ok((reader, stop))
     }
@@ -626,7 +646,9 @@ impl WalReader {
 
     /// A cursor that pages forward from `from_lsn`.
     pub fn cursor(&self, from_lsn: u64) -> WalCursor {
-        WalCursor { reader: self.clone(), next_lsn: from_lsn, pinned: None }
+        // 0 (or a truncated LSN) starts at the oldest record: lag counts from there.
+        let follower = self.shared.stats.follow(from_lsn.max(self.oldest_lsn()));
+        WalCursor { reader: self.clone(), next_lsn: from_lsn, pinned: None, follower }
     }
 
     /// Lends each durable record from `from_lsn` (0: the oldest) to `f`,
@@ -649,6 +671,19 @@ impl WalReader {
         from_lsn: u64,
         room: &dyn Fn() -> bool,
         mut f: impl FnMut(RecordRef<'_>) -> bool,
+    ) -> Result<bool> {
+        self.scan_decoded(view, from_lsn, room, |header, payload| f(RecordRef { header, payload: &payload }))
+    }
+
+    /// [`scan`](Self::scan), handing `f` each payload as decoded: lent from
+    /// the segment, or the decrypted buffer itself, so an owned replay can
+    /// keep it without copying it again.
+    fn scan_decoded(
+        &self,
+        view: &View,
+        from_lsn: u64,
+        room: &dyn Fn() -> bool,
+        mut f: impl FnMut(RecordHeader, Cow<'_, [u8]>) -> bool,
     ) -> Result<bool> {
         let oldest = oldest(view);
         if from_lsn != 0 && from_lsn < oldest {
@@ -727,7 +762,7 @@ impl WalReader {
         s: &SealedSeg,
         lsn: &mut u64,
         room: &dyn Fn() -> bool,
-        f: &mut impl FnMut(RecordRef<'_>) -> bool,
+        f: &mut impl FnMut(RecordHeader, Cow<'_, [u8]>) -> bool,
     ) -> Result<bool> {
         if *lsn > s.seal.last_lsn {
             return Ok(true);
@@ -771,7 +806,7 @@ impl WalReader {
             let rec = decode(&s.name, &img, 0, off, s.seal.data_end, seed, at_lsn, cipher.as_ref(), take, true)
                 .map_err(|e| self.gone_or(s, at_lsn, e))?;
             if let Some((header, payload)) = rec.0 {
-                if !f(RecordRef { header, payload: &payload }) {
+                if !f(header, payload) {
                     *lsn = at_lsn;
                     go_on = false;
                     break;
@@ -803,7 +838,7 @@ impl WalReader {
         a: &ActiveView,
         lsn: &mut u64,
         room: &dyn Fn() -> bool,
-        f: &mut impl FnMut(RecordRef<'_>) -> bool,
+        f: &mut impl FnMut(RecordHeader, Cow<'_, [u8]>) -> bool,
     ) -> Result<bool> {
         let (last, end) = a.watermark();
         if *lsn > last {
@@ -849,7 +884,7 @@ impl WalReader {
                 let rec = decode(&a.name, bytes, base, off, end, seed, at_lsn, cipher.as_ref(), take, verify)?;
                 off += rec.1;
                 if let Some((header, payload)) = rec.0 {
-                    if !f(RecordRef { header, payload: &payload }) {
+                    if !f(header, payload) {
                         *lsn = at_lsn;
                         return Ok(false);
                     }
@@ -940,7 +975,7 @@ fn oldest(view: &View) -> u64 {
     view.sealed.first().map(|s| s.header.first_lsn).or(view.active.as_ref().map(|a| a.header.first_lsn)).unwrap_or(1)
 }
 
-fn durable_lsn(view: &View) -> u64 {
+pub(crate) fn durable_lsn(view: &View) -> u64 {
     match &view.active {
         Some(a) => {
             let (last, _) = a.watermark();
@@ -958,6 +993,8 @@ pub struct WalCursor {
     reader: WalReader,
     next_lsn: u64,
     pinned: Option<Arc<SealedSeg>>,
+    /// Where this follower is, for the stats' follower lag.
+    follower: Arc<std::sync::atomic::AtomicU64>,
 }
 
 impl std::fmt::Debug for WalCursor {
@@ -997,8 +1034,9 @@ impl WalCursor {
             // Truncated under us: keep reading the segment we are in.
             Arc::make_mut(&mut view.sealed).insert(0, p.clone());
         }
-        let (page, next_lsn) = read(&self.reader, &view, self.next_lsn)?;
+        let (page, next_lsn) = read(&self.reader, &view, self.next_lsn).inspect_err(crate::stats::follower_failed)?;
         self.next_lsn = next_lsn;
+        self.follower.store(next_lsn, Ordering::Relaxed);
         let at = view.sealed.partition_point(|s| s.header.first_lsn <= self.next_lsn);
         self.pinned = at.checked_sub(1).map(|i| &view.sealed[i]).filter(|s| self.next_lsn <= s.seal.last_lsn).cloned();
         if let Some(p) = &self.pinned {
