@@ -1,0 +1,67 @@
+//! Attacks on the `directwal` CLI as a tired operator would run it. Tests
+//! that fail on the current code are `#[ignore = "finding N: ..."]`; run
+//! them with `cargo test -p directwal-cli --test attack_cli -- --ignored`.
+
+mod common;
+
+use common::*;
+use directwal::SegmentedWal;
+
+/// A WAL of 30 records over several segments, then the newest (empty,
+/// unsealed) segment's header smashed: a newest segment that is no segment,
+/// which strict open refuses and tolerant open sets aside (I24).
+fn smashed_newest() -> (tempfile::TempDir, std::path::PathBuf) {
+    let dir = write_wal(30, None);
+    {
+        let mut wal = SegmentedWal::open(config(dir.path())).unwrap();
+        wal.append(1, 0, 0, &payload(31)).unwrap();
+        wal.sync().unwrap();
+        wal.simulate_crash();
+    }
+    let newest = segments(dir.path()).pop().unwrap();
+    let mut b = std::fs::read(&newest).unwrap();
+    b[..64].fill(0xA5);
+    std::fs::write(&newest, b).unwrap();
+    (dir, newest)
+}
+
+/// Finding 3: `repair --yes` on a newest segment with a damaged header.
+/// The tolerant open it runs renames the segment aside and starts a new
+/// segment (the directory changed, LSN 31 is gone from the log), but repair
+/// then says "the tolerant open dropped nothing ...; nothing was cut" and
+/// exits 2 ("could not run"). Expected: exit 0 (or 1) and a report naming
+/// the set-aside file and the dropped LSNs.
+#[test]
+#[ignore = "finding 3: repair --yes sets the newest segment aside but reports 'nothing was cut', exit 2"]
+fn repair_reports_a_set_aside_honestly() {
+    let (dir, newest) = smashed_newest();
+    let d = dir.path().to_str().unwrap();
+    let o = run(&["repair", d, "--yes"]);
+    let (out, err) = (stdout(&o), stderr(&o));
+    let moved = !newest.exists();
+    let aside: Vec<_> = std::fs::read_dir(dir.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| n.contains(".aside-"))
+        .collect();
+    assert!(
+        o.status.code() != Some(2) && !err.contains("nothing was cut") && (out + &err).contains(".aside-"),
+        "exit {:?}; stdout {:?}; stderr {:?}; newest renamed: {moved}; aside files {aside:?}",
+        o.status.code(),
+        stdout(&o),
+        err
+    );
+}
+
+/// Finding 3b: the dry run (no --yes) of the same directory says it
+/// "would cut ... at offset 0" and that "the bytes stay in the file", while
+/// --yes actually renames the file aside: the dry run misdescribes the action.
+#[test]
+#[ignore = "finding 3: repair's dry run describes a cut, --yes does a rename"]
+fn repair_dry_run_describes_the_set_aside() {
+    let (dir, _newest) = smashed_newest();
+    let d = dir.path().to_str().unwrap();
+    let o = run(&["repair", d]);
+    let out = stdout(&o);
+    assert!(out.contains("aside"), "exit {:?}; stdout {out:?}", o.status.code());
+}
