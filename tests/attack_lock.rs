@@ -1,15 +1,14 @@
 //! Attacks on the directory lock (I25): the directory renamed under a live
 //! writer. Public API only. Failing tests are `#[ignore = "finding N: ..."]`;
 //! run them with `cargo test --test attack_lock -- --ignored`.
+
+mod common;
 use std::path::Path;
 
 use directwal::{SegmentedWal, SegmentedWalConfig};
 
 fn cfg(dir: &Path) -> SegmentedWalConfig {
-    let mut c = SegmentedWalConfig::for_testing(dir.into());
-    c.segment_target_size = 8 * 1024;
-    c.writer_config.prepare_chunk_size = 4096;
-    c
+    common::config(dir).buffered().segment(8 * 1024).chunk(4096).build()
 }
 
 fn names(dir: &Path) -> Vec<String> {

@@ -10,11 +10,7 @@ use directwal::crypto::{KeyRing, WalEncryptionKey};
 use directwal::{SegmentedWal, SegmentedWalConfig};
 
 fn cfg(dir: &Path) -> SegmentedWalConfig {
-    let mut c = SegmentedWalConfig::for_testing(dir.into());
-    c.segment_target_size = 4 * 1024;
-    c.writer_config.prepare_chunk_size = 4096;
-    c.writer_config.recycle_segments = 8;
-    c
+    common::config(dir).buffered().segment(4 * 1024).chunk(4096).recycle(8).build()
 }
 
 fn holding(dir: &Path, marker: &str) -> Vec<String> {

@@ -2,16 +2,14 @@
 //! taken into the log without any check of its length or links. Public API
 //! only. Failing tests are `#[ignore = "finding N: ..."]`; run them with
 //! `cargo test --test attack_spares -- --ignored`.
+
+mod common;
 use std::path::Path;
 
 use directwal::{RecoveryMode, SegmentedWal, SegmentedWalConfig};
 
 fn cfg(dir: &Path, mode: RecoveryMode) -> SegmentedWalConfig {
-    let mut c = SegmentedWalConfig::for_testing(dir.into());
-    c.segment_target_size = 8 * 1024;
-    c.writer_config.prepare_chunk_size = 4096;
-    c.writer_config.recovery_mode = mode;
-    c
+    common::config(dir).buffered().segment(8 * 1024).chunk(4096).mode(mode).build()
 }
 
 /// A plain WAL of 3 records (closed), then `spare` placed by `place`, then

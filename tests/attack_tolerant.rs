@@ -11,11 +11,7 @@ use directwal::crypto::{KeyRing, WalEncryptionKey};
 use directwal::{RecoveryMode, SegmentedWal, SegmentedWalConfig, WalError, WalReader, segment_file_name};
 
 fn cfg(dir: &Path, mode: RecoveryMode) -> SegmentedWalConfig {
-    let mut c = SegmentedWalConfig::for_testing(dir.into());
-    c.segment_target_size = 8 * 1024;
-    c.writer_config.prepare_chunk_size = 4096;
-    c.writer_config.recovery_mode = mode;
-    c
+    common::config(dir).buffered().segment(8 * 1024).chunk(4096).mode(mode).build()
 }
 
 fn ring() -> KeyRing {

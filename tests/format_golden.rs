@@ -10,12 +10,14 @@
 //! test time, and the document's image (CRCs included) must open and replay
 //! in directwal as the example says.
 
+mod common;
+
 use std::path::Path;
 use std::sync::Arc;
 
 use directwal::layout::{RECORD_HEADER_LEN, SEAL_LEN, SEGMENT_HEADER_LEN, data_start, record_size};
 use directwal::sim::SimStorage;
-use directwal::{SegmentedWal, SegmentedWalConfig, segment_file_name};
+use directwal::{SegmentedWal, segment_file_name};
 
 const BLOCK: usize = 4096;
 /// Header fields set by randomness or the clock, as byte ranges.
@@ -75,7 +77,7 @@ fn parse_worked_example() -> Dump {
 fn write_example() -> Vec<u8> {
     let sim = SimStorage::new();
     let dir = Path::new("/golden");
-    let mut wal = SegmentedWal::open_with_storage(SegmentedWalConfig::new(dir.into()), Arc::new(sim.clone())).unwrap();
+    let mut wal = SegmentedWal::open_with_storage(common::config(dir).build(), Arc::new(sim.clone())).unwrap();
     assert_eq!(wal.append(1, 7, 3, b"hello").unwrap(), 1);
     wal.sync().unwrap();
     assert_eq!(wal.append(2, 7, 3, b"bye").unwrap(), 2);
@@ -165,7 +167,7 @@ fn the_worked_example_s_bytes_open_and_replay() {
         let f = sim.open(&dir.join(segment_file_name(1)), OpenMode { create: true, direct: false }).unwrap();
         f.write_all_at(&img, 0).unwrap();
     }
-    let wal = SegmentedWal::open_with_storage(SegmentedWalConfig::new(dir.into()), Arc::new(sim)).unwrap();
+    let wal = SegmentedWal::open_with_storage(common::config(dir).build(), Arc::new(sim)).unwrap();
     assert_eq!(wal.recovery_report().torn_tail, None, "the example's segment is sealed, nothing to cut");
     assert_eq!(wal.wal_id().to_le_bytes()[..], img[WAL_ID]);
     let recs = wal.replay().unwrap();

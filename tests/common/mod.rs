@@ -44,6 +44,16 @@ impl Config {
         self.0.writer_config.write_buffer_size = bytes;
         self
     }
+    /// `writer_config.recovery_mode`.
+    pub fn mode(mut self, mode: directwal::RecoveryMode) -> Self {
+        self.0.writer_config.recovery_mode = mode;
+        self
+    }
+    /// `writer_config.recycle_segments`.
+    pub fn recycle(mut self, files: usize) -> Self {
+        self.0.writer_config.recycle_segments = files;
+        self
+    }
     /// The config.
     pub fn build(self) -> SegmentedWalConfig {
         self.0
