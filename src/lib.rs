@@ -120,6 +120,7 @@ pub mod segmented;
 #[doc(hidden)]
 pub mod sim;
 mod spares;
+mod view;
 mod wal;
 pub mod writer;
 

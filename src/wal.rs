@@ -11,11 +11,12 @@ use crate::crypto::{KeyRing, SegmentCipher};
 use crate::error::{Result, WalError};
 use crate::format::{self, Cipher, MAX_PAYLOAD_SIZE, RecordFields, Seal, SegmentHeader};
 use crate::io::{OsStorage, Storage};
-use crate::reader::{SealedSeg, Shared, View, WalReader};
+use crate::reader::WalReader;
 use crate::record::{RecordRef, WalRecord};
 use crate::recovery::{self, TornTail};
 use crate::segment::{self, SegmentMeta};
 use crate::spares::{self, SparePool};
+use crate::view::{SealedSeg, Shared};
 use crate::writer::{self, ActiveSegment, NewSegment};
 
 mod encryption;
@@ -301,13 +302,7 @@ impl SegmentedWal {
             storage,
             target: config.segment_target_size.clamp(1, format::MAX_SEGMENT_TARGET_SIZE),
             wal_id: 0,
-            shared: Arc::new(Shared {
-                dir: config.wal_dir.clone(),
-                storage: shared_storage,
-                view: std::sync::RwLock::new(View::default()),
-                readers: Arc::default(),
-                foreign_writer: false,
-            }),
+            shared: Arc::new(Shared::new(config.wal_dir.clone(), shared_storage, false)),
             active: None,
             next_lsn: 1,
             scratch: Vec::new(),
@@ -444,7 +439,7 @@ impl SegmentedWal {
     }
 
     fn sealed_set(&mut self, sealed: Vec<Arc<SealedSeg>>) {
-        self.shared.update(|v| v.sealed = Arc::new(sealed));
+        self.shared.set_sealed(sealed);
     }
 
     /// Scans the unsealed newest segment and decides where it ends (cutting a
@@ -560,10 +555,7 @@ impl SegmentedWal {
         }
         self.direct_io = seg.direct();
         let view = seg.view.clone();
-        self.shared.update(|v| {
-            v.active = Some(view);
-            v.direct = seg.direct();
-        });
+        self.shared.set_active(view, seg.direct());
         self.stats.segments_created += 1;
         self.stats.direct_io = self.direct_io;
         self.active = Some(seg);
@@ -738,10 +730,7 @@ impl SegmentedWal {
             info!(segment = %active.name, last_lsn = seal.last_lsn, records = seal.records, "sealed segment");
             let index = active.view.index_snapshot();
             let sealed = SealedSeg::new(active.name, active.path, active.header, seal, Some(index));
-            self.shared.update(|v| {
-                Arc::make_mut(&mut v.sealed).push(Arc::new(sealed));
-                v.active = None;
-            });
+            self.shared.seal_active(sealed);
         }
         // A failure here (ENOSPC) leaves no active segment; the next append retries.
         self.start_segment()
@@ -828,16 +817,16 @@ impl SegmentedWal {
         let mut result = TruncateResult::default();
         loop {
             let view = self.shared.snapshot();
-            let Some(oldest) = view.sealed.first().cloned() else { break };
+            let Some(oldest) = view.sealed().first().cloned() else { break };
             // I20: with no active segment the newest sealed one carries
             // next_lsn: deleting it would restart the LSNs at 1 on reopen.
-            if oldest.seal.last_lsn >= lsn || (self.active.is_none() && view.sealed.len() == 1) {
+            if oldest.seal.last_lsn >= lsn || (self.active.is_none() && view.sealed().len() == 1) {
                 break;
             }
             drop(view);
             let size = self.storage.file_len(&oldest.path).unwrap_or(0);
             // R4/D8: out of the readers' view first; readers holding it keep it.
-            self.shared.update(|v| Arc::make_mut(&mut v.sealed).retain(|s| !Arc::ptr_eq(s, &oldest)));
+            self.shared.remove_sealed(&oldest);
             let spare = self.spare_for(&oldest);
             let gone = match &spare {
                 Some(to) => self.storage.rename(&oldest.path, to).map_err(|e| WalError::io("rename", &oldest.path, e)),
@@ -845,7 +834,7 @@ impl SegmentedWal {
             };
             if let Err(e) = gone {
                 // The file is still in the log: so is it in the view.
-                self.shared.update(|v| Arc::make_mut(&mut v.sealed).insert(0, oldest.clone()));
+                self.shared.restore_oldest(oldest.clone());
                 return Err(e);
             }
             let (name, last_lsn, header) = (oldest.name.clone(), oldest.seal.last_lsn, oldest.header.clone());
@@ -943,7 +932,7 @@ impl SegmentedWal {
     pub fn list_segments(&self) -> Result<Vec<SegmentMeta>> {
         self.settle_writes();
         let mut out = Vec::new();
-        for s in self.shared.snapshot().sealed.iter() {
+        for s in self.shared.snapshot().sealed() {
             out.push(SegmentMeta {
                 path: s.path.clone(),
                 first_lsn: s.header.first_lsn,
