@@ -91,6 +91,7 @@
 #![warn(missing_debug_implementations)]
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
+mod buf;
 mod catalog;
 pub mod check;
 mod commit;
@@ -102,9 +103,8 @@ mod format;
 pub mod fuzzing;
 // The storage layer, public only so that the crash simulator and the
 // fault-injection tests can stand in for the OS (`open_with_storage`); not
-// an API (its types get `Debug` where it is maintained).
+// an API.
 #[doc(hidden)]
-#[allow(missing_debug_implementations)]
 pub mod io;
 #[cfg(feature = "openraft")]
 #[cfg_attr(docsrs, doc(cfg(feature = "openraft")))]
