@@ -252,7 +252,7 @@ impl SegmentCipher {
     /// `fields.flags` must include `FLAG_ENCRYPTED`.
     pub fn seal(&self, fields: &RecordFields, out: &mut [u8]) {
         debug_assert!(fields.flags & FLAG_ENCRYPTED != 0);
-        let aad = self.aad(fields, out.len() as u32);
+        let aad = self.aad(fields, u32::try_from(out.len()).expect("a stored length is at most MAX_STORED_LEN"));
         let (body, tag_out) = out.split_at_mut(out.len() - TAG_LEN);
         let tag = self
             .aead
@@ -266,7 +266,8 @@ impl SegmentCipher {
         if stored.len() < TAG_LEN {
             return None;
         }
-        let aad = self.aad(fields, stored.len() as u32);
+        // No record is this long (MAX_STORED_LEN): such bytes do not authenticate.
+        let aad = self.aad(fields, u32::try_from(stored.len()).ok()?);
         let (ct, tag) = stored.split_at(stored.len() - TAG_LEN);
         let mut plain = ct.to_vec();
         let tag = Tag::try_from(tag).ok()?;

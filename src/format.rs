@@ -48,7 +48,7 @@ pub const RECORD_ALIGN: usize = 8;
 /// Largest payload accepted by `append` (F7): 64 MiB.
 pub const MAX_PAYLOAD_SIZE: usize = 64 << 20;
 /// Largest payload length on disk: an encrypted payload carries a 16-byte tag.
-pub const MAX_STORED_LEN: usize = MAX_PAYLOAD_SIZE + 16;
+pub const MAX_STORED_LEN: usize = MAX_PAYLOAD_SIZE + 16; // crypto::TAG_LEN, asserted below
 /// Largest `segment_target_size` honoured; larger values are clamped so that
 /// every in-segment offset fits the 32-bit `epoch_start` field.
 pub const MAX_SEGMENT_TARGET_SIZE: u64 = 1 << 30;
@@ -90,15 +90,56 @@ const R_TYPE: usize = 24;
 const R_VSHARD: usize = 26;
 const R_FLAGS: usize = 28;
 
+/// Smallest block size a segment header may declare.
+pub const MIN_BLOCK_SIZE: u32 = 512;
+/// Largest block size a segment header may declare.
+pub const MAX_BLOCK_SIZE: u32 = 65536;
+
+// The layout constants, tied together at compile time: a change to one that
+// breaks another does not build.
+const _: () = {
+    // The segment header: fields in order, all before the CRC (the last 4
+    // bytes), and the header fits the smallest block.
+    assert!(H_MAGIC + 8 <= H_VERSION && H_VERSION + 2 <= H_HEADER_LEN && H_HEADER_LEN + 2 <= H_BLOCK_SIZE);
+    assert!(H_BLOCK_SIZE + 4 <= H_WAL_ID && H_WAL_ID + 16 <= H_SALT && H_SALT + 16 <= H_FIRST_LSN);
+    assert!(H_FIRST_LSN + 8 <= H_CIPHER && H_CIPHER < H_FLAGS && H_FLAGS < H_KEY_ID && H_KEY_ID + 4 <= H_CREATED_MS);
+    assert!(H_CREATED_MS + 8 <= H_CRC && H_CRC + 4 == SEGMENT_HEADER_LEN);
+    assert!(SEGMENT_HEADER_LEN <= MIN_BLOCK_SIZE as usize);
+    // The seal block: the same, in block 1.
+    assert!(S_MAGIC + 8 <= S_LAST_LSN && S_LAST_LSN + 8 <= S_RECORDS && S_RECORDS + 8 <= S_DATA_END);
+    assert!(S_DATA_END + 8 <= S_SEALED_MS && S_SEALED_MS + 8 <= S_CRC && S_CRC + 4 == SEAL_LEN);
+    assert!(SEAL_LEN <= MIN_BLOCK_SIZE as usize);
+    // The record header: the CRC first, the fields it covers from R_LEN on,
+    // then the two reserved zero bytes that end the header.
+    assert!(R_CRC + 4 <= R_LEN && R_LEN + 4 <= R_LSN && R_LSN + 8 <= R_EPOCH_START);
+    assert!(R_EPOCH_START + 4 <= R_TENANT && R_TENANT + 4 <= R_TYPE && R_TYPE + 2 <= R_VSHARD);
+    assert!(R_VSHARD + 2 <= R_FLAGS && R_FLAGS + 4 == RECORD_HEADER_LEN);
+    // Records start aligned: the data start is a multiple of RECORD_ALIGN
+    // and so is every record's size.
+    assert!(RECORD_ALIGN.is_power_of_two() && RECORD_HEADER_LEN.is_multiple_of(RECORD_ALIGN));
+    assert!((MIN_BLOCK_SIZE as usize).is_multiple_of(RECORD_ALIGN));
+    assert!(MIN_BLOCK_SIZE.is_power_of_two() && MAX_BLOCK_SIZE.is_power_of_two() && MIN_BLOCK_SIZE <= MAX_BLOCK_SIZE);
+    // A stored payload is the payload and, when encrypted, its tag; its
+    // length fits the header's 32-bit field.
+    assert!(MAX_STORED_LEN == MAX_PAYLOAD_SIZE + crate::crypto::TAG_LEN);
+    assert!(record_size(MAX_STORED_LEN) <= u32::MAX as usize);
+    // Every offset in a segment fits the 32-bit `epoch_start` (I5): a
+    // segment grows past its target by at most one record.
+    assert!(
+        data_start(MAX_BLOCK_SIZE as usize) + MAX_SEGMENT_TARGET_SIZE + record_size(MAX_STORED_LEN) as u64
+            <= u32::MAX as u64
+    );
+};
+
 /// Offset of the first record in a segment with the given block size.
 #[inline]
-pub fn data_start(block_size: usize) -> u64 {
+pub const fn data_start(block_size: usize) -> u64 {
     2 * block_size as u64
 }
 
 /// Bytes a record with `payload_len` payload bytes occupies on disk.
 #[inline]
-pub fn record_size(payload_len: usize) -> usize {
+pub const fn record_size(payload_len: usize) -> usize {
     (RECORD_HEADER_LEN + payload_len).next_multiple_of(RECORD_ALIGN)
 }
 
@@ -225,7 +266,7 @@ impl SegmentHeader {
             return Err(HeaderError::Invalid("unexpected segment header length"));
         }
         let block_size = u32_at(b, H_BLOCK_SIZE);
-        if !(512..=65536).contains(&block_size) || !block_size.is_power_of_two() {
+        if !(MIN_BLOCK_SIZE..=MAX_BLOCK_SIZE).contains(&block_size) || !block_size.is_power_of_two() {
             return Err(HeaderError::Invalid("block size out of range"));
         }
         let cipher = match b[H_CIPHER] {
@@ -356,7 +397,8 @@ pub fn encode_record_with(
 ) {
     debug_assert_eq!(out.len(), record_size(stored_len));
     let (h, rest) = out.split_at_mut(RECORD_HEADER_LEN);
-    h[R_LEN..R_LEN + 4].copy_from_slice(&(stored_len as u32).to_le_bytes());
+    let len = u32::try_from(stored_len).expect("a stored length is at most MAX_STORED_LEN");
+    h[R_LEN..R_LEN + 4].copy_from_slice(&len.to_le_bytes());
     h[R_LSN..R_LSN + 8].copy_from_slice(&f.lsn.to_le_bytes());
     h[R_EPOCH_START..R_EPOCH_START + 4].copy_from_slice(&f.epoch_start.to_le_bytes());
     h[R_TENANT..R_TENANT + 4].copy_from_slice(&f.tenant_id.to_le_bytes());
