@@ -16,7 +16,7 @@
 use std::path::{Path, PathBuf};
 
 use crate::crypto::{self, KeyRing, SegmentCipher};
-use crate::error::{Result, WalError};
+use crate::error::{CorruptionKind, Result, WalError};
 use crate::format::{self, Cipher, MAX_SEGMENT_TARGET_SIZE, MAX_STORED_LEN, Seal, SegmentHeader};
 use crate::io::{FileImage, FileKind, Storage};
 use crate::recovery::{self, ScanOutcome};
@@ -264,8 +264,8 @@ fn read_segment(
     seg.file_len = file_len;
     if file_len > MAX_SEGMENT_FILE_LEN {
         // I23: not read further, whatever its header says.
-        let reason = format!("file is {file_len} bytes, longer than any segment ({MAX_SEGMENT_FILE_LEN} bytes)");
-        faults.push((corruption(&seg, 0, reason), Remedy::SetAside));
+        let kind = CorruptionKind::TooLong { file_len, max: MAX_SEGMENT_FILE_LEN };
+        faults.push((corruption(&seg, 0, kind), Remedy::SetAside));
         return seg;
     }
     let (header, seal) = match segment::read_header_and_seal(&seg.name, &head) {
@@ -285,10 +285,8 @@ fn read_segment(
     if newest && seg.seal.is_none() && !file_len.is_multiple_of(LENGTH_UNIT) {
         // I22: the writer never leaves such a length: the file was cut, and
         // records acknowledged after the cut may be gone.
-        let reason = format!(
-            "file length {file_len} is not a multiple of {LENGTH_UNIT}: the file was shortened, acknowledged records may be gone"
-        );
-        faults.push((corruption(&seg, file_len, reason), Remedy::KeepShortened));
+        let kind = CorruptionKind::Shortened { file_len, unit: LENGTH_UNIT };
+        faults.push((corruption(&seg, file_len, kind), Remedy::KeepShortened));
     }
     seg.header = Some(header);
     seg
@@ -304,7 +302,8 @@ fn check_place(
     faults: &mut SegFaults,
 ) {
     if header.first_lsn != seg.first_lsn {
-        faults.push((corruption(seg, 0, format!("header says first LSN {}", header.first_lsn)), Remedy::None));
+        let kind = CorruptionKind::FirstLsnMismatch { header_lsn: header.first_lsn };
+        faults.push((corruption(seg, 0, kind), Remedy::None));
     }
     match *wal_id {
         None => *wal_id = Some(header.wal_id),
@@ -320,8 +319,8 @@ fn check_place(
             faults.push((WalError::MissingSegment { segment, expected_lsn: expected, found_lsn }, Remedy::None));
         }
         Some(expected) if seg.first_lsn < expected => {
-            let reason = format!("overlaps the previous segment, which ends at LSN {}", expected - 1);
-            faults.push((corruption(seg, 0, reason), Remedy::None));
+            let kind = CorruptionKind::Overlap { previous_last_lsn: expected - 1 };
+            faults.push((corruption(seg, 0, kind), Remedy::None));
         }
         _ => {}
     }
@@ -333,7 +332,7 @@ fn check_seal(seg: &mut Seg, header: &SegmentHeader, seal: Result<Option<Seal>>,
     let block = u64::from(header.block_size);
     match seal {
         Ok(Some(seal)) => match seal_fault(seg.first_lsn, &seal, format::data_start(block as usize), seg.file_len) {
-            Some(reason) => faults.push((corruption(seg, block, reason), Remedy::None)),
+            Some(kind) => faults.push((corruption(seg, block, kind), Remedy::None)),
             None => seg.seal = Some(seal),
         },
         // I7: the seal is written after the data is durable and before any
@@ -343,23 +342,21 @@ fn check_seal(seg: &mut Seg, header: &SegmentHeader, seal: Result<Option<Seal>>,
         Err(e) => faults.push((e, Remedy::None)),
         Ok(None) if !newest => {
             // I7: a newer segment exists only after this one was sealed.
-            let reason = "segment is not sealed although a newer segment exists".to_owned();
-            faults.push((corruption(seg, block, reason), Remedy::None));
+            faults.push((corruption(seg, block, CorruptionKind::Unsealed), Remedy::None));
         }
         Ok(None) => {}
     }
 }
 
-fn corruption(seg: &Seg, offset: u64, reason: String) -> WalError {
-    WalError::Corruption { segment: seg.name.clone(), offset, lsn: seg.first_lsn, reason }
+fn corruption(seg: &Seg, offset: u64, kind: CorruptionKind) -> WalError {
+    WalError::Corruption { segment: seg.name.clone(), offset, lsn: seg.first_lsn, kind }
 }
 
 /// D9: the seal's values are checked before any arithmetic on them.
-fn seal_fault(first_lsn: u64, seal: &Seal, data_start: u64, file_len: u64) -> Option<String> {
+fn seal_fault(first_lsn: u64, seal: &Seal, data_start: u64, file_len: u64) -> Option<CorruptionKind> {
     let consistent = seal.last_lsn.checked_add(1).and_then(|n| n.checked_sub(first_lsn)) == Some(seal.records)
         && (seal.records == 0) == (seal.data_end == data_start);
-    (!consistent || seal.data_end < data_start || seal.data_end > file_len)
-        .then(|| "seal block describes impossible data".to_owned())
+    (!consistent || seal.data_end < data_start || seal.data_end > file_len).then_some(CorruptionKind::ImpossibleSeal)
 }
 
 /// The one scan of an unsealed newest segment (I5, I6): its image (at most

@@ -284,7 +284,7 @@ fn check_contents(
 /// A catalog fault (or scan error) as a problem of segment `seg`.
 fn problem(seg: &catalog::Seg, e: &WalError) -> Problem {
     let (offset, lsn, what) = match e {
-        WalError::Corruption { offset, lsn, reason, .. } => (*offset, *lsn, reason.clone()),
+        WalError::Corruption { offset, lsn, kind, .. } => (*offset, *lsn, kind.to_string()),
         WalError::MissingSegment { expected_lsn, found_lsn, .. } => {
             (0, *expected_lsn, format!("LSNs {expected_lsn}..{} are missing: no segment holds them", found_lsn - 1))
         }

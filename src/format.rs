@@ -445,6 +445,7 @@ pub fn read_header(b: &[u8]) -> RawHeader {
 
 /// Why the bytes at an offset are not a valid record.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum RecordFault {
     /// Fewer bytes remain than a header.
     Truncated,
@@ -461,12 +462,18 @@ pub enum RecordFault {
 impl RecordFault {
     /// Human-readable reason, for `Corruption` and logs.
     pub fn describe(&self) -> String {
+        self.to_string()
+    }
+}
+
+impl std::fmt::Display for RecordFault {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
-            RecordFault::Truncated => "record cut short by the end of the data".into(),
-            RecordFault::Zero => "zeroed record header".into(),
-            RecordFault::BadField(f) => format!("impossible header field: {f}"),
-            RecordFault::LsnMismatch(found) => format!("record carries LSN {found}"),
-            RecordFault::BadCrc => "record CRC mismatch".into(),
+            RecordFault::Truncated => f.write_str("record cut short by the end of the data"),
+            RecordFault::Zero => f.write_str("zeroed record header"),
+            RecordFault::BadField(field) => write!(f, "impossible header field: {field}"),
+            RecordFault::LsnMismatch(found) => write!(f, "record carries LSN {found}"),
+            RecordFault::BadCrc => f.write_str("record CRC mismatch"),
         }
     }
 }

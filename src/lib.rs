@@ -130,7 +130,7 @@ pub mod writer;
 struct ReadmeDoctests;
 
 pub use commit::{Durable, SyncPolicy, WalHandle};
-pub use error::{Result, WalError};
+pub use error::{CorruptionKind, RecordFault, Result, WalError};
 pub use format::{MAX_PAYLOAD_SIZE, MAX_SEGMENT_TARGET_SIZE};
 pub use reader::{Page, PageBuf, WalCursor, WalReader};
 pub use record::{RecordHeader, RecordRef, RecordType, WalRecord};

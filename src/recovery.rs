@@ -93,11 +93,11 @@ pub fn scan_unsealed(
                         segment: name.to_owned(),
                         offset: hole,
                         lsn,
-                        reason: format!(
-                            "{}; record LSN {} at offset {p} belongs to a later sync, so this data was durable",
-                            fault.describe(),
-                            h.fields.lsn
-                        ),
+                        kind: crate::error::CorruptionKind::DurableRecord {
+                            fault,
+                            later_lsn: h.fields.lsn,
+                            later_offset: p,
+                        },
                     });
                 }
                 dropped += 1;

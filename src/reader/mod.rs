@@ -130,6 +130,18 @@ impl WalReader {
         Ok((WalReader::new(Arc::new(shared)), stop))
     }
 
+    /// The name of the segment that holds `lsn` now, for errors about a
+    /// record read earlier; empty when no retained segment does.
+    #[cfg(feature = "openraft")]
+    pub(crate) fn segment_of(&self, lsn: u64) -> String {
+        let view = self.shared.snapshot();
+        let first = match view.active() {
+            Some(a) if a.header.first_lsn <= lsn => Some(a.header.first_lsn),
+            _ => view.sealed().iter().rev().find(|s| s.header.first_lsn <= lsn).map(|s| s.header.first_lsn),
+        };
+        first.map(crate::segment::segment_file_name).unwrap_or_default()
+    }
+
     /// LSN of the last durable record (0 if none).
     pub fn durable_lsn(&self) -> u64 {
         durable_lsn(&self.shared.snapshot())

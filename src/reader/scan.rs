@@ -5,7 +5,7 @@ use std::borrow::Cow;
 
 use super::{WalReader, durable_lsn, oldest};
 use crate::crypto::SegmentCipher;
-use crate::error::{Result, WalError};
+use crate::error::{CorruptionKind, Result, WalError};
 use crate::format::{self, SegmentHeader};
 use crate::record::{RecordHeader, RecordRef};
 use crate::view::{ActiveView, INDEX_EVERY, SealedSeg, View, Window};
@@ -255,7 +255,7 @@ fn decode<'a>(
     verify_crc: bool,
 ) -> Result<(Option<Decoded<'a>>, u64)> {
     let (h, payload) = format::check_record_in(img, base, off, end, seed, Some(lsn), verify_crc).map_err(|fault| {
-        WalError::Corruption { segment: name.to_owned(), offset: off, lsn, reason: fault.describe() }
+        WalError::Corruption { segment: name.to_owned(), offset: off, lsn, kind: CorruptionKind::Record(fault) }
     })?;
     let size = format::record_size(h.len as usize) as u64;
     if !take {
