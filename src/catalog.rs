@@ -1,8 +1,8 @@
 //! The catalog: the one loader of a WAL directory.
 //!
 //! [`load`] lists the directory and checks every rule about what is in it —
-//! names and file kinds (I21), file lengths (I22, I23), headers, seals (D9,
-//! I7), the WAL id, LSN continuity (D5) — and returns a typed description
+//! names and file kinds (I21), file lengths (I22, I23), headers, seals (values
+//! checked before use, I7), the WAL id, LSN continuity (I9) — and returns a typed description
 //! of the log with every fault found. `SegmentedWal::open`,
 //! `WalReader::open_dir` and `check::check_dir` all start here, so they
 //! cannot disagree about a directory: open and the directory reader refuse
@@ -115,7 +115,7 @@ pub struct Seg {
     /// The header; None when it could not be read (a fault says why) or
     /// the file vanished.
     pub header: Option<SegmentHeader>,
-    /// The seal, checked (D9); None while unsealed (only the newest may be, I7).
+    /// The seal, its values checked; None while unsealed (only the newest may be, I7).
     pub seal: Option<Seal>,
     /// The newest segment's seal block did not decode: a seal write cut by
     /// a crash (I7), so it counts as unsealed and is rescanned.
@@ -203,7 +203,7 @@ pub fn load(storage: &dyn Storage, dir: &Path) -> Result<Catalog> {
             .map(|error| Fault { segment: None, error, remedy: Remedy::None })
             .collect(),
     };
-    // D5: the LSN the next segment must start with; None after a segment
+    // I9: the LSN the next segment must start with; None after a segment
     // whose end is unknown (unreadable or vanished): a missing prefix is fine.
     let mut expect: Option<u64> = None;
     let count = listing.segments.len();
@@ -216,7 +216,7 @@ pub fn load(storage: &dyn Storage, dir: &Path) -> Result<Catalog> {
 }
 
 /// Checks one segment: file length (I23), header, name, WAL id,
-/// continuity, seal (D9, I7) and, for the unsealed newest, its length (I22).
+/// continuity, seal (I7) and, for the unsealed newest, its length (I22).
 fn load_segment(storage: &dyn Storage, cat: &mut Catalog, f: Found, newest: bool, expect: Option<u64>) -> Seg {
     let mut found = Vec::new();
     let seg = read_segment(storage, f, newest, expect, &mut cat.wal_id, &mut found);
@@ -293,7 +293,7 @@ fn read_segment(
 }
 
 /// The segment's place in the log: its name, its WAL, and continuity with
-/// the previous segment (D5; a missing prefix is truncation, not a fault).
+/// the previous segment (I9: a missing prefix is truncation, not a fault).
 fn check_place(
     seg: &Seg,
     header: &SegmentHeader,
@@ -326,7 +326,7 @@ fn check_place(
     }
 }
 
-/// The seal: checked values (D9), or unsealed, which only the newest
+/// The seal: checked values, or unsealed, which only the newest
 /// segment may be (I7).
 fn check_seal(seg: &mut Seg, header: &SegmentHeader, seal: Result<Option<Seal>>, newest: bool, faults: &mut SegFaults) {
     let block = u64::from(header.block_size);
@@ -352,7 +352,8 @@ fn corruption(seg: &Seg, offset: u64, kind: CorruptionKind) -> WalError {
     WalError::Corruption { segment: seg.name.clone(), offset, lsn: seg.first_lsn, kind }
 }
 
-/// D9: the seal's values are checked before any arithmetic on them.
+/// The seal's values are checked before any arithmetic on them (no bytes
+/// from disk can make the reader overflow or read past the file).
 fn seal_fault(first_lsn: u64, seal: &Seal, data_start: u64, file_len: u64) -> Option<CorruptionKind> {
     let consistent = seal.last_lsn.checked_add(1).and_then(|n| n.checked_sub(first_lsn)) == Some(seal.records)
         && (seal.records == 0) == (seal.data_end == data_start);
@@ -372,7 +373,7 @@ pub fn scan_newest(storage: &dyn Storage, seg: &Seg) -> Result<(FileImage, ScanO
     Ok((img, out))
 }
 
-/// The cipher of an encrypted segment (E5), failing closed when its key is
+/// The cipher of an encrypted segment (I11), failing closed when its key is
 /// absent: `KeyRequired` without a ring, `UnknownKey` when the ring lacks it.
 pub fn cipher_for(
     ring: Option<&KeyRing>,

@@ -1,4 +1,4 @@
-//! Encryption at rest (SPEC §5): keys, the key ring, and the per-record
+//! Encryption at rest: keys, the key ring, and the per-record
 //! AES-256-GCM used by the writer and the readers.
 //!
 //! The scheme (docs/FORMAT.md, "Encryption"): every segment has its own key,
@@ -168,7 +168,7 @@ pub(crate) struct EncryptionState {
     pub downgrade: Option<usize>,
 }
 
-/// I11 (E6): the one rule for "is encryption required", from the headers of
+/// I11: the one rule for "is encryption required", from the headers of
 /// the segments oldest → newest (every retained segment; unreadable ones left
 /// out). Only an explicit `disable_encryption` (header flag `encryption_off`)
 /// lifts the requirement an encrypted segment sets; a plain or empty segment
@@ -226,8 +226,9 @@ impl SegmentCipher {
         Nonce::from(n)
     }
 
-    /// Associated data: the record's place and header (E5). `stored_len` is
-    /// the payload length on disk (plaintext + tag).
+    /// Associated data: the record's place and header, so a record moved,
+    /// swapped or edited does not authenticate (I11). `stored_len` is the
+    /// payload length on disk (plaintext + tag).
     fn aad(&self, f: &RecordFields, stored_len: u32) -> [u8; AAD_LEN] {
         let mut a = [0u8; AAD_LEN];
         let mut o = 0;

@@ -28,7 +28,7 @@ pub enum WalError {
     },
 
     /// The file system is full (ENOSPC / EDQUOT). Nothing acknowledged was
-    /// touched and no LSN was consumed; free space and retry (D4).
+    /// touched and no LSN was consumed; free space and retry (DESIGN I8).
     #[error("out of space during {op} on {}: {source}", path.display())]
     NoSpace {
         /// What directwal was doing.
@@ -105,7 +105,8 @@ pub enum WalError {
         supported: u16,
     },
 
-    /// A segment between two retained segments is missing (D5).
+    /// A segment between two retained segments is missing: a missing prefix
+    /// is truncation, a missing middle is lost data (DESIGN I9).
     #[error("segment missing before {segment}: expected first LSN {expected_lsn}, found {found_lsn}")]
     MissingSegment {
         /// The segment after the gap.
@@ -137,7 +138,7 @@ pub enum WalError {
     },
 
     /// An earlier write or fdatasync failed; the writer refuses all further
-    /// appends and syncs until the WAL is reopened (D3).
+    /// appends and syncs until the WAL is reopened (DESIGN I3).
     #[error("WAL is poisoned by an earlier failure and must be reopened: {first_failure}")]
     Poisoned {
         /// The first failure, as text.
@@ -168,7 +169,7 @@ pub enum WalError {
     },
 
     /// The record does not authenticate: moved, swapped, spliced, edited, or
-    /// decrypted with the wrong key material (E5). Never returned as data.
+    /// decrypted with the wrong key material. Never returned as data (DESIGN I11).
     #[error("authentication failed for LSN {lsn} in {segment} at offset {offset}")]
     AuthenticationFailed {
         /// Segment file name.
@@ -191,7 +192,7 @@ pub enum WalError {
     },
 
     /// This WAL is encrypted: appends are refused until a key ring holding
-    /// its key is set (E6 — fail closed).
+    /// its key is set (DESIGN I11: fail closed).
     #[error("the WAL is encrypted with key {key_id:08x}; set a key ring holding it before appending")]
     EncryptionRequired {
         /// Key id of the newest segment.

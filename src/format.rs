@@ -22,7 +22,7 @@ pub const SEAL_MAGIC: [u8; 8] = *b"DWALSEAL";
 pub const FORMAT_VERSION: u16 = 3;
 
 /// Header flag: the segment file is a recycled one, so the space past its
-/// data may hold stale bytes of an older segment (never valid here: F3).
+/// data may hold stale bytes of an older segment (never valid here: I17).
 pub const HEADER_FLAG_RECYCLED: u8 = 1 << 0;
 /// Header flag (version 3 on): a plain segment started by an explicit
 /// `disable_encryption` after encrypted ones (DESIGN I11). Without it, a
@@ -45,7 +45,7 @@ pub const RECORD_HEADER_LEN: usize = 32;
 /// Records start at multiples of this many bytes (so recovery can search for
 /// a record after damage without trying every byte offset).
 pub const RECORD_ALIGN: usize = 8;
-/// Largest payload accepted by `append` (F7): 64 MiB.
+/// Largest payload accepted by `append`: 64 MiB.
 pub const MAX_PAYLOAD_SIZE: usize = 64 << 20;
 /// Largest payload length on disk: an encrypted payload carries a 16-byte tag.
 pub const MAX_STORED_LEN: usize = MAX_PAYLOAD_SIZE + 16; // crypto::TAG_LEN, asserted below
@@ -481,7 +481,7 @@ impl std::fmt::Display for RecordFault {
 /// Validates the record at `offset` of `seg` (the whole segment image; bytes
 /// past `end` are ignored). On success returns the header and the payload
 /// range; the payload is never longer than the bytes actually present
-/// (D9, DESIGN I10).
+/// (DESIGN I10): its length is checked before any arithmetic on it.
 pub fn check_record(
     seg: &[u8],
     offset: u64,

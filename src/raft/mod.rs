@@ -1,5 +1,5 @@
 //! A Raft log store for openraft 0.9 (`storage-v2`) on directwal — feature
-//! `openraft` (SPEC §11).
+//! `openraft`.
 //!
 //! Everything the store keeps is a record in one WAL, log-structured:
 //!
@@ -14,7 +14,7 @@
 //! On open the records are replayed in LSN order to rebuild the index
 //! (log index → WAL LSN) and the vote, committed and purged ids; entries are
 //! read from the WAL on demand through a [`WalReader`]. The WAL recovers a
-//! prefix of the records (D4), and every prefix of this record sequence is a
+//! prefix of the records (I5), and every prefix of this record sequence is a
 //! consistent store, so a crash image reopens to a consistent log (I13).
 //!
 //! Invariants (docs/DESIGN.md):

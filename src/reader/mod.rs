@@ -155,7 +155,7 @@ impl WalReader {
     /// Up to `max_records` durable records from `from_lsn` (0: the oldest),
     /// stopping once their payloads reach `max_bytes` (a page holds at least
     /// one record when one is available). `LsnTruncated` when `from_lsn` was
-    /// truncated away (R5).
+    /// truncated away.
     pub fn read_page(&self, from_lsn: u64, max_records: usize, max_bytes: usize) -> Result<Page> {
         self.read_page_in(&self.shared.snapshot(), from_lsn, max_records, max_bytes)
     }

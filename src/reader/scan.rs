@@ -43,7 +43,7 @@ impl WalReader {
             Source::Sealed(s) => s.header.first_lsn,
             Source::Active(a) => a.header.first_lsn,
         };
-        // Binary search by first LSN (R3): the last sealed segment starting at
+        // Binary search by first LSN: the last sealed segment starting at
         // or before `from` (when the active segment holds `from`, the scan of
         // that sealed segment returns at once).
         let start = view.sealed().partition_point(|s| s.header.first_lsn <= from).saturating_sub(1);
@@ -168,7 +168,7 @@ impl WalReader {
         let cipher = self.cipher(view, &a.name, &a.header, *lsn)?;
         let seed = a.header.crc_seed();
         let mut window = Window::Owned { base: off, bytes: Vec::new(), from_disk: true };
-        // I10: never past the published durable end (R2).
+        // I10: never past the published durable end.
         while at_lsn <= last {
             if at_lsn >= *lsn && !room() {
                 *lsn = at_lsn;
@@ -261,7 +261,7 @@ fn decode<'a>(
     if !take {
         return Ok((None, size));
     }
-    // E5/I11: in an encrypted segment every record is encrypted and authentic;
+    // I11: in an encrypted segment every record is encrypted and authentic;
     // in a plain one none may claim to be.
     let auth_failed = || WalError::AuthenticationFailed { segment: name.to_owned(), offset: off, lsn };
     let encrypted = h.fields.flags & format::FLAG_ENCRYPTED != 0;
