@@ -301,6 +301,13 @@ impl ActiveView {
 
     /// Publishes a completed sync (I10): readers may now read up to here.
     pub fn publish_durable(&self, durable_end: u64, durable_last_lsn: u64) {
+        // The durable end never falls: a reader that saw it may already have
+        // read up to it. Only the writer stores, so Relaxed loads see its own.
+        debug_assert!(
+            durable_end >= self.durable_end.load(Ordering::Relaxed)
+                && durable_last_lsn >= self.durable_last_lsn.load(Ordering::Relaxed),
+            "durable end published backwards"
+        );
         self.durable_end.store(durable_end, Ordering::Release);
         self.durable_last_lsn.store(durable_last_lsn, Ordering::Release);
     }
