@@ -3,7 +3,7 @@
 //! `ROUNDS` rounds, and ratios as medians of the per-round ratios. Run: `cargo bench --bench wal`.
 //! Environment: DIRECTWAL_BENCH_DIR (default: the target tmp dir, which must
 //! be on the disk under test), DIRECTWAL_BENCH_ROUNDS (default 3),
-//! DIRECTWAL_BENCH_ONLY (comma-separated groups: w1, w2, w3, w4, w5, readers, open;
+//! DIRECTWAL_BENCH_ONLY (comma-separated groups: w1, w2, w3, w4, w5, readers, open, stats;
 //! default all; rows whose figures were not measured are left out).
 
 use std::collections::BTreeMap;
@@ -16,7 +16,11 @@ use directwal::{SegmentedWal, SegmentedWalConfig, WalReader};
 // The workloads and probes `directwal bench` runs, so both measure the same.
 #[path = "../cli/src/workloads.rs"]
 mod workloads;
-use workloads::{Log, Space, evict, median};
+use workloads::{Log, Scrape, Space, evict, median};
+#[path = "support/coldread.rs"]
+mod coldread;
+#[path = "support/replay.rs"]
+mod replay;
 
 const W1_RECORDS: u64 = 3_000;
 const W2_RECORDS: u64 = 1_000_000;
@@ -63,6 +67,19 @@ fn w3(base: &Path, log: Log, encrypted: bool) -> f64 {
 
 fn w4(base: &Path, threads: usize, per_thread: usize) -> (f64, f64) {
     workloads::w4(&fresh(base, "w4"), threads, per_thread, &no_tick).unwrap()
+}
+
+/// Microseconds one stats snapshot takes, on a WAL with a follower.
+fn snapshot_cost(base: &Path) -> f64 {
+    let mut wal = SegmentedWal::open(cfg(&fresh(base, "snap"))).unwrap();
+    wal.append(1, 0, 0, b"x").unwrap();
+    wal.sync().unwrap();
+    let (stats, _cursor) = (wal.stats_handle(), wal.reader().cursor(1));
+    let t = Instant::now();
+    for _ in 0..10_000 {
+        std::hint::black_box(stats.snapshot());
+    }
+    t.elapsed().as_secs_f64() * 1e6 / 10_000.0
 }
 
 /// Reopen W2's log (cold cache) and page through it with a cursor in
@@ -317,6 +334,16 @@ fn main() {
             push("w5_owned_mbs", mbs);
             push("w5p_rec_s", w5p(w2dir));
             push("seq_read_mbs", workloads::probe_seq_read(w2dir).unwrap());
+            let plain = replay::write_plain(&base, W2_RECORDS);
+            for (k, v) in replay::round(w2dir, &plain, W2_RECORDS, r) {
+                push(k, v);
+            }
+            let spans = coldread::sealed_spans(w2dir);
+            let record = directwal::layout::record_size(128);
+            for i in 0..coldread::STRATEGIES.len() {
+                let s = coldread::STRATEGIES[(i + r) % coldread::STRATEGIES.len()];
+                push(s.key(), coldread::measure(s, &spans, record));
+            }
         }
         if run("w4") {
             let (r4, p4) = w4(&base, 4, 2_000);
@@ -347,6 +374,27 @@ fn main() {
             push("w1_4_lenders", w1_4);
             push("w2s_no_lenders", w2_0);
             push("w2s_4_lenders", w2_4);
+        }
+        if run("stats") {
+            // Beside W1 and W4(32): nothing, a thread waking every 1 ms
+            // (the control), or one reading the stats every 1 ms.
+            // Alternated; the order rotates by round.
+            push("stats_snapshot_us", snapshot_cost(&base));
+            let modes = [Scrape::No, Scrape::Idle, Scrape::Stats];
+            for k in 0..3 {
+                let how = modes[(k + r) % 3];
+                let w1 = workloads::w1_scraped(cfg(&fresh(&base, "w1s")), 1_000, None, how, &no_tick).unwrap();
+                let (w4, p99, _) = workloads::w4_scraped(&fresh(&base, "w4s"), 32, 300, how, &no_tick).unwrap();
+                eprintln!("  stats: {how:?} W1 {:.0} rec/s, W4(32) {w4:.0} rec/s p99 {p99:.2} ms", w1.rate);
+                let keys = match how {
+                    Scrape::No => ["w1_unscraped", "w4_32_unscraped", "w4_32_unscraped_p99_ms"],
+                    Scrape::Idle => ["w1_idle", "w4_32_idle", "w4_32_idle_p99_ms"],
+                    Scrape::Stats => ["w1_scraped", "w4_32_scraped", "w4_32_scraped_p99_ms"],
+                };
+                push(keys[0], w1.rate);
+                push(keys[1], w4);
+                push(keys[2], p99);
+            }
         }
     }
     let med: BTreeMap<&str, f64> = m.iter().map(|(k, v)| (*k, median(&mut v.clone()))).collect();
@@ -477,6 +525,50 @@ fn main() {
         g("w5_owned_rec_s"),
         ratio("w5_owned_rec_s", "w5p_rec_s")
     );
+    for (side, what) in [
+        ("w5x_replay", "`replay()`, owned records in one `Vec`"),
+        ("w5x_grown", "owned records pushed into a growing `Vec` (`replay()` before issue 21)"),
+        ("w5x_visit", "`visit_durable`, lent records"),
+        ("w5x_paged", "`replay_from_limit` in 10k-record pages"),
+    ] {
+        println!(
+            "| W5 side by side (cold, interleaved): {what} | {:.0} rec/s | plain file + 1 MiB BufReader + CRC32C {:.0} rec/s | {:.3} | {} |",
+            g(side),
+            g("w5x_plain"),
+            ratio(side, "w5x_plain"),
+            match side {
+                "w5x_replay" => ">= 0.8",
+                "w5x_visit" => ">= 0.9",
+                _ => "",
+            }
+        );
+    }
+    println!(
+        "| W5 side by side: `replay()` sized up front | {:.0} rec/s | grown `Vec` (before) {:.0} rec/s | {:.3} | >= 1 |",
+        g("w5x_replay"),
+        g("w5x_grown"),
+        ratio("w5x_replay", "w5x_grown")
+    );
+    println!(
+        "| W5 side by side: `replay()` against paging | {:.0} rec/s | 10k-record pages {:.0} rec/s | {:.3} | >= 1 |",
+        g("w5x_replay"),
+        g("w5x_paged"),
+        ratio("w5x_replay", "w5x_paged")
+    );
+    for (key, what) in [
+        ("cold_mmap32_mbs", "mapping + MADV_WILLNEED 32 MiB ahead"),
+        ("cold_mmapseq_mbs", "mapping + MADV_SEQUENTIAL (kernel read-ahead on faults)"),
+        ("cold_pread_mbs", "8 MiB buffered `pread`s into one reused buffer"),
+        ("cold_direct_mbs", "8 MiB O_DIRECT `pread`s into one reused aligned buffer"),
+        ("cold_pread2_mbs", "8 MiB buffered `pread`s on a second thread, CRCs overlapped"),
+    ] {
+        println!(
+            "| cold read of W2's sealed segments + CRC32C per record: {what} | {:.1} MB/s | mapping + MADV_WILLNEED 8 MiB ahead (readers) {:.1} MB/s | {:.3} | |",
+            g(key),
+            g("cold_mmap_mbs"),
+            ratio(key, "cold_mmap_mbs")
+        );
+    }
     println!(
         "| W1 with 4 readers following (interleaved blocks of 300 syncs) | {:.0} rec/s | without readers {:.0} | {:.3} | >= 0.9 |",
         g("w1_4_readers"),
@@ -532,6 +624,20 @@ fn main() {
         g("open_1g_s"),
         g("open_1g_s") / 0.2
     );
+    println!("| one stats snapshot (StatsHandle::snapshot) | {:.2} µs | | | |", g("stats_snapshot_us"));
+    for (w, scraped, idle, none) in [
+        ("W1 1000 x 128 B", "w1_scraped", "w1_idle", "w1_unscraped"),
+        ("W4 32 threads", "w4_32_scraped", "w4_32_idle", "w4_32_unscraped"),
+    ] {
+        println!(
+            "| {w}, a thread reading stats every 1 ms | {:.0} rec/s | a thread only waking every 1 ms {:.0}/s (none: {:.0}/s, ratio {:.3}) | {:.3} | within 2% |",
+            g(scraped),
+            g(idle),
+            g(none),
+            ratio(scraped, none),
+            ratio(scraped, idle)
+        );
+    }
     std::println!();
     for line in table.lines().filter(|l| !l.contains("NaN")) {
         std::println!("{line}");

@@ -107,6 +107,8 @@ struct Inner {
     /// Callbacks waiting for durability, for the notifier thread (started
     /// by the first `on_durable`).
     notifier: Mutex<Option<mpsc::Sender<Waiter>>>,
+    /// The readers' view and the counters: stats without the lock.
+    shared: Arc<crate::view::Shared>,
 }
 
 /// A callback waiting for an LSN to be durable.
@@ -182,6 +184,7 @@ impl WalHandle {
 
     /// Wraps an open WAL.
     pub fn from_wal(wal: SegmentedWal) -> Self {
+        let shared = wal.shared_state();
         let state = State { wal, flushing: false, pending_bytes: 0, flush_period: None, last_committers: 0 };
         WalHandle {
             inner: Arc::new(Inner {
@@ -192,6 +195,7 @@ impl WalHandle {
                 committers: AtomicUsize::new(0),
                 spinners: AtomicUsize::new(0),
                 notifier: Mutex::new(None),
+                shared,
             }),
             policy: SyncPolicy::EveryCommit,
         }
@@ -255,7 +259,9 @@ impl WalHandle {
     pub fn append_durable(&self, record_type: u16, tenant_id: u32, vshard_id: u16, payload: &[u8]) -> Result<u64> {
         let _active = Committing::enter(&self.inner.committers);
         let lsn = self.append(record_type, tenant_id, vshard_id, payload)?;
+        let appended = Instant::now();
         self.wait_durable(lsn)?;
+        self.inner.shared.stats.commit_waited(appended);
         Ok(lsn)
     }
 
@@ -381,6 +387,9 @@ impl WalHandle {
                 continue;
             }
             let started = Instant::now();
+            let _span = tracing::debug_span!("directwal_flush", lsn).entered();
+            let pending = st.wal.next_lsn() - 1 - st.wal.durable_lsn();
+            tracing::trace!(lsn, pending, thread = ?std::thread::current().id(), "group-commit leader");
             let Some(flush) = st.wal.begin_flush()? else {
                 // Not durable, not in flight, nothing to write: `lsn` was never appended.
                 return Err(WalError::InvalidConfig(format!("LSN {lsn} was not appended")));
@@ -409,9 +418,26 @@ impl WalHandle {
         self.lock().wal.durable_lsn()
     }
 
-    /// Counters since open.
+    /// Counters since open, read without the writer's lock.
     pub fn stats(&self) -> WalStats {
-        self.lock().wal.stats()
+        self.stats_snapshot().wal_stats()
+    }
+
+    /// Every operator-facing figure (docs/OBSERVABILITY.md), read without
+    /// the writer's lock: scraping it never delays a commit.
+    pub fn stats_snapshot(&self) -> crate::StatsSnapshot {
+        self.inner.shared.stats_snapshot()
+    }
+
+    /// A handle reading these stats from any thread (a metrics scraper).
+    pub fn stats_handle(&self) -> crate::StatsHandle {
+        crate::StatsHandle(self.inner.shared.clone())
+    }
+
+    /// Whether a failed write or fdatasync poisoned the writer (I3); read
+    /// without the writer's lock.
+    pub fn is_poisoned(&self) -> bool {
+        self.inner.shared.stats.is_poisoned()
     }
 
     /// A lock-free reader (SPEC §6).
@@ -436,8 +462,7 @@ impl WalHandle {
 
     fn reader_replay(&self, from_lsn: u64, max_records: usize) -> Result<(Vec<WalRecord>, bool)> {
         // Read through the reader: no writer lock held while reading.
-        let page = self.reader().read_page(from_lsn, max_records, usize::MAX)?;
-        Ok((page.records, page.has_more))
+        self.reader().collect(from_lsn, max_records)
     }
 
     /// See [`SegmentedWal::truncate_before`].

@@ -81,6 +81,10 @@
 //!
 //! - `openraft` (off by default): [`raft::LogStore`], a log store for
 //!   openraft 0.9.
+//! - `metrics` (off by default): the figures of [`StatsSnapshot`] published
+//!   through the `metrics` crate's facade under Prometheus-style names (no
+//!   exporter included; docs/OBSERVABILITY.md). Stats themselves need no
+//!   feature: [`SegmentedWal::stats_snapshot`], [`WalHandle::stats_handle`].
 //! - [`check`]: verify a WAL directory without opening it for writing (what
 //!   the `directwal` command line uses).
 //! - [`segmented`], [`writer`], [`record`]: the module paths of nodedb-wal
@@ -102,11 +106,14 @@ mod format;
 // Harnesses shared by the cargo-fuzz targets and the corpus replay test.
 #[doc(hidden)]
 pub mod fuzzing;
+mod histogram;
 // The storage layer, public only so that the crash simulator and the
 // fault-injection tests can stand in for the OS (`open_with_storage`); not
 // an API.
 #[doc(hidden)]
 pub mod io;
+#[cfg(feature = "metrics")]
+mod metrics;
 #[cfg(feature = "openraft")]
 #[cfg_attr(docsrs, doc(cfg(feature = "openraft")))]
 // openraft's traits fix the error type, `StorageError`, at ~200 bytes.
@@ -121,6 +128,7 @@ pub mod segmented;
 #[doc(hidden)]
 pub mod sim;
 mod spares;
+mod stats;
 mod view;
 mod wal;
 pub mod writer;
@@ -137,6 +145,7 @@ pub use reader::{Page, PageBuf, WalCursor, WalReader};
 pub use record::{RecordHeader, RecordRef, RecordType, WalRecord};
 pub use recovery::TornTail;
 pub use segment::{SegmentMeta, parse_segment_name, segment_file_name};
+pub use stats::{BytesWritten, HistogramSnapshot, StatsHandle, StatsSnapshot};
 pub use wal::{
     DEFAULT_ALIGNMENT, DEFAULT_PREPARE_CHUNK, DEFAULT_RECYCLE_SEGMENTS, DEFAULT_SEGMENT_TARGET_SIZE,
     DEFAULT_WRITE_BUFFER_SIZE, RecoveryMode, RecoveryReport, SegmentedWal, SegmentedWalConfig, SetAside,

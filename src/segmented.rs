@@ -48,14 +48,7 @@ pub fn replay_all_segments(wal_dir: &Path) -> Result<Vec<WalRecord>> {
 /// retained record is [`WalError::LsnTruncated`](crate::WalError::LsnTruncated).
 /// A directory with no segment yields no records.
 pub fn replay_from_limit_dir(wal_dir: &Path, from_lsn: u64, max_records: usize) -> Result<(Vec<WalRecord>, bool)> {
-    let reader = WalReader::open_dir(wal_dir, None)?;
-    let mut records = Vec::new();
-    let has_more = reader.visit(from_lsn, |rec| {
-        if records.len() == max_records {
-            return false;
-        }
-        records.push(rec.to_record());
-        true
-    })?;
-    Ok((records, has_more))
+    // The owned replay of `SegmentedWal::replay_from_limit`, on the
+    // directory's own reader.
+    WalReader::open_dir(wal_dir, None)?.collect(from_lsn, max_records)
 }

@@ -55,6 +55,9 @@ struct State {
     crash_at: Option<u64>,
     /// Operation number that fails once with this OS error.
     fail_at: Option<(u64, i32)>,
+    /// Completed file fdatasyncs (device flushes) and bytes written.
+    data_syncs: u64,
+    bytes_written: u64,
 }
 
 impl State {
@@ -114,6 +117,16 @@ impl SimStorage {
     /// Operations performed so far.
     pub fn ops(&self) -> u64 {
         lock(&self.state).ops
+    }
+
+    /// File fdatasyncs completed so far (device cache flushes).
+    pub fn data_syncs(&self) -> u64 {
+        lock(&self.state).data_syncs
+    }
+
+    /// Bytes of file writes completed so far.
+    pub fn bytes_written(&self) -> u64 {
+        lock(&self.state).bytes_written
     }
 
     /// What a power loss now could leave on the device, as a fresh device with
@@ -213,6 +226,7 @@ impl StorageFile for SimFile {
     fn write_all_at(&self, buf: &[u8], offset: u64) -> io::Result<()> {
         let mut st = lock(&self.state);
         st.tick()?;
+        st.bytes_written += buf.len() as u64;
         let ino = &mut st.inodes[self.inode];
         ino.pending.push((offset, buf.to_vec()));
         apply(&mut ino.current, offset, buf);
@@ -222,6 +236,7 @@ impl StorageFile for SimFile {
     fn sync_data(&self) -> io::Result<()> {
         let mut st = lock(&self.state);
         st.tick()?;
+        st.data_syncs += 1;
         let ino = &mut st.inodes[self.inode];
         ino.durable = ino.current.clone();
         ino.pending.clear();

@@ -387,12 +387,14 @@ pub(crate) struct Shared {
     /// A directory reader: a writer in another process may truncate the
     /// segments it lists, and recycle their files under its mappings (I17).
     pub foreign_writer: bool,
+    /// The WAL's counters (docs/OBSERVABILITY.md).
+    pub stats: Arc<crate::stats::Stats>,
 }
 
 impl Shared {
     /// An empty view of the WAL in `dir`.
-    pub fn new(dir: PathBuf, storage: Arc<dyn Storage>, foreign_writer: bool) -> Self {
-        Shared { dir, storage, view: RwLock::new(View::default()), readers: Arc::default(), foreign_writer }
+    pub fn new(dir: PathBuf, storage: Arc<dyn Storage>, foreign_writer: bool, stats: Arc<crate::stats::Stats>) -> Self {
+        Shared { dir, storage, view: RwLock::new(View::default()), readers: Arc::default(), foreign_writer, stats }
     }
 
     /// What readers see now.

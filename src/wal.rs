@@ -218,7 +218,7 @@ pub struct SegmentedWal {
     /// new plain segments carry the header flag `encryption_off`.
     encryption_off: bool,
     direct_io: bool,
-    stats: WalStats,
+    stats: Arc<crate::stats::Stats>,
     report: RecoveryReport,
     /// Spare files for new segments (I17, I19); filled by `truncate_before`.
     spares: std::sync::Mutex<SparePool>,
@@ -269,6 +269,9 @@ impl SegmentedWal {
     #[doc(hidden)]
     pub fn open_with_storage(config: SegmentedWalConfig, storage: Arc<dyn Storage>) -> Result<Self> {
         let t0 = Instant::now();
+        let _span = tracing::info_span!("directwal_open", dir = %config.wal_dir.display()).entered();
+        let stats = crate::stats::Stats::for_wal(&config.wal_dir);
+        let storage = crate::stats::Metered::wrap(storage, &stats);
         let cfg = config.writer_config.clone();
         if !(512..=65536).contains(&cfg.alignment) || !cfg.alignment.is_power_of_two() {
             return Err(WalError::InvalidConfig(format!(
@@ -292,6 +295,7 @@ impl SegmentedWal {
         let cat = catalog::load(&*storage, &dir)?;
         let mut report = RecoveryReport { segments: cat.segments.len(), ..Default::default() };
         let spares = tidy(&*storage, &dir, &cat, cfg.recycle_segments, &mut report)?;
+        stats.spares_at_open(spares.len());
 
         let shared_storage = Arc::clone(&storage);
         let mut wal = SegmentedWal {
@@ -302,7 +306,7 @@ impl SegmentedWal {
             storage,
             target: config.segment_target_size.clamp(1, format::MAX_SEGMENT_TARGET_SIZE),
             wal_id: 0,
-            shared: Arc::new(Shared::new(config.wal_dir.clone(), shared_storage, false)),
+            shared: Arc::new(Shared::new(config.wal_dir.clone(), shared_storage, false, stats.clone())),
             active: None,
             next_lsn: 1,
             scratch: Vec::new(),
@@ -312,7 +316,7 @@ impl SegmentedWal {
             required_key: None,
             encryption_off: false,
             direct_io: cfg.use_direct_io,
-            stats: WalStats::default(),
+            stats,
             report: RecoveryReport::default(),
             spares: std::sync::Mutex::new(SparePool::found(spares)),
             cfg,
@@ -491,6 +495,7 @@ impl SegmentedWal {
         // I6: what recovery keeps may only be in a cache (a crashed
         // process's buffered writes): make it durable before sealing.
         file.sync_data().map_err(|e| WalError::io("fdatasync", &seg.path, e))?;
+        self.stats.wrote(crate::stats::Written::Seal, block as u64);
         writer::write_seal(&*file, &seg.path, block, seed, seal)
     }
 
@@ -535,12 +540,10 @@ impl SegmentedWal {
                 prepare_chunk,
                 epoch_hint: self.epoch_hint,
                 spare,
+                stats: self.stats.clone(),
             },
             &mut self.buf,
         )?;
-        if recycled {
-            self.stats.segments_recycled += 1;
-        }
         self.spares.get_mut().unwrap_or_else(|p| p.into_inner()).started(&started_header, spare_plain_free);
         if self.cfg.use_direct_io && !seg.direct() {
             if self.cfg.require_direct_io {
@@ -556,8 +559,7 @@ impl SegmentedWal {
         self.direct_io = seg.direct();
         let view = seg.view.clone();
         self.shared.set_active(view, seg.direct());
-        self.stats.segments_created += 1;
-        self.stats.direct_io = self.direct_io;
+        self.stats.segment_started(recycled, self.direct_io);
         self.active = Some(seg);
         Ok(())
     }
@@ -573,6 +575,7 @@ impl SegmentedWal {
     fn poison(&mut self, e: WalError) -> WalError {
         if self.poisoned.is_none() {
             error!(error = %e, "WAL poisoned: every later append and sync fails until reopen");
+            self.stats.poisoned();
             self.poisoned = Some(e.to_string());
         }
         e
@@ -629,14 +632,14 @@ impl SegmentedWal {
             return Err(self.poison(e));
         }
         self.next_lsn += 1;
-        self.stats.appends += 1;
-        self.stats.appended_bytes += payload.len() as u64;
+        self.stats.appended(payload.len());
         Ok(lsn)
     }
 
     /// Makes every record appended so far durable (write + fdatasync).
     pub fn sync(&mut self) -> Result<()> {
         let started = Instant::now();
+        let _span = tracing::debug_span!("directwal_sync", next_lsn = self.next_lsn).entered();
         let Some(flush) = self.begin_flush()? else { return Ok(()) };
         let synced = flush.file.sync_data();
         self.finish_flush(flush, synced, started)
@@ -677,12 +680,7 @@ impl SegmentedWal {
     /// Stats of a sync that made `n` records durable (none: not counted).
     fn count_sync(&mut self, n: u64, started: Instant) {
         if n > 0 {
-            let us = writer::micros_since(started);
-            self.stats.syncs += 1;
-            self.stats.synced_records += n;
-            self.stats.records_per_sync = self.stats.synced_records as f64 / self.stats.syncs as f64;
-            self.stats.sync_time_us_total += us;
-            self.stats.sync_time_us_max = self.stats.sync_time_us_max.max(us);
+            self.stats.synced(n, started.elapsed());
         }
     }
 
@@ -710,6 +708,7 @@ impl SegmentedWal {
     /// and with `LsnExhausted` once every LSN is taken (I20).
     pub fn roll_segment(&mut self) -> Result<()> {
         self.check_poison()?;
+        let _span = tracing::info_span!("directwal_roll", next_lsn = self.next_lsn).entered();
         // I11, I20: refused before anything is sealed (no segment could follow).
         if let Some(e) = self.write_refusal() {
             return Err(e);
@@ -726,6 +725,7 @@ impl SegmentedWal {
             };
             // The seal's sync counts like any other.
             self.count_sync(seal.records - durable_before, started);
+            self.stats.rolled();
             let active = self.active.take().expect("active segment");
             info!(segment = %active.name, last_lsn = seal.last_lsn, records = seal.records, "sealed segment");
             let index = active.view.index_snapshot();
@@ -763,7 +763,28 @@ impl SegmentedWal {
 
     /// Counters since open.
     pub fn stats(&self) -> WalStats {
-        self.stats.clone()
+        self.stats_snapshot().wal_stats()
+    }
+
+    /// Every operator-facing figure (docs/OBSERVABILITY.md), read without
+    /// blocking the writer.
+    pub fn stats_snapshot(&self) -> crate::StatsSnapshot {
+        self.shared.stats_snapshot()
+    }
+
+    /// Whether a failed write or fdatasync poisoned the writer (I3).
+    pub fn is_poisoned(&self) -> bool {
+        self.poisoned.is_some()
+    }
+
+    /// A handle reading these stats from any thread (a metrics scraper).
+    pub fn stats_handle(&self) -> crate::StatsHandle {
+        crate::StatsHandle(self.shared.clone())
+    }
+
+    /// What readers and the lock-free stats share (for `WalHandle`).
+    pub(crate) fn shared_state(&self) -> Arc<Shared> {
+        self.shared.clone()
     }
 
     /// Random id of this WAL, shared by all of its segments.
@@ -814,6 +835,7 @@ impl SegmentedWal {
             return Err(e);
         }
         self.settle_writes();
+        let _span = tracing::info_span!("directwal_truncate", before_lsn = lsn).entered();
         let mut result = TruncateResult::default();
         loop {
             let view = self.shared.snapshot();
@@ -845,6 +867,7 @@ impl SegmentedWal {
             self.storage.sync_dir(&self.dir).map_err(|e| WalError::io("fsync directory", &self.dir, e))?;
             result.segments_deleted += 1;
             result.bytes_reclaimed += size;
+            self.stats.truncated(size, spare.is_some());
             match spare {
                 Some(to) => {
                     info!(segment = %name, last_lsn, spare = %to.display(), "truncated segment, file kept for reuse");
@@ -890,9 +913,8 @@ impl SegmentedWal {
     /// At most `max_records` durable records from `from_lsn`; the flag is
     /// true exactly when more durable records follow.
     pub fn replay_from_limit(&self, from_lsn: u64, max_records: usize) -> Result<(Vec<WalRecord>, bool)> {
-        let mut out = Vec::new();
-        let has_more = self.for_each_durable(from_lsn, max_records, |rec| out.push(rec))?;
-        Ok((out, has_more))
+        self.settle_writes();
+        self.reader().collect(from_lsn, max_records)
     }
 
     /// Streams durable records from `from_lsn` to `f`, at most `max_records`,

@@ -14,12 +14,12 @@
 
 use std::path::{Path, PathBuf};
 use std::sync::{Mutex, mpsc};
-use std::time::Instant;
 
 use crate::crypto::{SegmentCipher, TAG_LEN};
 use crate::error::{Result, WalError};
 use crate::format::{self, RecordFields, Seal, SegmentHeader};
 use crate::io::{AlignedBuf, OpenMode, SharedBuf, Storage, StorageFile, WriteBuf, is_direct_io_refusal};
+use crate::stats::{Stats, Written};
 use crate::view::ActiveView;
 use std::sync::Arc;
 
@@ -195,6 +195,10 @@ pub(crate) struct ActiveSegment {
     prepare_chunk: u64,
     /// Writes full buffers in the background (I16).
     pipe: Mutex<WritePipe>,
+    stats: Arc<Stats>,
+    /// End of the record bytes handed to the device so far (for telling new
+    /// data from rewritten tail blocks in the stats).
+    written_end: u64,
 }
 
 /// What a flush wrote: it becomes durable when the fdatasync after it returns.
@@ -223,6 +227,7 @@ pub(crate) struct NewSegment<'a> {
     /// A spare file to reuse instead of a new one (I17); `header.recycled`
     /// must say so.
     pub spare: Option<PathBuf>,
+    pub stats: Arc<Stats>,
 }
 
 /// Opens a file, with O_DIRECT when asked and the file system allows it.
@@ -298,11 +303,14 @@ impl ActiveSegment {
                 view: Arc::new(ActiveView::new(name.clone(), path.clone(), n.header.clone(), n.readers.clone())),
                 prepare_chunk: n.prepare_chunk,
                 pipe: Mutex::new(WritePipe::default()),
+                stats: n.stats.clone(),
+                written_end: start,
             };
             // Header block + zero seal block.
             let mut head = AlignedBuf::new(2 * block, block);
             n.header.encode(&mut head[..block]);
             seg.write(&head, 0)?;
+            seg.stats.wrote(Written::Prepare, head.len() as u64);
             seg.prepared_end = start.max(stale_end);
             // I22: whole blocks only, so the file's length stays a multiple of 512.
             let want = (start + n.prepare_bytes).next_multiple_of(block as u64);
@@ -400,6 +408,7 @@ impl ActiveSegment {
         while off < upto {
             let n = ((upto - off) as usize).min(zeros.len());
             self.write(&zeros[..n], off)?;
+            self.stats.wrote(Written::Prepare, n as u64);
             off += n as u64;
         }
         self.prepared_end = upto;
@@ -539,6 +548,8 @@ impl ActiveSegment {
         let job = Job { file: self.file.clone(), buf: full, range: from..cap, offset: self.buf_file_off + from as u64 };
         pipe.submit(job).map_err(|e| WalError::io("write", &self.path, e))?;
         drop(pipe);
+        self.stats.buffer_full();
+        self.count_data_write(self.buf_file_off + from as u64, cap - from, self.buf_file_off + cap as u64);
         bufs.rotate();
         self.buf_file_off += cap as u64;
         self.buf_len = 0;
@@ -563,6 +574,7 @@ impl ActiveSegment {
             // sync; its durable prefix is rewritten with identical bytes.
             let from = self.unwritten_from();
             self.write(&bufs.cur.bytes()[from..padded], self.buf_file_off + from as u64)?;
+            self.count_data_write(self.buf_file_off + from as u64, padded - from, self.data_end);
             // I18: the data (not the padding, which later records replace)
             // is frozen, and readers read it from this buffer.
             let written = bufs.cur.freeze(self.buf_len);
@@ -608,7 +620,18 @@ impl ActiveSegment {
         let seal =
             Seal { last_lsn: self.last_lsn, records: self.records, data_end: self.data_end, sealed_ms: now_ms() };
         write_seal(&*self.file, &self.path, self.block, self.seed, &seal)?;
+        self.stats.wrote(Written::Seal, self.block as u64);
         Ok(seal)
+    }
+
+    /// Counts a write of the file bytes from `off`, `len` long, whose record
+    /// data ends at `data_end`: bytes past what was written before are new
+    /// data, the rest a rewritten tail block or its padding (I4).
+    fn count_data_write(&mut self, off: u64, len: usize, data_end: u64) {
+        let new = data_end.saturating_sub(off.max(self.written_end));
+        self.written_end = self.written_end.max(data_end);
+        self.stats.wrote(Written::Data, new);
+        self.stats.wrote(Written::TailRewrite, len as u64 - new);
     }
 }
 
@@ -623,9 +646,4 @@ pub(crate) fn write_seal(file: &dyn StorageFile, path: &Path, block: usize, seed
 /// Milliseconds since the Unix epoch (for operator-facing timestamps only).
 pub(crate) fn now_ms() -> u64 {
     std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0)
-}
-
-/// Elapsed microseconds since `t`.
-pub(crate) fn micros_since(t: Instant) -> u64 {
-    t.elapsed().as_micros() as u64
 }

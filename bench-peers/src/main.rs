@@ -54,6 +54,9 @@ type Commit = Arc<dyn Fn(&[u8]) + Send + Sync>;
 type System = (&'static str, fn(&Path) -> Row);
 /// A table column: its title and how to read it from a row.
 type Column = (&'static str, fn(&Row) -> f64);
+/// A row of the W5 side-by-side table: its title, the system's index, and
+/// how to read its W5 from that system's row.
+type W5Side = (&'static str, usize, fn(&Row) -> f64);
 
 /// (records/s) of `threads` threads each committing `per` records through `commit`.
 fn threaded(threads: usize, per: usize, commit: Commit) -> f64 {
@@ -81,6 +84,23 @@ struct Row {
     w4_4: f64,
     w4_32: f64,
     w5: f64,
+    /// directwal only: W5 through `visit_durable` (records lent).
+    w5_lent: f64,
+    /// directwal only: W5 through `replay_from_limit` in 10k-record pages.
+    w5_paged: f64,
+}
+
+/// Drops every file of `dir` from the page cache: W5 reads from the disk.
+fn evict_dir(dir: &Path) {
+    use std::os::fd::AsRawFd;
+    for e in std::fs::read_dir(dir).unwrap() {
+        let path = e.unwrap().path();
+        if let Ok(f) = File::open(&path) {
+            let _ = f.sync_all();
+            // SAFETY: posix_fadvise on a valid open descriptor; no memory is passed.
+            unsafe { libc::posix_fadvise(f.as_raw_fd(), 0, 0, libc::POSIX_FADV_DONTNEED) };
+        }
+    }
 }
 
 fn rate(n: usize, t: Instant) -> f64 {
@@ -112,13 +132,39 @@ fn directwal(base: &Path) -> Row {
         w.sync().unwrap();
         r.w2 = rate(W2_N, t);
         drop(w);
-        let t = Instant::now();
-        let w = SegmentedWal::open(SegmentedWalConfig::new(dir.to_path_buf())).unwrap();
+        // W5, cold, each way of reading: reopen and read everything.
+        let reopen = || {
+            evict_dir(&dir);
+            (Instant::now(), SegmentedWal::open(SegmentedWalConfig::new(dir.clone())).unwrap())
+        };
+        let (t, w) = reopen();
+        let all = w.replay().unwrap();
+        r.w5 = rate(all.len(), t);
+        assert_eq!(all.len(), W2_N);
+        drop((all, w));
+        let (t, w) = reopen();
         let mut n = 0usize;
-        w.for_each_durable(0, usize::MAX, |_| n += 1).unwrap();
+        w.visit_durable(0, |rec| {
+            std::hint::black_box(rec.payload);
+            n += 1;
+            true
+        })
+        .unwrap();
+        r.w5_lent = rate(n, t);
         assert_eq!(n, W2_N);
-        r.w5 = rate(n, t);
         drop(w);
+        let (t, w) = reopen();
+        let (mut from, mut n) = (0u64, 0usize);
+        loop {
+            let (page, more) = w.replay_from_limit(from, 10_000).unwrap();
+            n += page.len();
+            from = page.last().map_or(from, |rec| rec.header.lsn + 1);
+            if !more {
+                break;
+            }
+        }
+        r.w5_paged = rate(n, t);
+        assert_eq!(n, W2_N);
     }
     if want("w3") {
         let dir = fresh(base, "dw3");
@@ -157,7 +203,7 @@ fn nodedb(base: &Path) -> Row {
     let mut r = Row::default();
     if want("w1") {
         let dir = fresh(base, "nd1");
-        let mut w = SegmentedWal::open(SegmentedWalConfig::new(dir.clone().into())).unwrap();
+        let mut w = SegmentedWal::open(SegmentedWalConfig::new(dir.clone())).unwrap();
         let t = Instant::now();
         for i in 0..W1_N {
             w.append(PUT, 0, 0, 0, pl(i, 128)).unwrap();
@@ -168,7 +214,7 @@ fn nodedb(base: &Path) -> Row {
     }
     if want("w2") || want("w5") {
         let dir = fresh(base, "nd2");
-        let mut w = SegmentedWal::open(SegmentedWalConfig::new(dir.clone().into())).unwrap();
+        let mut w = SegmentedWal::open(SegmentedWalConfig::new(dir.clone())).unwrap();
         let t = Instant::now();
         for i in 0..W2_N {
             w.append(PUT, 0, 0, 0, pl(i, 128)).unwrap();
@@ -176,8 +222,9 @@ fn nodedb(base: &Path) -> Row {
         w.sync().unwrap();
         r.w2 = rate(W2_N, t);
         drop(w);
+        evict_dir(&dir);
         let t = Instant::now();
-        let w = SegmentedWal::open(SegmentedWalConfig::new(dir.clone().into())).unwrap();
+        let w = SegmentedWal::open(SegmentedWalConfig::new(dir.clone())).unwrap();
         let n = w.replay().unwrap().len();
         r.w5 = rate(n, t);
         if n != W2_N {
@@ -188,7 +235,7 @@ fn nodedb(base: &Path) -> Row {
     }
     if want("w3") {
         let dir = fresh(base, "nd3");
-        let mut w = SegmentedWal::open(SegmentedWalConfig::new(dir.clone().into())).unwrap();
+        let mut w = SegmentedWal::open(SegmentedWalConfig::new(dir.clone())).unwrap();
         let t = Instant::now();
         for i in 1..=W3_N {
             w.append(PUT, 0, 0, 0, pl(i, 4096)).unwrap();
@@ -282,6 +329,7 @@ fn okay(base: &Path) -> Row {
         drop(w);
         let counter = Count::default();
         let seen = counter.0.clone();
+        evict_dir(&dir);
         let t = Instant::now();
         let w = no_checkpoint(&dir).open(counter).unwrap();
         let n = seen.load(std::sync::atomic::Ordering::Relaxed);
@@ -356,6 +404,7 @@ fn raft(base: &Path) -> Row {
         r.w2 = rate(W2_N, t);
         drop(e);
         // W5 for raft-engine: reopening replays the whole log into its memtables.
+        evict_dir(&dir);
         let t = Instant::now();
         let e = open(&dir);
         r.w5 = rate(W2_N, t);
@@ -431,6 +480,9 @@ fn file(base: &Path) -> Row {
         }
         r.w3 = (W3_N * 4096) as f64 / 1e6 / t.elapsed().as_secs_f64();
     }
+    if want("w5") {
+        r.w5 = plain_file_w5(&dir);
+    }
     if want("w4") {
         for (threads, per, out) in [(4, W4_PER_THREAD_4, &mut r.w4_4), (32, W4_PER_THREAD_32, &mut r.w4_32)] {
             let f = Mutex::new(open(&format!("w4-{threads}")));
@@ -446,6 +498,34 @@ fn file(base: &Path) -> Row {
         }
     }
     r
+}
+
+/// W5's baseline: W2's records in a plain file as `len u32 | crc32c u32 |
+/// payload` (written untimed), read from a cold cache with a 1 MiB
+/// `BufReader`, checking each record's CRC32C: records/s.
+fn plain_file_w5(dir: &Path) -> f64 {
+    use std::io::Read;
+    let path = dir.join("w5");
+    let mut f = std::io::BufWriter::with_capacity(1 << 20, File::create(&path).unwrap());
+    for i in 0..W2_N {
+        let p = pl(i, 128);
+        f.write_all(&(p.len() as u32).to_le_bytes()).unwrap();
+        f.write_all(&crc32c::crc32c(p).to_le_bytes()).unwrap();
+        f.write_all(p).unwrap();
+    }
+    f.into_inner().unwrap().sync_all().unwrap();
+    evict_dir(dir);
+    let t = Instant::now();
+    let mut f = std::io::BufReader::with_capacity(1 << 20, File::open(&path).unwrap());
+    let (mut head, mut payload, mut n) = ([0u8; 8], Vec::new(), 0usize);
+    while f.read_exact(&mut head).is_ok() {
+        payload.resize(u32::from_le_bytes(head[..4].try_into().unwrap()) as usize, 0);
+        f.read_exact(&mut payload).unwrap();
+        assert_eq!(crc32c::crc32c(&payload), u32::from_le_bytes(head[4..].try_into().unwrap()));
+        n += 1;
+    }
+    assert_eq!(n, W2_N);
+    rate(n, t)
 }
 
 fn main() {
@@ -491,6 +571,8 @@ fn main() {
                 w4_4: m(|r| r.w4_4),
                 w4_32: m(|r| r.w4_32),
                 w5: m(|r| r.w5),
+                w5_lent: m(|r| r.w5_lent),
+                w5_paged: m(|r| r.w5_paged),
             };
             (*name, row)
         })
@@ -520,5 +602,34 @@ fn main() {
         print!(" {:.2} |", g(&rows[0].1) / best);
     }
     println!();
-    println!("(W5 of File+fdatasync not measured; raft-engine's W5 is its reopen, which replays the log)");
+    println!(
+        "(W5, cold: directwal's is `replay()`, owned records; File+fdatasync's is the plain-file baseline; raft-engine's is its reopen, which replays the log)"
+    );
+    w5_side_by_side(&systems, &runs);
+}
+
+/// W5 side by side: every way of reading W2's records back, cold, against
+/// the plain-file baseline (File+fdatasync's W5); ratios are medians of the
+/// per-round ratios, as rounds interleave the systems.
+fn w5_side_by_side(systems: &[System], runs: &[Vec<Row>]) {
+    let base = systems.iter().position(|(name, _)| name.starts_with("File")).expect("the File row");
+    let sides: [W5Side; 7] = [
+        ("plain file + 1 MiB BufReader + CRC32C (baseline)", base, |r| r.w5),
+        ("directwal `replay_from_limit` in 10k-record pages", 0, |r| r.w5_paged),
+        ("directwal `visit_durable` (lent records)", 0, |r| r.w5_lent),
+        ("directwal `replay()` (owned records)", 0, |r| r.w5),
+        ("okaywal 0.3 recovery", 2, |r| r.w5),
+        ("raft-engine 0.4 reopen", 3, |r| r.w5),
+        ("nodedb-wal 0.6 `replay()`", 1, |r| r.w5),
+    ];
+    println!();
+    println!("| W5 reader of the same 1M records, cold | rec/s | x baseline |");
+    println!("|---|---|---|");
+    for (what, i, g) in sides {
+        let mut v: Vec<f64> = runs[i].iter().map(g).collect();
+        let mut r: Vec<f64> = runs[i].iter().zip(&runs[base]).map(|(a, b)| g(a) / b.w5).collect();
+        v.sort_by(|a, b| a.total_cmp(b));
+        r.sort_by(|a, b| a.total_cmp(b));
+        println!("| {what} | {:.0} | {:.2} |", v[v.len() / 2], r[r.len() / 2]);
+    }
 }

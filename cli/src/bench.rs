@@ -100,6 +100,8 @@ struct Row {
     target: Target,
     /// A condition of the target besides the ratio (W4: p99 under 2 ms).
     also: Option<bool>,
+    /// The WAL's own stats for the run (`--json` only).
+    stats: Option<serde_json::Value>,
 }
 
 impl Row {
@@ -213,6 +215,7 @@ fn w1_rows(base: &Path, count: u64, ring: Option<&KeyRing>) -> BenchResult<Vec<R
         baseline: Some(ceiling),
         target: Target::AtLeast(0.95),
         also: None,
+        stats: Some(stats_json(&r.stats)),
     });
     let header = directwal::layout::RECORD_HEADER_LEN as f64;
     rows.push(Row {
@@ -224,6 +227,7 @@ fn w1_rows(base: &Path, count: u64, ring: Option<&KeyRing>) -> BenchResult<Vec<R
         baseline: Some(128.0 + header),
         target: Target::AtMost(1.3),
         also: None,
+        stats: None,
     });
     Ok(rows)
 }
@@ -239,6 +243,7 @@ fn w2_rows(base: &Path, count: u64, rate: f64) -> BenchResult<Vec<Row>> {
         baseline: Some(3e6),
         target: Target::AtLeast(1.0),
         also: None,
+        stats: None,
     }];
     let dir = workloads::fresh(base, "w2c")?;
     let rate = step("W2 ckpt", count, |t| workloads::w2(&dir, count, Log::Checkpointed, t))?;
@@ -251,6 +256,7 @@ fn w2_rows(base: &Path, count: u64, rate: f64) -> BenchResult<Vec<Row>> {
         baseline: Some(3e6),
         target: Target::AtLeast(1.0),
         also: None,
+        stats: None,
     });
     Ok(rows)
 }
@@ -276,6 +282,7 @@ fn w3_rows(base: &Path, count: u64, ring: Option<&KeyRing>) -> BenchResult<Vec<R
             baseline: Some(ceiling),
             target: Target::AtLeast(0.9),
             also: None,
+            stats: None,
         });
     }
     Ok(rows)
@@ -288,7 +295,9 @@ fn w4_rows(base: &Path, args: &Args) -> BenchResult<Vec<Row>> {
         let per = args.records.unwrap_or(if threads <= 8 { 1_000 } else { 300 }).max(1) as usize;
         let dir = workloads::fresh(base, "w4")?;
         let label = format!("W4 {threads} thr");
-        let (rate, p99) = step(&label, (threads * per) as u64, |t| workloads::w4(&dir, threads, per, t))?;
+        let (rate, p99, stats) = step(&label, (threads * per) as u64, |t| {
+            workloads::w4_scraped(&dir, threads, per, workloads::Scrape::No, t)
+        })?;
         let judged = threads >= 32;
         rows.push(Row {
             workload: format!("W4 {threads} thr, each waits"),
@@ -303,6 +312,7 @@ fn w4_rows(base: &Path, args: &Args) -> BenchResult<Vec<Row>> {
             baseline: judged.then_some(60e3),
             target: if judged { Target::AtLeast(1.0) } else { Target::None },
             also: judged.then_some(p99 < 2.0),
+            stats: Some(stats_json(&stats)),
         });
     }
     Ok(rows)
@@ -329,6 +339,7 @@ fn w5_rows(dir: &Path, expected: u64) -> BenchResult<[Row; 2]> {
         baseline: None,
         target: Target::None,
         also: None,
+        stats: None,
     };
     let replay = Row {
         workload: "W5 replay of W2, cold".into(),
@@ -339,6 +350,7 @@ fn w5_rows(dir: &Path, expected: u64) -> BenchResult<[Row; 2]> {
         baseline: Some(seq),
         target: Target::AtLeast(0.8),
         also: None,
+        stats: None,
     };
     Ok([replay, open])
 }
@@ -410,10 +422,45 @@ fn print_json(rows: &[Row]) {
         let v = json!({
             "workload": r.workload, "result": r.result, "value": r.value, "unit": r.unit,
             "against": r.against, "baseline": r.baseline, "ratio": r.ratio(),
-            "target": target, "pass": r.pass(),
+            "target": target, "pass": r.pass(), "stats": r.stats,
         });
         println!("{v}");
     }
+}
+
+/// The WAL's stats for a row of `--json` (docs/OBSERVABILITY.md has the
+/// meaning of each figure): times in microseconds.
+fn stats_json(s: &directwal::StatsSnapshot) -> serde_json::Value {
+    let hist = |h: &directwal::HistogramSnapshot, scale: f64| {
+        json!({"count": h.count, "p50": h.p50() as f64 / scale, "p99": h.p99() as f64 / scale,
+               "p999": h.p999() as f64 / scale, "max": h.max as f64 / scale, "mean": h.mean() / scale})
+    };
+    let b = &s.bytes_written;
+    json!({
+        "records_appended": s.records_appended,
+        "payload_bytes_appended": s.payload_bytes_appended,
+        "bytes_written": {"data": b.data, "tail_rewrite": b.tail_rewrite, "prepare": b.prepare,
+                          "seal": b.seal, "device": b.device},
+        "write_amplification": b.device as f64 / s.payload_bytes_appended.max(1) as f64,
+        "write_calls": s.write_calls,
+        "buffer_full_writes": s.buffer_full_writes,
+        "write_time_us": s.write_time.as_secs_f64() * 1e6,
+        "fdatasyncs": s.fdatasyncs,
+        "fdatasync_time_us": s.fdatasync_time.as_secs_f64() * 1e6,
+        "directory_fsyncs": s.directory_fsyncs,
+        "syncs": s.syncs,
+        "fdatasync_us": hist(&s.fdatasync_latency_ns, 1e3),
+        "commit_wait_us": hist(&s.commit_wait_ns, 1e3),
+        "sync_batch_records": hist(&s.sync_batch_records, 1.0),
+        "segments_live": s.segments_live,
+        "segments_sealed": s.segments_sealed,
+        "spare_files": s.spare_files,
+        "rolls": s.rolls,
+        "segments_truncated": s.segments_truncated,
+        "bytes_reclaimed": s.bytes_reclaimed,
+        "poisoned": s.poisoned,
+        "direct_io": s.direct_io,
+    })
 }
 
 #[cfg(test)]
@@ -431,6 +478,7 @@ mod tests {
             baseline: Some(1234.5),
             target: Target::AtLeast(0.95),
             also: None,
+            stats: None,
         };
         // The longest text each column gets, with 10M records and slow syncs.
         let rows = [

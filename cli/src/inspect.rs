@@ -52,19 +52,20 @@ pub fn inspect(dir: &Path, json: bool, allow_empty: bool) -> Result<(), Failure>
     }
     writeln!(
         out,
-        "{:<28} {:>20} {:>20} {:>10} {:>12} {:<7} {:<8} health",
-        "segment", "first_lsn", "last_lsn", "records", "bytes", "state", "key_id"
+        "{:<28} {:>20} {:>20} {:>10} {:>12} {:>12} {:<7} {:<8} health",
+        "segment", "first_lsn", "last_lsn", "records", "bytes", "file_bytes", "state", "key_id"
     )?;
     for s in &check.segments {
         let key = s.key_id.map_or("-".to_owned(), |k| format!("{k:08x}"));
         writeln!(
             out,
-            "{:<28} {:>20} {:>20} {:>10} {:>12} {:<7} {:<8} {}",
+            "{:<28} {:>20} {:>20} {:>10} {:>12} {:>12} {:<7} {:<8} {}",
             s.name,
             s.first_lsn,
             s.last_lsn,
             s.records,
             s.used_bytes,
+            s.file_size,
             if s.sealed { "sealed" } else { "active" },
             key,
             health(s)
@@ -180,6 +181,7 @@ fn segment_json(s: &SegmentCheck) -> Value {
         "bytes": s.used_bytes,
         "file_size": s.file_size,
         "sealed": s.sealed,
+        "truncated_while_checked": s.truncated,
         "key_id": s.key_id.map(|k| format!("{k:08x}")),
         "health": health(s),
         "problems": s.problems.iter().map(|p| json!({"offset": p.offset, "lsn": p.lsn, "what": p.what}))

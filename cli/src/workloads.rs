@@ -10,7 +10,7 @@ use std::time::Instant;
 
 use directwal::crypto::KeyRing;
 use directwal::io::AlignedBuf;
-use directwal::{SegmentedWal, SegmentedWalConfig, WalHandle};
+use directwal::{SegmentedWal, SegmentedWalConfig, StatsHandle, StatsSnapshot, WalHandle};
 
 // Also included by bench-peers, so every bench writes the same bytes.
 #[path = "noise.rs"]
@@ -174,21 +174,72 @@ pub struct W1 {
     pub bytes_per_record: f64,
     /// Whether the WAL wrote with O_DIRECT.
     pub direct_io: bool,
+    /// The WAL's stats at the end.
+    #[allow(dead_code)] // benches/wal.rs reads the rate only
+    pub stats: StatsSnapshot,
 }
 
 /// W1: `n` 128-byte records, each appended and synced before the next.
 pub fn w1(config: SegmentedWalConfig, n: u64, ring: Option<&KeyRing>, tick: &dyn Fn(u64)) -> BenchResult<W1> {
+    w1_scraped(config, n, ring, Scrape::No, tick)
+}
+
+/// A thread beside a workload, to measure what a metrics exporter costs.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+#[allow(dead_code)] // the CLI runs without one; benches/wal.rs runs all
+pub enum Scrape {
+    /// None.
+    No,
+    /// One that wakes every millisecond and does nothing else: the control
+    /// (a thread waking often changes fdatasync wake-up latency by itself).
+    Idle,
+    /// One that reads the WAL's stats every millisecond.
+    Stats,
+}
+
+/// W1, with `scrape` beside it.
+pub fn w1_scraped(
+    config: SegmentedWalConfig,
+    n: u64,
+    ring: Option<&KeyRing>,
+    scrape: Scrape,
+    tick: &dyn Fn(u64),
+) -> BenchResult<W1> {
     let mut wal = open(config, ring)?;
     let noise = Noise::new();
     let t = Instant::now();
-    for i in 0..n {
-        wal.append(1, 0, 0, noise.payload(i, 128))?;
-        wal.sync()?;
-        tick(1);
-    }
+    scraping(wal.stats_handle(), scrape, || {
+        for i in 0..n {
+            wal.append(1, 0, 0, noise.payload(i, 128))?;
+            wal.sync()?;
+            tick(1);
+        }
+        Ok::<_, directwal::WalError>(())
+    })?;
     let rate = n as f64 / t.elapsed().as_secs_f64();
     let used: u64 = wal.list_segments()?.iter().map(|s| s.used_bytes).sum();
-    Ok(W1 { rate, bytes_per_record: used as f64 / n as f64, direct_io: wal.direct_io_active() })
+    let stats = wal.stats_snapshot();
+    Ok(W1 { rate, bytes_per_record: used as f64 / n as f64, direct_io: wal.direct_io_active(), stats })
+}
+
+/// Runs `f` with `how` beside it.
+fn scraping<T>(stats: StatsHandle, how: Scrape, f: impl FnOnce() -> T) -> T {
+    let done = std::sync::atomic::AtomicBool::new(false);
+    std::thread::scope(|s| {
+        if how != Scrape::No {
+            s.spawn(|| {
+                while !done.load(std::sync::atomic::Ordering::Relaxed) {
+                    if how == Scrape::Stats {
+                        std::hint::black_box(stats.snapshot());
+                    }
+                    std::thread::sleep(std::time::Duration::from_millis(1));
+                }
+            });
+        }
+        let r = f();
+        done.store(true, std::sync::atomic::Ordering::Relaxed);
+        r
+    })
 }
 
 /// Where a workload's log lives.
@@ -380,14 +431,41 @@ pub fn w3_interleaved(dir: &Path, epochs: u64) -> BenchResult<(f64, f64)> {
 
 /// W4: `threads` threads each commit `per_thread` 128-byte records through
 /// one `WalHandle`, waiting for each. Returns (records/s, p99 latency ms).
+#[allow(dead_code)] // benches/wal.rs; the CLI wants the stats too
 pub fn w4(dir: &Path, threads: usize, per_thread: usize, tick: &(dyn Fn(u64) + Sync)) -> BenchResult<(f64, f64)> {
+    w4_scraped(dir, threads, per_thread, Scrape::No, tick).map(|(rate, p99, _)| (rate, p99))
+}
+
+/// W4 with `scrape` beside it; also returns the WAL's stats at the end.
+pub fn w4_scraped(
+    dir: &Path,
+    threads: usize,
+    per_thread: usize,
+    scrape: Scrape,
+    tick: &(dyn Fn(u64) + Sync),
+) -> BenchResult<(f64, f64, StatsSnapshot)> {
     let wal = WalHandle::open(SegmentedWalConfig::new(dir.into()))?;
     let noise = Noise::new();
     let t = Instant::now();
-    let mut lat: Vec<f64> = std::thread::scope(|s| {
+    let mut lat: Vec<f64> =
+        scraping(wal.stats_handle(), scrape, || w4_threads(&wal, &noise, threads, per_thread, tick))?;
+    let rate = lat.len() as f64 / t.elapsed().as_secs_f64();
+    lat.sort_by(|a, b| a.total_cmp(b));
+    Ok((rate, lat[(lat.len() * 99 / 100).min(lat.len() - 1)] * 1e3, wal.stats_snapshot()))
+}
+
+/// W4's committing threads; each commit's latency in seconds.
+fn w4_threads(
+    wal: &WalHandle,
+    noise: &Noise,
+    threads: usize,
+    per_thread: usize,
+    tick: &(dyn Fn(u64) + Sync),
+) -> BenchResult<Vec<f64>> {
+    let lat = std::thread::scope(|s| {
         let workers: Vec<_> = (0..threads)
             .map(|k| {
-                let (wal, noise) = (wal.clone(), &noise);
+                let (wal, noise) = (wal.clone(), noise);
                 s.spawn(move || -> directwal::Result<Vec<f64>> {
                     let mut lat = Vec::with_capacity(per_thread);
                     for i in 0..per_thread {
@@ -406,9 +484,7 @@ pub fn w4(dir: &Path, threads: usize, per_thread: usize, tick: &(dyn Fn(u64) + S
         }
         Ok::<_, directwal::WalError>(all)
     })?;
-    let rate = lat.len() as f64 / t.elapsed().as_secs_f64();
-    lat.sort_by(|a, b| a.total_cmp(b));
-    Ok((rate, lat[(lat.len() * 99 / 100).min(lat.len() - 1)] * 1e3))
+    Ok(lat)
 }
 
 /// W5 result.

@@ -418,10 +418,12 @@ where
         let mut st = lock(&self.state);
         self.append_record(REC_TRUNCATE, &log_id).map_err(io_err)?;
         st.drop_from(log_id.index);
+        tracing::info!(from_index = log_id.index, "raft log truncated");
         Ok(())
     }
 
     async fn purge(&mut self, log_id: LogId<NodeIdOf<C>>) -> Result<(), StorageError<NodeIdOf<C>>> {
+        let through_index = log_id.index;
         let keep_from = {
             let mut st = lock(&self.state);
             let purge_lsn = self.append_record(REC_PURGE, &log_id).map_err(io_err)?;
@@ -439,7 +441,13 @@ where
         };
         // The purge record must be durable before the segments go.
         self.wal.sync().map_err(io_err)?;
-        self.wal.truncate_before(keep_from).map_err(io_err)?;
+        let gone = self.wal.truncate_before(keep_from).map_err(io_err)?;
+        tracing::info!(
+            through_index,
+            keep_from_lsn = keep_from,
+            segments_deleted = gone.segments_deleted,
+            "raft log purged"
+        );
         Ok(())
     }
 }

@@ -16,6 +16,7 @@ use crate::io::{OsStorage, Storage};
 use crate::record::RecordRef;
 use crate::view::{SealedSeg, Shared, View};
 
+mod owned;
 mod page;
 mod scan;
 
@@ -115,8 +116,23 @@ impl WalReader {
                         Seal { last_lsn: out.last_lsn, records: out.records, data_end: out.data_end, sealed_ms: 0 }
                     }
                     Err(e) => {
+                        // Damage to durable data in the newest segment: its
+                        // records before the damage are valid (the scan
+                        // checked each in order), so they stay readable.
+                        let prefix = match &e {
+                            WalError::Corruption { offset, lsn, .. } if *lsn > seg.first_lsn => Some(Seal {
+                                last_lsn: lsn - 1,
+                                records: lsn - seg.first_lsn,
+                                data_end: *offset,
+                                sealed_ms: 0,
+                            }),
+                            _ => None,
+                        };
                         stop = Some(e);
-                        break;
+                        match prefix {
+                            Some(seal) => seal,
+                            None => break,
+                        }
                     }
                 },
             };
@@ -124,7 +140,7 @@ impl WalReader {
                 sealed.push(Arc::new(SealedSeg::new(seg.name.clone(), seg.path.clone(), header, seal, None)));
             }
         }
-        let shared = Shared::new(dir.to_owned(), storage, true);
+        let shared = Shared::new(dir.to_owned(), storage, true, Arc::default());
         shared.set_sealed(sealed);
         shared.set_ring(ring.map(Arc::new));
         Ok((WalReader::new(Arc::new(shared)), stop))
@@ -234,7 +250,9 @@ impl WalReader {
 
     /// A cursor that pages forward from `from_lsn`.
     pub fn cursor(&self, from_lsn: u64) -> WalCursor {
-        WalCursor { reader: self.clone(), next_lsn: from_lsn, pinned: None }
+        // 0 (or a truncated LSN) starts at the oldest record: lag counts from there.
+        let follower = self.shared.stats.follow(from_lsn.max(self.oldest_lsn()));
+        WalCursor { reader: self.clone(), next_lsn: from_lsn, pinned: None, follower }
     }
 
     /// Lends each durable record from `from_lsn` (0: the oldest) to `f`,
@@ -252,7 +270,7 @@ fn oldest(view: &View) -> u64 {
     view.sealed().first().map(|s| s.header.first_lsn).or(view.active().map(|a| a.header.first_lsn)).unwrap_or(1)
 }
 
-fn durable_lsn(view: &View) -> u64 {
+pub(crate) fn durable_lsn(view: &View) -> u64 {
     match view.active() {
         Some(a) => {
             let (last, _) = a.watermark();

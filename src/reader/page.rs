@@ -106,6 +106,8 @@ pub struct WalCursor {
     pub(super) reader: WalReader,
     pub(super) next_lsn: u64,
     pub(super) pinned: Option<Arc<SealedSeg>>,
+    /// Where this follower is, for the stats' follower lag.
+    pub(super) follower: Arc<std::sync::atomic::AtomicU64>,
 }
 
 impl std::fmt::Debug for WalCursor {
@@ -145,8 +147,9 @@ impl WalCursor {
             // Truncated under us: keep reading the segment we are in.
             view.pin_oldest(p.clone());
         }
-        let (page, next_lsn) = read(&self.reader, &view, self.next_lsn)?;
+        let (page, next_lsn) = read(&self.reader, &view, self.next_lsn).inspect_err(crate::stats::follower_failed)?;
         self.next_lsn = next_lsn;
+        self.follower.store(next_lsn, std::sync::atomic::Ordering::Relaxed);
         let at = view.sealed().partition_point(|s| s.header.first_lsn <= self.next_lsn);
         self.pinned =
             at.checked_sub(1).map(|i| &view.sealed()[i]).filter(|s| self.next_lsn <= s.seal.last_lsn).cloned();

@@ -33,6 +33,19 @@ impl WalReader {
         room: &dyn Fn() -> bool,
         mut f: impl FnMut(RecordRef<'_>) -> bool,
     ) -> Result<bool> {
+        self.scan_decoded(view, from_lsn, room, |header, payload| f(RecordRef { header, payload: &payload }))
+    }
+
+    /// [`scan`](Self::scan), handing `f` each payload as decoded: lent from
+    /// the segment, or the decrypted buffer itself, so an owned replay can
+    /// keep it without copying it again.
+    pub(super) fn scan_decoded(
+        &self,
+        view: &View,
+        from_lsn: u64,
+        room: &dyn Fn() -> bool,
+        mut f: impl FnMut(RecordHeader, Cow<'_, [u8]>) -> bool,
+    ) -> Result<bool> {
         let oldest = oldest(view);
         if from_lsn != 0 && from_lsn < oldest {
             return Err(WalError::LsnTruncated { requested: from_lsn, oldest });
@@ -101,7 +114,7 @@ impl WalReader {
         s: &SealedSeg,
         lsn: &mut u64,
         room: &dyn Fn() -> bool,
-        f: &mut impl FnMut(RecordRef<'_>) -> bool,
+        f: &mut impl FnMut(RecordHeader, Cow<'_, [u8]>) -> bool,
     ) -> Result<bool> {
         if *lsn > s.seal.last_lsn {
             return Ok(true);
@@ -131,7 +144,7 @@ impl WalReader {
             let rec = decode(&s.name, &img, 0, off, s.seal.data_end, seed, at_lsn, cipher.as_ref(), take, true)
                 .map_err(|e| self.gone_or(s, at_lsn, e))?;
             if let Some((header, payload)) = rec.0 {
-                if !f(RecordRef { header, payload: &payload }) {
+                if !f(header, payload) {
                     *lsn = at_lsn;
                     go_on = false;
                     break;
@@ -158,7 +171,7 @@ impl WalReader {
         a: &ActiveView,
         lsn: &mut u64,
         room: &dyn Fn() -> bool,
-        f: &mut impl FnMut(RecordRef<'_>) -> bool,
+        f: &mut impl FnMut(RecordHeader, Cow<'_, [u8]>) -> bool,
     ) -> Result<bool> {
         let (last, end) = a.watermark();
         if *lsn > last {
@@ -204,7 +217,7 @@ impl WalReader {
                 let rec = decode(&a.name, bytes, base, off, end, seed, at_lsn, cipher.as_ref(), take, verify)?;
                 off += rec.1;
                 if let Some((header, payload)) = rec.0 {
-                    if !f(RecordRef { header, payload: &payload }) {
+                    if !f(header, payload) {
                         *lsn = at_lsn;
                         return Ok(false);
                     }

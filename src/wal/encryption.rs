@@ -31,6 +31,7 @@ impl SegmentedWal {
             });
         }
         let key_id = ring.current().key_id();
+        let _span = tracing::info_span!("directwal_key_switch", key_id, next_lsn = self.next_lsn).entered();
         info!(key_ids = ?ring, "encryption key ring set");
         let ring = Arc::new(ring);
         self.shared.set_ring(Some(ring.clone()));
@@ -57,6 +58,7 @@ impl SegmentedWal {
     /// Reading older, encrypted segments needs a ring again.
     pub fn disable_encryption(&mut self) -> Result<()> {
         self.check_poison()?;
+        let _span = tracing::info_span!("directwal_key_switch", key_id = "none", next_lsn = self.next_lsn).entered();
         // I11: recorded in the new segment's header, for the next open.
         self.encryption_off |= self.required_key.is_some();
         self.ring = None;

@@ -1,0 +1,124 @@
+//! Owned replay (`replay`, `replay_from`, `replay_from_limit`, and the
+//! same on `WalHandle`): exactly the records the readers see, in one `Vec`
+//! sized up front, and no record read past the limit.
+mod common;
+
+use common::payload;
+use directwal::crypto::{KeyRing, WalEncryptionKey};
+use directwal::{SegmentedWal, SegmentedWalConfig, WalError, WalHandle};
+
+fn cfg(dir: &std::path::Path) -> SegmentedWalConfig {
+    let mut c = SegmentedWalConfig::new(dir.into());
+    c.segment_target_size = 16 * 1024;
+    c.writer_config.prepare_chunk_size = 16 * 1024;
+    c.writer_config.write_buffer_size = 8 * 1024;
+    c
+}
+
+fn fill(wal: &mut SegmentedWal, n: u64) {
+    for _ in 0..n {
+        let lsn = wal.next_lsn();
+        wal.append(1, 7, 3, &payload(lsn, 100)).unwrap();
+    }
+    wal.sync().unwrap();
+}
+
+fn check(records: &[directwal::WalRecord], first: u64) {
+    for (i, r) in records.iter().enumerate() {
+        let lsn = first + i as u64;
+        assert_eq!((r.header.lsn, r.header.tenant_id, r.header.vshard_id), (lsn, 7, 3));
+        assert_eq!(r.payload, payload(lsn, 100), "payload of LSN {lsn}");
+    }
+}
+
+/// Damages the record at LSN `lsn` of the first segment (a payload byte);
+/// returns the record's offset.
+fn damage(dir: &std::path::Path, lsn: u64) -> u64 {
+    let first = &common::segment_files(dir)[0];
+    let size = directwal::layout::record_size(100) as u64;
+    let off = directwal::layout::data_start(4096) + (lsn - 1) * size;
+    let mut bytes = std::fs::read(first).unwrap();
+    bytes[off as usize + 40] ^= 1;
+    std::fs::write(first, bytes).unwrap();
+    off
+}
+
+#[test]
+fn replay_is_sized_from_the_segments_and_holds_every_record() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut wal = SegmentedWal::open(cfg(dir.path())).unwrap();
+    fill(&mut wal, 500);
+    assert!(wal.list_segments().unwrap().len() > 4, "sealed segments and an active one");
+    let all = wal.replay().unwrap();
+    assert_eq!(all.len(), 500);
+    // Reserved once from the seals and the active segment's watermark, not
+    // grown by doubling (which leaves 512 here).
+    assert_eq!(all.capacity(), 500);
+    check(&all, 1);
+    let from = wal.replay_from(123).unwrap();
+    assert_eq!((from.len(), from.capacity()), (378, 378));
+    check(&from, 123);
+    let (page, more) = wal.replay_from_limit(490, 5).unwrap();
+    assert_eq!((page.len(), page.capacity(), more), (5, 5, true));
+    check(&page, 490);
+    let (rest, more) = wal.replay_from_limit(496, 1000).unwrap();
+    assert_eq!((rest.len(), more), (5, false));
+    check(&rest, 496);
+}
+
+#[test]
+fn replay_from_limit_does_not_read_the_record_after_the_limit() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut wal = SegmentedWal::open(cfg(dir.path())).unwrap();
+    fill(&mut wal, 200);
+    drop(wal);
+    let off = damage(dir.path(), 10);
+    let wal = SegmentedWal::open(cfg(dir.path())).unwrap();
+    let (page, more) = wal.replay_from_limit(1, 9).unwrap();
+    assert_eq!((page.len(), more), (9, true));
+    check(&page, 1);
+    // The replay that includes LSN 10 names it, as before.
+    for result in [wal.replay(), wal.replay_from(5), wal.replay_from_limit(1, 10).map(|(r, _)| r)] {
+        match result {
+            Err(WalError::Corruption { lsn, offset, segment, .. }) => {
+                assert_eq!((lsn, offset), (10, off));
+                assert!(segment.ends_with(".seg"), "{segment}");
+            }
+            other => panic!("expected corruption at LSN 10, got {other:?}"),
+        }
+    }
+}
+
+#[test]
+fn encrypted_replay_moves_each_decrypted_payload_into_its_record() {
+    let dir = tempfile::tempdir().unwrap();
+    let ring = KeyRing::new(WalEncryptionKey::from_bytes(&[9; 32]));
+    let mut wal = SegmentedWal::open(cfg(dir.path())).unwrap();
+    wal.set_encryption_ring(ring.clone()).unwrap();
+    fill(&mut wal, 300);
+    let all = wal.replay().unwrap();
+    assert_eq!((all.len(), all.capacity()), (300, 300));
+    assert!(all.iter().all(|r| r.is_encrypted()));
+    check(&all, 1);
+    drop(wal);
+    // Reopened: sealed segments read from their files.
+    let mut wal = SegmentedWal::open(cfg(dir.path())).unwrap();
+    wal.set_encryption_ring(ring).unwrap();
+    check(&wal.replay().unwrap(), 1);
+    let (page, more) = wal.replay_from_limit(299, 1).unwrap();
+    assert_eq!((page.len(), more), (1, true));
+    check(&page, 299);
+}
+
+#[test]
+fn the_handle_replays_like_the_wal() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut wal = SegmentedWal::open(cfg(dir.path())).unwrap();
+    fill(&mut wal, 150);
+    let expected = wal.replay().unwrap();
+    let handle = WalHandle::from_wal(wal);
+    assert_eq!(handle.replay().unwrap(), expected);
+    assert_eq!(handle.replay_from(40).unwrap(), expected[39..]);
+    let (page, more) = handle.replay_from_limit(140, 20).unwrap();
+    assert_eq!((page.as_slice(), more), (&expected[139..], false));
+}
