@@ -317,3 +317,35 @@ impl fmt::Display for CorruptionKind {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn corruption(kind: CorruptionKind) -> String {
+        WalError::Corruption { segment: "0000000000000003.wal".into(), offset: 8192, lsn: 3, kind }.to_string()
+    }
+
+    #[test]
+    fn corruption_messages_say_what_the_reason_strings_said() {
+        let at = "corruption in 0000000000000003.wal at offset 8192 (LSN 3)";
+        assert_eq!(corruption(CorruptionKind::Record(RecordFault::BadCrc)), format!("{at}: record CRC mismatch"));
+        assert_eq!(
+            corruption(CorruptionKind::Record(RecordFault::BadField("flags"))),
+            format!("{at}: impossible header field: flags")
+        );
+        assert_eq!(
+            corruption(CorruptionKind::DurableRecord { fault: RecordFault::Zero, later_lsn: 5, later_offset: 12288 }),
+            format!(
+                "{at}: zeroed record header; record LSN 5 at offset 12288 belongs to a later sync, so this data was durable"
+            )
+        );
+        assert_eq!(corruption(CorruptionKind::Block("bad seal magic")), format!("{at}: bad seal magic"));
+        assert_eq!(
+            corruption(CorruptionKind::Shortened { file_len: 5000, unit: 512 }),
+            format!(
+                "{at}: file length 5000 is not a multiple of 512: the file was shortened, acknowledged records may be gone"
+            )
+        );
+    }
+}
