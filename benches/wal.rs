@@ -1,4 +1,4 @@
-//! SPEC §8 workloads W1, W2, W3, W5 beside device-ceiling probes, measured
+//! The workloads W1, W2, W3, W5 (docs/BENCHMARKS.md) beside device-ceiling probes, measured
 //! in one run and interleaved (the machine is shared and noisy): medians of
 //! `ROUNDS` rounds, and ratios as medians of the per-round ratios. Run: `cargo bench --bench wal`.
 //! Environment: DIRECTWAL_BENCH_DIR (default: the target tmp dir, which must
@@ -237,7 +237,7 @@ fn writers_with_readers(base: &Path, readers: usize, blocks: usize, how: Follow)
     (w1_with, w1_without, w2_with, w2_without)
 }
 
-/// SPEC §8 open time: 1 GiB of sealed segments and a full active segment
+/// Open time (the target of docs/BENCHMARKS.md): 1 GiB of sealed segments and a full active segment
 /// that a crash left unsealed (so open scans it), 128 B records; the open
 /// timed from a cold cache. Returns (seconds, records recovered by the scan).
 fn open_time(base: &Path) -> (f64, u64) {
@@ -606,7 +606,7 @@ fn main() {
         ratio("w2s_4_lenders", "w2s_no_lenders")
     );
     println!(
-        "| W4 4 threads, 128 B, each waits | {:.0} rec/s, p99 {:.2} ms | okaywal 13,650/s (SPEC §8) | {:.2} | >= 2 x okaywal |",
+        "| W4 4 threads, 128 B, each waits | {:.0} rec/s, p99 {:.2} ms | okaywal 13,650/s (target) | {:.2} | >= 2 x okaywal |",
         g("w4_4"),
         g("w4_4_p99_ms"),
         g("w4_4") / 13_650.0

@@ -1,4 +1,4 @@
-//! SPEC T3: random bit flips in durable data of sealed and active segments
+//! Random bit flips in durable data of sealed and active segments
 //! are reported every time, with their position; never silent loss or change,
 //! never a panic.
 mod common;
@@ -10,10 +10,7 @@ use directwal::layout::{RECORD_HEADER_LEN, data_start, record_size};
 use directwal::{SegmentedWal, SegmentedWalConfig, WalError, WalRecord};
 
 fn cfg(dir: &Path) -> SegmentedWalConfig {
-    let mut c = SegmentedWalConfig::for_testing(dir.into());
-    c.segment_target_size = 6 * 1024;
-    c.writer_config.prepare_chunk_size = 4096;
-    c
+    common::config(dir).buffered().segment(6 * 1024).chunk(4096).build()
 }
 
 #[test]

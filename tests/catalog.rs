@@ -14,10 +14,7 @@ use directwal::{RecoveryMode, SegmentedWal, SegmentedWalConfig, WalError, WalRea
 const LEN: usize = 100;
 
 fn cfg(dir: &Path) -> SegmentedWalConfig {
-    let mut c = SegmentedWalConfig::for_testing(dir.into());
-    c.segment_target_size = 1 << 20;
-    c.writer_config.prepare_chunk_size = 64 * 1024;
-    c
+    common::config(dir).buffered().segment(1 << 20).chunk(64 * 1024).build()
 }
 
 /// A WAL of four segments of three records each (LSNs 1..=12); the newest

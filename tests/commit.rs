@@ -1,4 +1,4 @@
-//! SPEC §7: group commit through `WalHandle`.
+//! Group commit through `WalHandle` (DESIGN "Group commit", I12).
 mod common;
 
 use std::collections::HashMap;
@@ -11,11 +11,7 @@ use directwal::sim::SimStorage;
 use directwal::{SegmentedWal, SegmentedWalConfig, WalError, WalHandle};
 
 fn cfg(dir: &Path) -> SegmentedWalConfig {
-    let mut c = SegmentedWalConfig::new(dir.into());
-    c.segment_target_size = 256 * 1024;
-    c.writer_config.write_buffer_size = 16 * 1024;
-    c.writer_config.prepare_chunk_size = 64 * 1024;
-    c
+    common::config(dir).segment(256 * 1024).buffer(16 * 1024).chunk(64 * 1024).build()
 }
 
 /// Payload of thread `t`'s `i`-th commit: its identity, padded.
@@ -92,10 +88,7 @@ fn concurrent_commits_survive_crashes_at_any_point() {
         if let Some(k) = crash_at {
             sim.crash_after(k);
         }
-        let mut c = SegmentedWalConfig::new(Path::new("/gc").into());
-        c.segment_target_size = 48 * 1024;
-        c.writer_config.write_buffer_size = 8 * 1024;
-        c.writer_config.prepare_chunk_size = 8 * 1024;
+        let c = common::config(Path::new("/gc")).segment(48 * 1024).buffer(8 * 1024).chunk(8 * 1024).build();
         let Ok(wal) = WalHandle::open_with_storage(c, Arc::new(sim.clone())) else { return (sim, vec![]) };
         let handles: Vec<_> = (0..4u64)
             .map(|t| {
@@ -114,9 +107,7 @@ fn concurrent_commits_survive_crashes_at_any_point() {
             })
             .collect();
         let acked = handles.into_iter().flat_map(|h| h.join().unwrap()).collect();
-        if let Ok(w) = Arc::try_unwrap(Arc::new(wal)) {
-            drop(w);
-        }
+        drop(wal);
         (sim, acked)
     };
     let (full, _) = run(None);
@@ -132,8 +123,7 @@ fn concurrent_commits_survive_crashes_at_any_point() {
             x ^= x << 17;
             x
         });
-        let mut c = SegmentedWalConfig::new(Path::new("/gc").into());
-        c.segment_target_size = 48 * 1024;
+        let c = common::config(Path::new("/gc")).segment(48 * 1024).build();
         let wal = SegmentedWal::open_with_storage(c, Arc::new(image))
             .unwrap_or_else(|e| panic!("crash after op {k}: open refused: {e}"));
         let recs = wal.replay().unwrap();

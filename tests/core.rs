@@ -1,13 +1,11 @@
-//! The public API of SPEC §2 and its behaviour across reopen.
+//! The public API and its behaviour across reopen.
 mod common;
 
 use common::{payload, segment_files};
 use directwal::{RecordType, SegmentedWal, SegmentedWalConfig, WalError};
 
 fn cfg(dir: &std::path::Path, target: u64) -> SegmentedWalConfig {
-    let mut c = SegmentedWalConfig::new(dir.into());
-    c.segment_target_size = target;
-    c
+    common::config(dir).segment(target).build()
 }
 
 fn assert_records(wal: &SegmentedWal, first: u64, count: u64, len: usize) {
@@ -44,7 +42,7 @@ fn lsns_start_at_one_and_survive_reopen_across_many_segments() {
 
     let mut wal = SegmentedWal::open(cfg(dir.path(), 16 * 1024)).unwrap();
     assert_eq!(wal.next_lsn(), 501);
-    // D7: the reopened WAL writes into a fresh segment named by next_lsn.
+    // I6: the reopened WAL writes into a fresh segment named by next_lsn.
     assert_eq!(wal.active_segment_first_lsn(), 501);
     append_n(&mut wal, 100, 200);
     wal.sync().unwrap();
@@ -127,7 +125,7 @@ fn truncate_before_deletes_only_sealed_segments_below_the_lsn() {
     assert_eq!(left.len(), 1);
     assert_eq!(left[0].first_lsn, active);
     drop(wal);
-    // A missing prefix is not an error (D5).
+    // A missing prefix is not an error (I9).
     let wal = SegmentedWal::open(cfg(dir.path(), 4 * 1024)).unwrap();
     assert_eq!(wal.next_lsn(), 201);
 }

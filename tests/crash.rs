@@ -1,4 +1,4 @@
-//! SPEC T1: crash sweep on the simulated device. A random workload runs and
+//! Crash sweep on the simulated device. A random workload runs and
 //! the simulated process dies after every single storage operation in turn;
 //! each crash image (unsynced writes kept, dropped or torn per 512-byte
 //! sector, unsynced directory entries lost) must reopen with every
@@ -8,11 +8,13 @@
 //!
 //! Replay one case: `DIRECTWAL_CRASH_SEED=S cargo test --test crash`.
 
+mod common;
+
 use std::path::Path;
 
 use directwal::crypto::{KeyRing, WalEncryptionKey};
 use directwal::sim::SimStorage;
-use directwal::{SegmentedWal, SegmentedWalConfig, WalError};
+use directwal::{SegmentedWal, SegmentedWalConfig};
 
 struct Rng(u64);
 impl Rng {
@@ -27,11 +29,7 @@ impl Rng {
 }
 
 fn cfg() -> SegmentedWalConfig {
-    let mut c = SegmentedWalConfig::new(Path::new("/wal").into());
-    c.segment_target_size = 12 * 1024;
-    c.writer_config.write_buffer_size = 8 * 1024;
-    c.writer_config.prepare_chunk_size = 8 * 1024;
-    c
+    common::config(Path::new("/wal")).segment(12 * 1024).buffer(8 * 1024).chunk(8 * 1024).build()
 }
 
 /// Payload of a record: a function of the seed and LSN only, so replay can
@@ -44,7 +42,7 @@ fn payload(seed: u64, lsn: u64) -> Vec<u8> {
         7 | 8 => 200 + r.below(900) as usize,
         _ => 4000 + r.below(9000) as usize, // spans buffers and segments
     };
-    (0..len).map(|_| r.next() as u8).collect()
+    common::payload(r.next(), len)
 }
 
 /// What the workload knows at the moment of the crash.
@@ -230,16 +228,23 @@ fn a_crash_image_of_a_clean_shutdown_is_exact() {
     let recs = open(&image, 9).unwrap().replay().unwrap();
     assert_eq!(recs.len(), 300);
     assert!(recs.iter().all(|r| r.payload == payload(9, r.header.lsn)));
-    assert!(matches!(open(&sim, 9), Err(WalError::Io { .. }) | Ok(_)));
+    // The device itself, after the clean shutdown, reopens to the same records.
+    let recs = open(&sim, 9).expect("reopen after a clean shutdown").replay().unwrap();
+    assert_eq!(recs.len(), 300);
+    assert!(recs.iter().all(|r| r.payload == payload(9, r.header.lsn)));
 }
 
-/// `DIRECTWAL_CRASH_SEED=S DIRECTWAL_CRASH_AT=K cargo test --test crash one_case -- --nocapture`
+/// Replays one crash point of the sweep with diagnostics, and fails as the
+/// sweep did: `DIRECTWAL_CRASH_SEED=S DIRECTWAL_CRASH_AT=K cargo test --test
+/// crash one_case -- --ignored --nocapture`.
 #[test]
+#[ignore = "a debugging aid: replays the crash point named by DIRECTWAL_CRASH_SEED and DIRECTWAL_CRASH_AT"]
 fn one_case() {
-    let (Ok(seed), Ok(k)) = (std::env::var("DIRECTWAL_CRASH_SEED"), std::env::var("DIRECTWAL_CRASH_AT")) else {
-        return;
+    let var = |name: &str| -> u64 {
+        let v = std::env::var(name).unwrap_or_else(|_| panic!("one_case replays the crash point named by {name}"));
+        v.parse().unwrap_or_else(|_| panic!("{name}={v} is not a number"))
     };
-    let (seed, k): (u64, u64) = (seed.parse().unwrap(), k.parse().unwrap());
+    let (seed, k) = (var("DIRECTWAL_CRASH_SEED"), var("DIRECTWAL_CRASH_AT"));
     let sim = SimStorage::new();
     sim.crash_after(k);
     let (m, _) = workload(seed, &sim, OnError::Stop);
@@ -249,13 +254,18 @@ fn one_case() {
     for (name, len) in image.listing() {
         println!("  {name} {len}");
     }
-    if let Ok(w) = open(&image, seed) {
-        println!("report {:?}", w.recovery_report());
-        let recs = w.replay();
-        println!("replay: {:?}", recs.map(|r| r.iter().map(|r| r.header.lsn).collect::<Vec<_>>()));
-        w.simulate_crash();
+    match open(&image, seed) {
+        Ok(w) => {
+            println!("report {:?}", w.recovery_report());
+            let recs = w.replay();
+            println!("replay: {:?}", recs.map(|r| r.iter().map(|r| r.header.lsn).collect::<Vec<_>>()));
+            w.simulate_crash();
+        }
+        Err(e) => println!("open refused: {e}"),
     }
-    println!("{:?}", check(seed, k, &image, m));
+    if let Err(e) = check(seed, k, &image, m) {
+        panic!("{e}");
+    }
 }
 
 #[test]

@@ -1,7 +1,9 @@
 //! `WalReader::open_dir_prefix`: what a damaged directory still holds, for
 //! tools (`directwal dump`) that show the records before the damage.
 
-use directwal::{RecordType, SegmentedWal, SegmentedWalConfig, WalError, WalReader, layout};
+mod common;
+
+use directwal::{RecordType, SegmentedWal, WalError, WalReader, layout};
 
 const PAYLOAD: usize = 100;
 
@@ -18,7 +20,7 @@ fn offset_in_payload(lsn: u64) -> usize {
 /// prove the damaged record was durable, so the damage is `Corruption`.
 fn damaged_newest_segment(bad: u64) -> tempfile::TempDir {
     let dir = tempfile::tempdir().unwrap();
-    let mut wal = SegmentedWal::open(SegmentedWalConfig::new(dir.path().into())).unwrap();
+    let mut wal = SegmentedWal::open(common::config(dir.path()).build()).unwrap();
     for epoch in 0..3u8 {
         for i in 0..10u8 {
             wal.append(RecordType::Put as u16, 1, 0, &[epoch * 10 + i; PAYLOAD]).unwrap();

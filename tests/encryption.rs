@@ -1,4 +1,4 @@
-//! SPEC §5 (E1–E7): per-record AES-256-GCM through a key ring.
+//! Per-record AES-256-GCM through a key ring (FORMAT.md "Encryption", DESIGN I11).
 mod common;
 
 use std::os::unix::fs::PermissionsExt;
@@ -10,10 +10,7 @@ use directwal::layout::{RECORD_HEADER_LEN, data_start, record_size};
 use directwal::{SegmentedWal, SegmentedWalConfig, WalError};
 
 fn cfg(dir: &Path) -> SegmentedWalConfig {
-    let mut c = SegmentedWalConfig::for_testing(dir.into());
-    c.segment_target_size = 8 * 1024;
-    c.writer_config.prepare_chunk_size = 4096;
-    c
+    common::config(dir).buffered().segment(8 * 1024).chunk(4096).build()
 }
 
 fn key(b: u8) -> WalEncryptionKey {

@@ -11,10 +11,7 @@ use directwal::crypto::{KeyRing, WalEncryptionKey};
 use directwal::{SegmentedWal, SegmentedWalConfig, SyncPolicy, WalError, WalHandle};
 
 fn cfg(dir: &Path) -> SegmentedWalConfig {
-    let mut c = SegmentedWalConfig::for_testing(dir.into());
-    c.segment_target_size = 8 * 1024;
-    c.writer_config.prepare_chunk_size = 4096;
-    c
+    common::config(dir).buffered().segment(8 * 1024).chunk(4096).build()
 }
 
 fn ring() -> KeyRing {

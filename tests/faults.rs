@@ -1,4 +1,4 @@
-//! D2 fallback, D3 sticky failures, D4 out of space — injected through the
+//! The O_DIRECT fallback, sticky failures (I3), out of space (I8) — injected through the
 //! storage seam.
 mod common;
 
@@ -8,10 +8,7 @@ use common::{faulty, payload};
 use directwal::{SegmentedWal, SegmentedWalConfig, WalError};
 
 fn cfg(dir: &std::path::Path) -> SegmentedWalConfig {
-    let mut c = SegmentedWalConfig::new(dir.into());
-    c.segment_target_size = 64 * 1024;
-    c.writer_config.prepare_chunk_size = 8 * 1024;
-    c
+    common::config(dir).segment(64 * 1024).chunk(8 * 1024).build()
 }
 
 fn append(wal: &mut SegmentedWal) -> directwal::Result<u64> {
@@ -64,10 +61,11 @@ fn o_direct_is_the_default_on_a_disk_file_system() {
 
 #[test]
 fn works_on_tmpfs_with_or_without_o_direct() {
-    let Ok(dir) = tempfile::tempdir_in("/dev/shm") else {
-        return;
-    };
+    let dir = common::tmpfs_dir();
     let mut wal = SegmentedWal::open(cfg(dir.path())).unwrap();
+    // Some kernels' tmpfs accepts O_DIRECT, older ones refuse it: the WAL
+    // uses it exactly when the file system takes it, and falls back otherwise.
+    assert_eq!(wal.direct_io_active(), common::accepts_o_direct(dir.path()));
     for _ in 0..20 {
         append(&mut wal).unwrap();
     }
@@ -219,7 +217,7 @@ fn out_of_space_during_a_large_write_is_refused_before_any_data_is_written() {
 
 #[test]
 fn a_bulk_writer_s_next_segment_is_reserved_not_zero_filled() {
-    // F5: after large sync epochs the next segment gets fallocated space at
+    // DESIGN "Preparing space": after large sync epochs the next segment gets fallocated space at
     // creation, as `ensure_space` would give it; zero-filling it would write
     // the prepared chunk twice.
     let dir = tempfile::tempdir().unwrap();

@@ -11,10 +11,7 @@ use directwal::{SegmentedWal, SegmentedWalConfig, WalError, WalHandle, WalReader
 const MAX_LSN: u64 = u64::MAX - 1;
 
 fn cfg(dir: &Path) -> SegmentedWalConfig {
-    let mut c = SegmentedWalConfig::for_testing(dir.into());
-    c.segment_target_size = 8 * 1024;
-    c.writer_config.prepare_chunk_size = 4096;
-    c
+    common::config(dir).buffered().segment(8 * 1024).chunk(4096).build()
 }
 
 /// A WAL whose only (empty) segment claims to start at `first_lsn`.

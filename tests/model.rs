@@ -1,14 +1,17 @@
-//! SPEC T4: random operation sequences against an in-memory model, with
+//! Random operation sequences against an in-memory model, with
 //! shrinking. After every operation the WAL must agree with the model exactly:
 //! next LSN, the durable records, and which segments exist with which LSNs.
 //! Crashes are power losses on the simulated device.
 
+mod common;
+
 use std::path::Path;
 use std::sync::Arc;
 
+use common::payload;
+use directwal::SegmentedWal;
 use directwal::layout::record_size;
 use directwal::sim::SimStorage;
-use directwal::{SegmentedWal, SegmentedWalConfig};
 use proptest::prelude::*;
 
 const TARGET: u64 = 2048;
@@ -69,15 +72,8 @@ impl Model {
     }
 }
 
-fn payload(lsn: u64, len: usize) -> Vec<u8> {
-    (0..len).map(|i| (lsn as usize).wrapping_mul(131).wrapping_add(i) as u8).collect()
-}
-
 fn open(sim: &SimStorage) -> SegmentedWal {
-    let mut c = SegmentedWalConfig::new(Path::new("/m").into());
-    c.segment_target_size = TARGET;
-    c.writer_config.write_buffer_size = 4096;
-    c.writer_config.prepare_chunk_size = 4096;
+    let c = common::config(Path::new("/m")).segment(TARGET).buffer(4096).chunk(4096).build();
     SegmentedWal::open_with_storage(c, Arc::new(sim.clone())).expect("open")
 }
 

@@ -26,12 +26,9 @@ const MARK: &str = "@child: ";
 const PATIENCE: Duration = Duration::from_secs(60);
 
 fn cfg(dir: &Path) -> SegmentedWalConfig {
-    let mut c = SegmentedWalConfig::new(dir.into());
     // Small segments and chunks: rolls and recycling within a few MB, and
     // each open's new segment is quick to prepare.
-    c.segment_target_size = 1 << 20;
-    c.writer_config.prepare_chunk_size = 256 << 10;
-    c
+    common::config(dir).segment(1 << 20).chunk(256 << 10).build()
 }
 
 /// The payload length of record `lsn` (so any process can check any record).

@@ -1,4 +1,4 @@
-//! SPEC §11: directwal as openraft's log store (feature `openraft`).
+//! directwal as openraft's log store (feature `openraft`; DESIGN I13–I15).
 //! Run: `cargo test --features openraft --test raft`.
 mod common;
 
@@ -39,9 +39,7 @@ fn block_on<F: Future>(f: F) -> F::Output {
 }
 
 fn cfg(dir: &std::path::Path) -> SegmentedWalConfig {
-    let mut c = SegmentedWalConfig::for_testing(dir.into());
-    c.segment_target_size = 16 * 1024;
-    c
+    common::config(dir).buffered().segment(16 * 1024).build()
 }
 
 struct Builder;

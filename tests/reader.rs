@@ -1,4 +1,4 @@
-//! SPEC §6: paginated, lock-free readers.
+//! Paginated, lock-free readers (DESIGN "Readers", I10, I18).
 mod common;
 
 use std::sync::Arc;
@@ -9,11 +9,7 @@ use directwal::crypto::{KeyRing, WalEncryptionKey};
 use directwal::{SegmentedWal, SegmentedWalConfig, WalError, WalReader};
 
 fn cfg(dir: &std::path::Path) -> SegmentedWalConfig {
-    let mut c = SegmentedWalConfig::new(dir.into());
-    c.segment_target_size = 16 * 1024;
-    c.writer_config.prepare_chunk_size = 16 * 1024;
-    c.writer_config.write_buffer_size = 8 * 1024;
-    c
+    common::config(dir).segment(16 * 1024).chunk(16 * 1024).buffer(8 * 1024).build()
 }
 
 fn fill(wal: &mut SegmentedWal, n: u64) {
@@ -250,8 +246,7 @@ fn followers_read_exact_bytes_while_the_writer_reuses_its_buffers() {
     // they leave the tail. A buffer a follower still reads from must never
     // be written under it.
     let dir = tempfile::tempdir().unwrap();
-    let mut c = SegmentedWalConfig::new(dir.path().into());
-    c.segment_target_size = 24 << 20;
+    let c = common::config(dir.path()).segment(24 << 20).build();
     let mut wal = SegmentedWal::open(c).unwrap();
     let done = Arc::new(AtomicBool::new(false));
     let followers: Vec<_> = (0..2)

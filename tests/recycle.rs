@@ -11,11 +11,7 @@ use common::{faulty, payload};
 use directwal::{SegmentedWal, SegmentedWalConfig, WalError};
 
 fn cfg(dir: &Path) -> SegmentedWalConfig {
-    let mut c = SegmentedWalConfig::new(dir.into());
-    c.segment_target_size = 64 * 1024;
-    c.writer_config.prepare_chunk_size = 64 * 1024;
-    c.writer_config.write_buffer_size = 16 * 1024;
-    c
+    common::config(dir).segment(64 * 1024).chunk(64 * 1024).buffer(16 * 1024).build()
 }
 
 fn fill(wal: &mut SegmentedWal, n: u64) {
@@ -226,9 +222,10 @@ fn with_the_disk_full_a_spare_still_lets_the_log_roll() {
 
 #[test]
 fn spares_on_tmpfs_work_with_buffered_io() {
-    let Ok(dir) = tempfile::tempdir_in("/dev/shm") else { return };
+    let dir = common::tmpfs_dir();
     // Newer kernels give tmpfs O_DIRECT; either way the pool works.
     let mut wal = SegmentedWal::open(cfg(dir.path())).unwrap();
+    assert_eq!(wal.direct_io_active(), common::accepts_o_direct(dir.path()));
     fill(&mut wal, 800);
     let segs = wal.list_segments().unwrap();
     wal.truncate_before(segs[3].first_lsn).unwrap();

@@ -8,11 +8,7 @@ use directwal::crypto::{KeyRing, WalEncryptionKey};
 use directwal::{SegmentedWal, SegmentedWalConfig, WalError, WalHandle};
 
 fn cfg(dir: &std::path::Path) -> SegmentedWalConfig {
-    let mut c = SegmentedWalConfig::new(dir.into());
-    c.segment_target_size = 16 * 1024;
-    c.writer_config.prepare_chunk_size = 16 * 1024;
-    c.writer_config.write_buffer_size = 8 * 1024;
-    c
+    common::config(dir).segment(16 * 1024).chunk(16 * 1024).buffer(8 * 1024).build()
 }
 
 fn fill(wal: &mut SegmentedWal, n: u64) {

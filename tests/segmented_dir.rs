@@ -2,6 +2,8 @@
 //! a WAL directory read without its writer returns durable, valid records
 //! only, with the `has_more` rule of `SegmentedWal::replay_from_limit`.
 
+mod common;
+
 use std::os::unix::fs::OpenOptionsExt;
 
 use directwal::crypto::{KeyRing, WalEncryptionKey};
@@ -9,9 +11,7 @@ use directwal::segmented::{SegmentedWal, SegmentedWalConfig, replay_all_segments
 use directwal::{RecordType, WalError};
 
 fn config(dir: &std::path::Path) -> SegmentedWalConfig {
-    let mut c = SegmentedWalConfig::for_testing(dir.to_path_buf());
-    c.segment_target_size = 4096;
-    c
+    common::config(dir).buffered().segment(4096).build()
 }
 
 fn lsns(records: &[directwal::WalRecord]) -> Vec<u64> {

@@ -15,11 +15,7 @@ use directwal::sim::SimStorage;
 use directwal::{SegmentedWal, SegmentedWalConfig, StatsSnapshot, WalHandle};
 
 fn cfg(dir: &Path) -> SegmentedWalConfig {
-    let mut c = SegmentedWalConfig::for_testing(dir.to_path_buf());
-    c.segment_target_size = 64 * 1024;
-    c.writer_config.prepare_chunk_size = 16 * 1024;
-    c.writer_config.write_buffer_size = 16 * 1024;
-    c
+    common::config(dir).buffered().segment(64 * 1024).chunk(16 * 1024).buffer(16 * 1024).build()
 }
 
 fn assert_adds_up(s: &StatsSnapshot, sim: &SimStorage) {

@@ -1,4 +1,4 @@
-//! `bench`: the SPEC §8 workloads, each beside the device probe it is
+//! `bench`: the W1–W5 workloads (docs/BENCHMARKS.md), each beside the device probe it is
 //! judged against, measured in the same run; a progress bar per step and
 //! one table (or JSON lines) at the end. It runs in a new subdirectory of
 //! `--dir` and removes only that: whatever `--dir` held is left alone.
@@ -13,7 +13,7 @@ use serde_json::json;
 use crate::workloads::{self, BenchResult, Log, Space};
 use crate::{Failure, Output};
 
-/// The workloads of SPEC §8.
+/// The workloads W1–W5 (docs/BENCHMARKS.md).
 #[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, ValueEnum, Debug)]
 pub enum Workload {
     /// 128 B records, each synced before the next.
@@ -288,7 +288,7 @@ fn w3_rows(base: &Path, count: u64, ring: Option<&KeyRing>) -> BenchResult<Vec<R
     Ok(rows)
 }
 
-/// W4 at each thread count; 32 threads and more are judged against SPEC §8.
+/// W4 at each thread count; 32 threads and more are judged against the absolute target (docs/BENCHMARKS.md).
 fn w4_rows(base: &Path, args: &Args) -> BenchResult<Vec<Row>> {
     let mut rows = Vec::new();
     for &threads in &args.threads {

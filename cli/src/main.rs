@@ -108,7 +108,7 @@ enum Command {
     /// recovery mode does; without --yes only says what it would drop.
     #[command(after_help = EXIT_STATUS)]
     Repair(repair::Args),
-    /// Run the SPEC §8 workloads beside the device ceiling, and print a table.
+    /// Run the W1-W5 workloads beside the device ceiling, and print a table.
     #[command(after_help = EXIT_STATUS)]
     Bench(bench::Args),
 }

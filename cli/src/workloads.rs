@@ -1,4 +1,4 @@
-//! The SPEC §8 workloads and the device probes they are compared with.
+//! The W1–W5 workloads (docs/BENCHMARKS.md) and the device probes they are compared with.
 //! Shared by `directwal bench` and `cargo bench --bench wal` (which includes
 //! this file), so both measure exactly the same thing. Each workload calls
 //! `tick(n)` as it completes records, for progress bars.

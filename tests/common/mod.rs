@@ -1,4 +1,5 @@
-//! Shared helpers: a fault-injecting storage over the real file system.
+//! Shared helpers: the one config builder and the one payload generator of
+//! the tests, a fault-injecting storage over the real file system, a PRNG.
 #![allow(dead_code)]
 
 use std::io;
@@ -6,7 +7,58 @@ use std::path::Path;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
 
+use directwal::SegmentedWalConfig;
 use directwal::io::{FileImage, OpenMode, OsStorage, Storage, StorageFile};
+
+/// The one config builder of the tests: `config(dir)` is
+/// `SegmentedWalConfig::new(dir)` (O_DIRECT on, defaults), and each method
+/// sets one knob, so a test says only what it changes.
+#[derive(Debug, Clone)]
+pub struct Config(SegmentedWalConfig);
+
+/// Starts a test config for a WAL in `dir` (a path on the simulated device
+/// works too).
+pub fn config(dir: &Path) -> Config {
+    Config(SegmentedWalConfig::new(dir.into()))
+}
+
+impl Config {
+    /// Buffered I/O + fdatasync instead of O_DIRECT (what
+    /// `SegmentedWalConfig::for_testing` sets).
+    pub fn buffered(mut self) -> Self {
+        self.0.writer_config.use_direct_io = false;
+        self
+    }
+    /// `segment_target_size`.
+    pub fn segment(mut self, bytes: u64) -> Self {
+        self.0.segment_target_size = bytes;
+        self
+    }
+    /// `writer_config.prepare_chunk_size`.
+    pub fn chunk(mut self, bytes: u64) -> Self {
+        self.0.writer_config.prepare_chunk_size = bytes;
+        self
+    }
+    /// `writer_config.write_buffer_size`.
+    pub fn buffer(mut self, bytes: usize) -> Self {
+        self.0.writer_config.write_buffer_size = bytes;
+        self
+    }
+    /// `writer_config.recovery_mode`.
+    pub fn mode(mut self, mode: directwal::RecoveryMode) -> Self {
+        self.0.writer_config.recovery_mode = mode;
+        self
+    }
+    /// `writer_config.recycle_segments`.
+    pub fn recycle(mut self, files: usize) -> Self {
+        self.0.writer_config.recycle_segments = files;
+        self
+    }
+    /// The config.
+    pub fn build(self) -> SegmentedWalConfig {
+        self.0
+    }
+}
 
 /// Knobs shared by the storage and every file it opened.
 #[derive(Debug, Default)]
@@ -119,7 +171,8 @@ impl Storage for FaultyStorage {
     }
 }
 
-/// Deterministic payload for record `i` of length `len`.
+/// The one payload generator of the tests: deterministic bytes for record
+/// `i` of length `len`, different for every `i` (xorshift, so incompressible).
 pub fn payload(i: u64, len: usize) -> Vec<u8> {
     let mut x = i.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1;
     (0..len)
@@ -143,6 +196,32 @@ impl Rng {
     }
     pub fn below(&mut self, n: u64) -> u64 {
         self.next() % n
+    }
+}
+
+/// A fresh directory on the tmpfs at `/dev/shm`. Panics when there is none:
+/// the tests that ask for it check behaviour on tmpfs and must not pass
+/// without running.
+pub fn tmpfs_dir() -> tempfile::TempDir {
+    let mounts = std::fs::read_to_string("/proc/self/mounts").expect("/proc/self/mounts");
+    let tmpfs = mounts.lines().any(|l| {
+        let mut f = l.split_whitespace();
+        f.nth(1) == Some("/dev/shm") && f.next() == Some("tmpfs")
+    });
+    assert!(tmpfs, "this test needs a tmpfs mounted at /dev/shm");
+    tempfile::tempdir_in("/dev/shm").expect("a directory in /dev/shm")
+}
+
+/// Whether the file system of `dir` lets a file be opened with O_DIRECT.
+pub fn accepts_o_direct(dir: &Path) -> bool {
+    use std::os::unix::fs::OpenOptionsExt;
+    let path = dir.join("o_direct_probe");
+    let r = std::fs::OpenOptions::new().write(true).create(true).custom_flags(libc::O_DIRECT).open(&path);
+    let _ = std::fs::remove_file(&path); // the probe may not exist
+    match r {
+        Ok(_) => true,
+        Err(e) if e.raw_os_error() == Some(libc::EINVAL) => false,
+        Err(e) => panic!("probing O_DIRECT in {}: {e}", dir.display()),
     }
 }
 
