@@ -27,7 +27,7 @@ pub(crate) enum Written {
     /// Bytes written again: the durable prefix of a sync's tail block and
     /// the zero padding after the data (DESIGN I4).
     TailRewrite,
-    /// Segment headers and zero-filled space prepared ahead (F5).
+    /// Segment headers and zero-filled space prepared ahead (DESIGN.md, "Preparing space").
     Prepare,
     /// Seal blocks (I7).
     Seal,
