@@ -1,8 +1,8 @@
 //! The catalog: the one loader of a WAL directory.
 //!
 //! [`load`] lists the directory and checks every rule about what is in it —
-//! names and file kinds (I21), file lengths (I22, I23), headers, seals (D9,
-//! I7), the WAL id, LSN continuity (D5) — and returns a typed description
+//! names and file kinds (I21), file lengths (I22, I23), headers, seals (values
+//! checked before use, I7), the WAL id, LSN continuity (I9) — and returns a typed description
 //! of the log with every fault found. `SegmentedWal::open`,
 //! `WalReader::open_dir` and `check::check_dir` all start here, so they
 //! cannot disagree about a directory: open and the directory reader refuse
@@ -16,7 +16,7 @@
 use std::path::{Path, PathBuf};
 
 use crate::crypto::{self, KeyRing, SegmentCipher};
-use crate::error::{Result, WalError};
+use crate::error::{CorruptionKind, Result, WalError};
 use crate::format::{self, Cipher, MAX_SEGMENT_TARGET_SIZE, MAX_STORED_LEN, Seal, SegmentHeader};
 use crate::io::{FileImage, FileKind, Storage};
 use crate::recovery::{self, ScanOutcome};
@@ -115,7 +115,7 @@ pub struct Seg {
     /// The header; None when it could not be read (a fault says why) or
     /// the file vanished.
     pub header: Option<SegmentHeader>,
-    /// The seal, checked (D9); None while unsealed (only the newest may be, I7).
+    /// The seal, its values checked; None while unsealed (only the newest may be, I7).
     pub seal: Option<Seal>,
     /// The newest segment's seal block did not decode: a seal write cut by
     /// a crash (I7), so it counts as unsealed and is rescanned.
@@ -203,7 +203,7 @@ pub fn load(storage: &dyn Storage, dir: &Path) -> Result<Catalog> {
             .map(|error| Fault { segment: None, error, remedy: Remedy::None })
             .collect(),
     };
-    // D5: the LSN the next segment must start with; None after a segment
+    // I9: the LSN the next segment must start with; None after a segment
     // whose end is unknown (unreadable or vanished): a missing prefix is fine.
     let mut expect: Option<u64> = None;
     let count = listing.segments.len();
@@ -216,7 +216,7 @@ pub fn load(storage: &dyn Storage, dir: &Path) -> Result<Catalog> {
 }
 
 /// Checks one segment: file length (I23), header, name, WAL id,
-/// continuity, seal (D9, I7) and, for the unsealed newest, its length (I22).
+/// continuity, seal (I7) and, for the unsealed newest, its length (I22).
 fn load_segment(storage: &dyn Storage, cat: &mut Catalog, f: Found, newest: bool, expect: Option<u64>) -> Seg {
     let mut found = Vec::new();
     let seg = read_segment(storage, f, newest, expect, &mut cat.wal_id, &mut found);
@@ -264,8 +264,8 @@ fn read_segment(
     seg.file_len = file_len;
     if file_len > MAX_SEGMENT_FILE_LEN {
         // I23: not read further, whatever its header says.
-        let reason = format!("file is {file_len} bytes, longer than any segment ({MAX_SEGMENT_FILE_LEN} bytes)");
-        faults.push((corruption(&seg, 0, reason), Remedy::SetAside));
+        let kind = CorruptionKind::TooLong { file_len, max: MAX_SEGMENT_FILE_LEN };
+        faults.push((corruption(&seg, 0, kind), Remedy::SetAside));
         return seg;
     }
     let (header, seal) = match segment::read_header_and_seal(&seg.name, &head) {
@@ -285,17 +285,15 @@ fn read_segment(
     if newest && seg.seal.is_none() && !file_len.is_multiple_of(LENGTH_UNIT) {
         // I22: the writer never leaves such a length: the file was cut, and
         // records acknowledged after the cut may be gone.
-        let reason = format!(
-            "file length {file_len} is not a multiple of {LENGTH_UNIT}: the file was shortened, acknowledged records may be gone"
-        );
-        faults.push((corruption(&seg, file_len, reason), Remedy::KeepShortened));
+        let kind = CorruptionKind::Shortened { file_len, unit: LENGTH_UNIT };
+        faults.push((corruption(&seg, file_len, kind), Remedy::KeepShortened));
     }
     seg.header = Some(header);
     seg
 }
 
 /// The segment's place in the log: its name, its WAL, and continuity with
-/// the previous segment (D5; a missing prefix is truncation, not a fault).
+/// the previous segment (I9: a missing prefix is truncation, not a fault).
 fn check_place(
     seg: &Seg,
     header: &SegmentHeader,
@@ -304,7 +302,8 @@ fn check_place(
     faults: &mut SegFaults,
 ) {
     if header.first_lsn != seg.first_lsn {
-        faults.push((corruption(seg, 0, format!("header says first LSN {}", header.first_lsn)), Remedy::None));
+        let kind = CorruptionKind::FirstLsnMismatch { header_lsn: header.first_lsn };
+        faults.push((corruption(seg, 0, kind), Remedy::None));
     }
     match *wal_id {
         None => *wal_id = Some(header.wal_id),
@@ -320,20 +319,20 @@ fn check_place(
             faults.push((WalError::MissingSegment { segment, expected_lsn: expected, found_lsn }, Remedy::None));
         }
         Some(expected) if seg.first_lsn < expected => {
-            let reason = format!("overlaps the previous segment, which ends at LSN {}", expected - 1);
-            faults.push((corruption(seg, 0, reason), Remedy::None));
+            let kind = CorruptionKind::Overlap { previous_last_lsn: expected - 1 };
+            faults.push((corruption(seg, 0, kind), Remedy::None));
         }
         _ => {}
     }
 }
 
-/// The seal: checked values (D9), or unsealed, which only the newest
+/// The seal: checked values, or unsealed, which only the newest
 /// segment may be (I7).
 fn check_seal(seg: &mut Seg, header: &SegmentHeader, seal: Result<Option<Seal>>, newest: bool, faults: &mut SegFaults) {
     let block = u64::from(header.block_size);
     match seal {
         Ok(Some(seal)) => match seal_fault(seg.first_lsn, &seal, format::data_start(block as usize), seg.file_len) {
-            Some(reason) => faults.push((corruption(seg, block, reason), Remedy::None)),
+            Some(kind) => faults.push((corruption(seg, block, kind), Remedy::None)),
             None => seg.seal = Some(seal),
         },
         // I7: the seal is written after the data is durable and before any
@@ -343,23 +342,22 @@ fn check_seal(seg: &mut Seg, header: &SegmentHeader, seal: Result<Option<Seal>>,
         Err(e) => faults.push((e, Remedy::None)),
         Ok(None) if !newest => {
             // I7: a newer segment exists only after this one was sealed.
-            let reason = "segment is not sealed although a newer segment exists".to_owned();
-            faults.push((corruption(seg, block, reason), Remedy::None));
+            faults.push((corruption(seg, block, CorruptionKind::Unsealed), Remedy::None));
         }
         Ok(None) => {}
     }
 }
 
-fn corruption(seg: &Seg, offset: u64, reason: String) -> WalError {
-    WalError::Corruption { segment: seg.name.clone(), offset, lsn: seg.first_lsn, reason }
+fn corruption(seg: &Seg, offset: u64, kind: CorruptionKind) -> WalError {
+    WalError::Corruption { segment: seg.name.clone(), offset, lsn: seg.first_lsn, kind }
 }
 
-/// D9: the seal's values are checked before any arithmetic on them.
-fn seal_fault(first_lsn: u64, seal: &Seal, data_start: u64, file_len: u64) -> Option<String> {
+/// The seal's values are checked before any arithmetic on them (no bytes
+/// from disk can make the reader overflow or read past the file).
+fn seal_fault(first_lsn: u64, seal: &Seal, data_start: u64, file_len: u64) -> Option<CorruptionKind> {
     let consistent = seal.last_lsn.checked_add(1).and_then(|n| n.checked_sub(first_lsn)) == Some(seal.records)
         && (seal.records == 0) == (seal.data_end == data_start);
-    (!consistent || seal.data_end < data_start || seal.data_end > file_len)
-        .then(|| "seal block describes impossible data".to_owned())
+    (!consistent || seal.data_end < data_start || seal.data_end > file_len).then_some(CorruptionKind::ImpossibleSeal)
 }
 
 /// The one scan of an unsealed newest segment (I5, I6): its image (at most
@@ -375,7 +373,7 @@ pub fn scan_newest(storage: &dyn Storage, seg: &Seg) -> Result<(FileImage, ScanO
     Ok((img, out))
 }
 
-/// The cipher of an encrypted segment (E5), failing closed when its key is
+/// The cipher of an encrypted segment (I11), failing closed when its key is
 /// absent: `KeyRequired` without a ring, `UnknownKey` when the ring lacks it.
 pub fn cipher_for(
     ring: Option<&KeyRing>,

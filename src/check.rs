@@ -4,7 +4,7 @@
 //! [`check_dir`] never writes, never takes the directory lock and never
 //! stops at the first problem: every segment is looked at and every problem
 //! is reported with its segment, offset and LSN. Opening the WAL, by
-//! contrast, refuses at the first problem (D4); the two agree on what is a
+//! contrast, refuses at the first problem; the two agree on what is a
 //! problem because both take the directory from the catalog (names, file
 //! kinds, lengths, headers, seals, WAL id, continuity: I21-I23) and scan the
 //! newest segment with the same function (the torn-tail rule of I5).
@@ -284,7 +284,7 @@ fn check_contents(
 /// A catalog fault (or scan error) as a problem of segment `seg`.
 fn problem(seg: &catalog::Seg, e: &WalError) -> Problem {
     let (offset, lsn, what) = match e {
-        WalError::Corruption { offset, lsn, reason, .. } => (*offset, *lsn, reason.clone()),
+        WalError::Corruption { offset, lsn, kind, .. } => (*offset, *lsn, kind.to_string()),
         WalError::MissingSegment { expected_lsn, found_lsn, .. } => {
             (0, *expected_lsn, format!("LSNs {expected_lsn}..{} are missing: no segment holds them", found_lsn - 1))
         }
@@ -297,7 +297,7 @@ fn problem(seg: &catalog::Seg, e: &WalError) -> Problem {
 }
 
 /// Checks each record from the data start to `end`: CRC, LSN sequence, and
-/// for encrypted segments the tag (E5: in an encrypted segment every record
+/// for encrypted segments the tag (I11: in an encrypted segment every record
 /// is encrypted, in a plain one none). Stops at the first bad record, since
 /// lengths after it cannot be trusted.
 fn verify_records(

@@ -108,7 +108,7 @@ struct Inner {
     /// by the first `on_durable`).
     notifier: Mutex<Option<mpsc::Sender<Waiter>>>,
     /// The readers' view and the counters: stats without the lock.
-    shared: Arc<crate::reader::Shared>,
+    shared: Arc<crate::view::Shared>,
 }
 
 /// A callback waiting for an LSN to be durable.

@@ -1,4 +1,4 @@
-//! Encryption at rest (SPEC §5): keys, the key ring, and the per-record
+//! Encryption at rest: keys, the key ring, and the per-record
 //! AES-256-GCM used by the writer and the readers.
 //!
 //! The scheme (docs/FORMAT.md, "Encryption"): every segment has its own key,
@@ -168,7 +168,7 @@ pub(crate) struct EncryptionState {
     pub downgrade: Option<usize>,
 }
 
-/// I11 (E6): the one rule for "is encryption required", from the headers of
+/// I11: the one rule for "is encryption required", from the headers of
 /// the segments oldest → newest (every retained segment; unreadable ones left
 /// out). Only an explicit `disable_encryption` (header flag `encryption_off`)
 /// lifts the requirement an encrypted segment sets; a plain or empty segment
@@ -226,8 +226,9 @@ impl SegmentCipher {
         Nonce::from(n)
     }
 
-    /// Associated data: the record's place and header (E5). `stored_len` is
-    /// the payload length on disk (plaintext + tag).
+    /// Associated data: the record's place and header, so a record moved,
+    /// swapped or edited does not authenticate (I11). `stored_len` is the
+    /// payload length on disk (plaintext + tag).
     fn aad(&self, f: &RecordFields, stored_len: u32) -> [u8; AAD_LEN] {
         let mut a = [0u8; AAD_LEN];
         let mut o = 0;
@@ -252,7 +253,7 @@ impl SegmentCipher {
     /// `fields.flags` must include `FLAG_ENCRYPTED`.
     pub fn seal(&self, fields: &RecordFields, out: &mut [u8]) {
         debug_assert!(fields.flags & FLAG_ENCRYPTED != 0);
-        let aad = self.aad(fields, out.len() as u32);
+        let aad = self.aad(fields, u32::try_from(out.len()).expect("a stored length is at most MAX_STORED_LEN"));
         let (body, tag_out) = out.split_at_mut(out.len() - TAG_LEN);
         let tag = self
             .aead
@@ -266,7 +267,8 @@ impl SegmentCipher {
         if stored.len() < TAG_LEN {
             return None;
         }
-        let aad = self.aad(fields, stored.len() as u32);
+        // No record is this long (MAX_STORED_LEN): such bytes do not authenticate.
+        let aad = self.aad(fields, u32::try_from(stored.len()).ok()?);
         let (ct, tag) = stored.split_at(stored.len() - TAG_LEN);
         let mut plain = ct.to_vec();
         let tag = Tag::try_from(tag).ok()?;

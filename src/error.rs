@@ -2,8 +2,11 @@
 //! the byte offset inside it and the LSN expected there, so an operator can
 //! act on the message alone.
 
+use std::fmt;
 use std::io;
 use std::path::PathBuf;
+
+pub use crate::format::RecordFault;
 
 /// Result alias used throughout the crate.
 pub type Result<T, E = WalError> = std::result::Result<T, E>;
@@ -25,7 +28,7 @@ pub enum WalError {
     },
 
     /// The file system is full (ENOSPC / EDQUOT). Nothing acknowledged was
-    /// touched and no LSN was consumed; free space and retry (D4).
+    /// touched and no LSN was consumed; free space and retry (DESIGN I8).
     #[error("out of space during {op} on {}: {source}", path.display())]
     NoSpace {
         /// What directwal was doing.
@@ -38,17 +41,46 @@ pub enum WalError {
     },
 
     /// Durable data is damaged: a record that was already covered by a
-    /// completed sync (or lies in a sealed segment) does not validate (D6).
-    #[error("corruption in {segment} at offset {offset} (LSN {lsn}): {reason}")]
+    /// completed sync (or lies in a sealed segment) does not validate, or a
+    /// segment's header, seal or place in the log is impossible.
+    #[error("corruption in {segment} at offset {offset} (LSN {lsn}): {kind}")]
     Corruption {
         /// Segment file name.
         segment: String,
-        /// Byte offset of the damaged record inside the segment file.
+        /// Byte offset of the damaged record (or block) inside the segment file.
         offset: u64,
         /// LSN expected at that offset.
         lsn: u64,
         /// What was wrong.
-        reason: String,
+        kind: CorruptionKind,
+    },
+
+    /// A record of the openraft log store (feature `openraft`) does not
+    /// decode as the entry, vote or log id its type says. The record itself
+    /// is valid (its CRC checks): it was written by something else.
+    #[error("raft store record LSN {lsn} in {segment} (type {record_type:#06x}) does not decode: {source}")]
+    RaftDecode {
+        /// Segment file name holding the record.
+        segment: String,
+        /// LSN of the record.
+        lsn: u64,
+        /// Its record type.
+        record_type: u16,
+        /// The decoder's error.
+        #[source]
+        source: Box<dyn std::error::Error + Send + Sync>,
+    },
+
+    /// A record in the openraft log store's WAL has a type the store never
+    /// writes.
+    #[error("raft store record LSN {lsn} in {segment} has type {record_type:#06x}, not a raft store record")]
+    RaftUnknownRecord {
+        /// Segment file name holding the record.
+        segment: String,
+        /// LSN of the record.
+        lsn: u64,
+        /// Its record type.
+        record_type: u16,
     },
 
     /// A segment file belongs to a different WAL (its WAL id differs).
@@ -73,7 +105,8 @@ pub enum WalError {
         supported: u16,
     },
 
-    /// A segment between two retained segments is missing (D5).
+    /// A segment between two retained segments is missing: a missing prefix
+    /// is truncation, a missing middle is lost data (DESIGN I9).
     #[error("segment missing before {segment}: expected first LSN {expected_lsn}, found {found_lsn}")]
     MissingSegment {
         /// The segment after the gap.
@@ -105,7 +138,7 @@ pub enum WalError {
     },
 
     /// An earlier write or fdatasync failed; the writer refuses all further
-    /// appends and syncs until the WAL is reopened (D3).
+    /// appends and syncs until the WAL is reopened (DESIGN I3).
     #[error("WAL is poisoned by an earlier failure and must be reopened: {first_failure}")]
     Poisoned {
         /// The first failure (shared: every later call reports the same one).
@@ -137,7 +170,7 @@ pub enum WalError {
     },
 
     /// The record does not authenticate: moved, swapped, spliced, edited, or
-    /// decrypted with the wrong key material (E5). Never returned as data.
+    /// decrypted with the wrong key material. Never returned as data (DESIGN I11).
     #[error("authentication failed for LSN {lsn} in {segment} at offset {offset}")]
     AuthenticationFailed {
         /// Segment file name.
@@ -160,7 +193,7 @@ pub enum WalError {
     },
 
     /// This WAL is encrypted: appends are refused until a key ring holding
-    /// its key is set (E6 — fail closed).
+    /// its key is set (DESIGN I11: fail closed).
     #[error("the WAL is encrypted with key {key_id:08x}; set a key ring holding it before appending")]
     EncryptionRequired {
         /// Key id of the newest segment.
@@ -218,5 +251,114 @@ impl WalError {
             Some(libc::ENOSPC) | Some(libc::EDQUOT) => WalError::NoSpace { op, path, source },
             _ => WalError::Io { op, path, source },
         }
+    }
+}
+
+/// What is wrong with damaged data ([`WalError::Corruption`]). Displayed in
+/// words, as in the error's message.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum CorruptionKind {
+    /// The record at the offset does not validate.
+    Record(RecordFault),
+    /// The record at the offset does not validate, and a record after it
+    /// was written by a later sync (DESIGN I5): the damaged bytes had been
+    /// made durable, so this is no torn write.
+    DurableRecord {
+        /// What is wrong with the damaged record.
+        fault: RecordFault,
+        /// LSN of the later sync's record.
+        later_lsn: u64,
+        /// Its offset in the segment file.
+        later_offset: u64,
+    },
+    /// The segment header or seal block is invalid (magic, CRC or a field).
+    Block(&'static str),
+    /// The file is longer than any segment can be (DESIGN I23).
+    TooLong {
+        /// The file's length.
+        file_len: u64,
+        /// The longest a segment file may be.
+        max: u64,
+    },
+    /// The newest segment's length is not a multiple of the unit the writer
+    /// writes in (DESIGN I22): the file was shortened.
+    Shortened {
+        /// The file's length.
+        file_len: u64,
+        /// The unit.
+        unit: u64,
+    },
+    /// The header's first LSN is not the one in the file name.
+    FirstLsnMismatch {
+        /// The first LSN the header gives.
+        header_lsn: u64,
+    },
+    /// The segment starts before the previous one ends.
+    Overlap {
+        /// The previous segment's last LSN.
+        previous_last_lsn: u64,
+    },
+    /// The seal's values contradict each other or the file.
+    ImpossibleSeal,
+    /// An older segment is not sealed although a newer one exists (DESIGN I7).
+    Unsealed,
+}
+
+impl fmt::Display for CorruptionKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            CorruptionKind::Record(fault) => write!(f, "{fault}"),
+            CorruptionKind::DurableRecord { fault, later_lsn, later_offset } => write!(
+                f,
+                "{fault}; record LSN {later_lsn} at offset {later_offset} belongs to a later sync, so this data was durable"
+            ),
+            CorruptionKind::Block(what) => f.write_str(what),
+            CorruptionKind::TooLong { file_len, max } => {
+                write!(f, "file is {file_len} bytes, longer than any segment ({max} bytes)")
+            }
+            CorruptionKind::Shortened { file_len, unit } => write!(
+                f,
+                "file length {file_len} is not a multiple of {unit}: the file was shortened, acknowledged records may be gone"
+            ),
+            CorruptionKind::FirstLsnMismatch { header_lsn } => write!(f, "header says first LSN {header_lsn}"),
+            CorruptionKind::Overlap { previous_last_lsn } => {
+                write!(f, "overlaps the previous segment, which ends at LSN {previous_last_lsn}")
+            }
+            CorruptionKind::ImpossibleSeal => f.write_str("seal block describes impossible data"),
+            CorruptionKind::Unsealed => f.write_str("segment is not sealed although a newer segment exists"),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn corruption(kind: CorruptionKind) -> String {
+        WalError::Corruption { segment: "0000000000000003.wal".into(), offset: 8192, lsn: 3, kind }.to_string()
+    }
+
+    #[test]
+    fn corruption_messages_say_what_the_reason_strings_said() {
+        let at = "corruption in 0000000000000003.wal at offset 8192 (LSN 3)";
+        assert_eq!(corruption(CorruptionKind::Record(RecordFault::BadCrc)), format!("{at}: record CRC mismatch"));
+        assert_eq!(
+            corruption(CorruptionKind::Record(RecordFault::BadField("flags"))),
+            format!("{at}: impossible header field: flags")
+        );
+        assert_eq!(
+            corruption(CorruptionKind::DurableRecord { fault: RecordFault::Zero, later_lsn: 5, later_offset: 12288 }),
+            format!(
+                "{at}: zeroed record header; record LSN 5 at offset 12288 belongs to a later sync, so this data was durable"
+            )
+        );
+        assert_eq!(corruption(CorruptionKind::Block("bad seal magic")), format!("{at}: bad seal magic"));
+        assert_eq!(
+            corruption(CorruptionKind::Shortened { file_len: 5000, unit: 512 }),
+            format!(
+                "{at}: file length 5000 is not a multiple of 512: the file was shortened, acknowledged records may be gone"
+            )
+        );
     }
 }

@@ -1,4 +1,4 @@
-//! Fuzz harnesses (SPEC T5), shared by the cargo-fuzz targets in `fuzz/` and
+//! Fuzz harnesses, shared by the cargo-fuzz targets in `fuzz/` and
 //! by `tests/fuzz_corpus.rs`, which replays the committed corpora in CI.
 //! Each function must never panic on any input unless it found a bug.
 
@@ -63,7 +63,7 @@ pub fn fuzz_payload(lsn: u64) -> Vec<u8> {
 }
 
 /// Encrypted-record decoding: like [`segment_file`] with the key ring set.
-/// Oracle (E5): a record that replays as encrypted carries exactly the
+/// Oracle (I11): a record that replays as encrypted carries exactly the
 /// plaintext written at its LSN — mutations fail, they never decrypt.
 pub fn encrypted_segment(data: &[u8]) {
     let ring = KeyRing::new(WalEncryptionKey::from_bytes(&FUZZ_KEY));

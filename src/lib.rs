@@ -93,8 +93,10 @@
 
 #![deny(missing_docs)]
 #![warn(missing_debug_implementations)]
+#![warn(clippy::undocumented_unsafe_blocks)]
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
+mod buf;
 mod catalog;
 pub mod check;
 mod commit;
@@ -107,9 +109,8 @@ pub mod fuzzing;
 mod histogram;
 // The storage layer, public only so that the crash simulator and the
 // fault-injection tests can stand in for the OS (`open_with_storage`); not
-// an API (its types get `Debug` where it is maintained).
+// an API.
 #[doc(hidden)]
-#[allow(missing_debug_implementations)]
 pub mod io;
 #[cfg(feature = "metrics")]
 mod metrics;
@@ -128,6 +129,7 @@ pub mod segmented;
 pub mod sim;
 mod spares;
 mod stats;
+mod view;
 mod wal;
 pub mod writer;
 
@@ -137,7 +139,7 @@ pub mod writer;
 struct ReadmeDoctests;
 
 pub use commit::{Durable, SyncPolicy, WalHandle};
-pub use error::{Result, WalError};
+pub use error::{CorruptionKind, RecordFault, Result, WalError};
 pub use format::{MAX_PAYLOAD_SIZE, MAX_SEGMENT_TARGET_SIZE};
 pub use reader::{Page, PageBuf, WalCursor, WalReader};
 pub use record::{RecordHeader, RecordRef, RecordType, WalRecord};

@@ -147,7 +147,7 @@ fn header_error(name: &str, offset: u64, e: HeaderError) -> WalError {
             segment: name.to_owned(),
             offset,
             lsn: parse_segment_name(name).unwrap_or(0),
-            reason: reason.to_owned(),
+            kind: crate::error::CorruptionKind::Block(reason),
         },
     }
 }

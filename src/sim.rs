@@ -1,4 +1,4 @@
-//! A simulated storage device for crash testing (SPEC T1).
+//! A simulated storage device for crash testing.
 //!
 //! Every write goes to a volatile cache and reaches "stable media" only at
 //! fdatasync; directory entries (create, rename, unlink) become durable only at
@@ -109,7 +109,7 @@ impl SimStorage {
     }
 
     /// Operation `n` (counting from 0) fails once with OS error `errno` and
-    /// has no effect; the device keeps working afterwards (SPEC T2).
+    /// has no effect; the device keeps working afterwards.
     pub fn fail_once_at(&self, n: u64, errno: i32) {
         lock(&self.state).fail_at = Some((n, errno));
     }

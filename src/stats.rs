@@ -27,7 +27,7 @@ pub(crate) enum Written {
     /// Bytes written again: the durable prefix of a sync's tail block and
     /// the zero padding after the data (DESIGN I4).
     TailRewrite,
-    /// Segment headers and zero-filled space prepared ahead (F5).
+    /// Segment headers and zero-filled space prepared ahead (DESIGN.md, "Preparing space").
     Prepare,
     /// Seal blocks (I7).
     Seal,
@@ -311,13 +311,13 @@ impl Stats {
     }
 }
 
-impl crate::reader::Shared {
+impl crate::view::Shared {
     /// The stats of this WAL, with what the readers' view holds now.
     pub(crate) fn stats_snapshot(&self) -> StatsSnapshot {
         let view = self.snapshot();
         let live = Live {
-            sealed: view.sealed.len(),
-            active: view.active.is_some(),
+            sealed: view.sealed().len(),
+            active: view.active().is_some(),
             readers: self.readers.load(Relaxed),
             durable_lsn: crate::reader::durable_lsn(&view),
         };
@@ -338,7 +338,7 @@ pub(crate) fn follower_failed(e: &crate::WalError) {
 /// keeps no buffers for it). It outlives the WAL: figures then stay as they
 /// were when it closed.
 #[derive(Clone)]
-pub struct StatsHandle(pub(crate) Arc<crate::reader::Shared>);
+pub struct StatsHandle(pub(crate) Arc<crate::view::Shared>);
 
 impl StatsHandle {
     /// Every figure now.

@@ -73,9 +73,9 @@ fn a_segment_starting_where_no_record_fits_is_corruption_naming_it() {
     forged_wal(dir.path(), u64::MAX);
     let name = segment_file_name(u64::MAX);
     match SegmentedWal::open(cfg(dir.path())) {
-        Err(WalError::Corruption { segment, reason, .. }) => {
+        Err(WalError::Corruption { segment, kind, .. }) => {
             assert_eq!(segment, name);
-            assert!(reason.contains("no room"), "{reason}");
+            assert!(kind.to_string().contains("no room"), "{kind}");
         }
         other => panic!("expected Corruption, got {other:?}"),
     }

@@ -6,7 +6,7 @@
 //! Interleaved with the other W5 sides, each from a cold cache.
 
 use std::fs::{File, OpenOptions};
-use std::os::unix::fs::{FileExt, OpenOptionsExt};
+use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::sync::mpsc;
 use std::time::Instant;
@@ -141,7 +141,7 @@ fn pread(f: &File, s: &Span, buf: &mut [u8], record: usize) -> u32 {
 }
 
 fn direct(s: &Span, buf: &mut [u8], record: usize) -> u32 {
-    let f = OpenOptions::new().read(true).custom_flags(libc::O_DIRECT).open(&s.path).unwrap();
+    let f = directwal::io::open_direct(OpenOptions::new().read(true), &s.path).unwrap();
     let at = buf.as_ptr().align_offset(ALIGN);
     let buf = &mut buf[at..at + CHUNK];
     // Aligned reads from the block holding `start`; CRCs over whole records.

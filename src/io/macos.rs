@@ -85,7 +85,8 @@ pub(super) fn sync_dir(dir: &Path) -> io::Result<()> {
 /// changing the file's size; with an `ftruncate` after it, it could stand
 /// in, but no macOS machine runs the tests here. `Unsupported` makes the
 /// writer zero-fill, or let large sync epochs grow the file with their data
-/// (F5), as on a Linux file system without fallocate.
+/// (the sync epoch prepares its own space, I8), as on a Linux file system
+/// without fallocate.
 pub(super) fn allocate(_file: &File, _offset: u64, _len: u64) -> io::Result<()> {
     Err(io::Error::new(io::ErrorKind::Unsupported, "fallocate does not exist on macOS"))
 }

@@ -1,5 +1,5 @@
 //! A Raft log store for openraft 0.9 (`storage-v2`) on directwal — feature
-//! `openraft` (SPEC §11).
+//! `openraft`.
 //!
 //! Everything the store keeps is a record in one WAL, log-structured:
 //!
@@ -14,7 +14,7 @@
 //! On open the records are replayed in LSN order to rebuild the index
 //! (log index → WAL LSN) and the vote, committed and purged ids; entries are
 //! read from the WAL on demand through a [`WalReader`]. The WAL recovers a
-//! prefix of the records (D4), and every prefix of this record sequence is a
+//! prefix of the records (I5), and every prefix of this record sequence is a
 //! consistent store, so a crash image reopens to a consistent log (I13).
 //!
 //! Invariants (docs/DESIGN.md):
@@ -149,12 +149,14 @@ fn read_err<NID: openraft::NodeId>(e: impl std::error::Error + 'static) -> Stora
     StorageIOError::read_logs(AnyError::new(&e)).into()
 }
 
-fn decode<T: DeserializeOwned>(rec: &WalRecord) -> WalResult<T> {
-    serde_json::from_slice(&rec.payload).map_err(|e| WalError::Corruption {
-        segment: String::new(),
-        offset: 0,
+/// Decodes a record's payload; on failure names the record's segment
+/// (looked up in `reader`) and LSN.
+fn decode<T: DeserializeOwned>(reader: &WalReader, rec: &WalRecord) -> WalResult<T> {
+    serde_json::from_slice(&rec.payload).map_err(|e| WalError::RaftDecode {
+        segment: reader.segment_of(rec.header.lsn),
         lsn: rec.header.lsn,
-        reason: format!("raft record type {:#06x} does not decode: {e}", rec.header.record_type),
+        record_type: rec.header.record_type,
+        source: Box::new(e),
     })
 }
 
@@ -178,32 +180,32 @@ where
             vote: None,
             committed: None,
         };
-        let mut cursor = wal.reader().cursor(0);
+        let reader = wal.reader();
+        let mut cursor = reader.cursor(0);
         loop {
             let page = cursor.next_page(READ_PAGE, 8 << 20)?;
             for rec in &page.records {
                 match rec.header.record_type {
                     // I13: each record applies to whatever prefix precedes it.
                     REC_ENTRY => {
-                        let entry: C::Entry = decode(rec)?;
+                        let entry: C::Entry = decode(&reader, rec)?;
                         let log_id = entry.get_log_id().clone();
                         state.drop_from(log_id.index);
                         state.index.insert(log_id.index, (rec.header.lsn, log_id));
                     }
-                    REC_VOTE => state.vote = Some(decode(rec)?),
-                    REC_COMMITTED => state.committed = decode(rec)?,
-                    REC_TRUNCATE => state.drop_from(decode::<LogId<NodeIdOf<C>>>(rec)?.index),
+                    REC_VOTE => state.vote = Some(decode(&reader, rec)?),
+                    REC_COMMITTED => state.committed = decode(&reader, rec)?,
+                    REC_TRUNCATE => state.drop_from(decode::<LogId<NodeIdOf<C>>>(&reader, rec)?.index),
                     REC_PURGE => {
-                        let log_id: LogId<NodeIdOf<C>> = decode(rec)?;
+                        let log_id: LogId<NodeIdOf<C>> = decode(&reader, rec)?;
                         state.drop_through(log_id.index);
                         state.last_purged = Some(log_id);
                     }
                     other => {
-                        return Err(WalError::Corruption {
-                            segment: String::new(),
-                            offset: 0,
+                        return Err(WalError::RaftUnknownRecord {
+                            segment: reader.segment_of(rec.header.lsn),
                             lsn: rec.header.lsn,
-                            reason: format!("record type {other:#06x} is not a raft store record"),
+                            record_type: other,
                         });
                     }
                 }
@@ -295,7 +297,7 @@ where
                 }
             }
         };
-        out.push(decode::<C::Entry>(&rec).map_err(read_err)?);
+        out.push(decode::<C::Entry>(reader, &rec).map_err(read_err)?);
     }
     Ok(out)
 }
@@ -447,5 +449,45 @@ where
             "raft log purged"
         );
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::raft::kv::TypeConfig;
+
+    /// A WAL holding one synced record of `record_type` with `payload`.
+    fn wal_with(dir: &std::path::Path, record_type: u16, payload: &[u8]) -> WalHandle {
+        let wal = WalHandle::open(SegmentedWalConfig::new(dir.into())).unwrap();
+        wal.append(record_type, 0, 0, payload).unwrap();
+        wal.sync().unwrap();
+        wal
+    }
+
+    #[test]
+    fn a_record_that_does_not_decode_is_named_by_segment_and_lsn() {
+        let dir = tempfile::tempdir().unwrap();
+        let wal = wal_with(dir.path(), REC_VOTE, b"not json");
+        match LogStore::<TypeConfig>::from_handle(wal) {
+            Err(e @ WalError::RaftDecode { .. }) => {
+                let WalError::RaftDecode { segment, lsn, record_type, .. } = &e else { unreachable!() };
+                assert_eq!((segment.as_str(), *lsn, *record_type), (crate::segment_file_name(1).as_str(), 1, REC_VOTE));
+                assert!(std::error::Error::source(&e).is_some(), "the decoder's error is kept");
+            }
+            other => panic!("expected RaftDecode, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn a_record_of_a_foreign_type_is_named_by_segment_and_lsn() {
+        let dir = tempfile::tempdir().unwrap();
+        let wal = wal_with(dir.path(), 0x0042, b"{}");
+        match LogStore::<TypeConfig>::from_handle(wal) {
+            Err(WalError::RaftUnknownRecord { segment, lsn, record_type }) => {
+                assert_eq!((segment, lsn, record_type), (crate::segment_file_name(1), 1, 0x0042));
+            }
+            other => panic!("expected RaftUnknownRecord, got {other:?}"),
+        }
     }
 }

@@ -7,10 +7,11 @@
 
 use std::cell::Cell;
 
-use super::{View, WalReader, durable_lsn, oldest};
+use super::{WalReader, durable_lsn, oldest};
 use crate::error::Result;
 use crate::format;
 use crate::record::WalRecord;
+use crate::view::View;
 
 /// The most records reserved up front (4 Mi records: 192 MiB of
 /// `WalRecord`s); a longer replay grows the `Vec` from there.
@@ -36,19 +37,19 @@ impl WalReader {
 
 /// How many records a replay from `from_lsn` returns, to reserve: the
 /// durable LSNs from there, bounded by what the segments' bytes can hold
-/// (a seal is checked at open, D9, but a directory reader's is not) and by
+/// (a seal is checked at open, but a directory reader's is not) and by
 /// `RESERVE_CAP` and `max_records`.
 fn expected_records(view: &View, from_lsn: u64, max_records: usize) -> usize {
     let from = from_lsn.max(oldest(view));
     let lsns = durable_lsn(view).saturating_add(1).saturating_sub(from);
     let min_record = format::record_size(0) as u64;
     let sealed: u64 = view
-        .sealed
+        .sealed()
         .iter()
         .filter(|s| s.seal.last_lsn >= from)
         .map(|s| s.seal.data_end.saturating_sub(format::data_start(s.header.block_size as usize)) / min_record)
         .fold(0u64, u64::saturating_add);
-    let active = view.active.as_ref().map_or(0, |a| {
+    let active = view.active().map_or(0, |a| {
         let (last, end) = a.watermark();
         let start = format::data_start(a.header.block_size as usize);
         (end.saturating_sub(start) / min_record).min(last.saturating_add(1).saturating_sub(a.header.first_lsn))
@@ -63,7 +64,8 @@ mod tests {
 
     use super::*;
     use crate::format::{Cipher, Seal, SegmentHeader};
-    use crate::reader::SealedSeg;
+    use crate::io::OsStorage;
+    use crate::view::{SealedSeg, Shared};
 
     fn view(first_lsn: u64, seal: Seal) -> View {
         let header = SegmentHeader {
@@ -78,7 +80,9 @@ mod tests {
             encryption_off: false,
         };
         let seg = SealedSeg::new("s".into(), "s".into(), header, seal, None);
-        View { sealed: Arc::new(vec![Arc::new(seg)]), ..View::default() }
+        let shared = Shared::new("dir".into(), Arc::new(OsStorage), true, Arc::default());
+        shared.set_sealed(vec![Arc::new(seg)]);
+        shared.snapshot()
     }
 
     #[test]
@@ -91,7 +95,7 @@ mod tests {
         assert_eq!(expected_records(&v, 41, usize::MAX), 60);
         assert_eq!(expected_records(&v, 41, 7), 7);
         assert_eq!(expected_records(&v, 101, usize::MAX), 0);
-        // Seals a directory reader does not check (D9 is at open): no
+        // Seals a directory reader does not check (only open does): no
         // overflow, and no more than the claimed bytes or the cap.
         let min = format::record_size(0) as u64;
         let v = view(1, Seal { last_lsn: u64::MAX, records: u64::MAX, data_end: start + 10 * min, sealed_ms: 0 });

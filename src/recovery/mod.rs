@@ -44,9 +44,9 @@ use crate::catalog::{self, Remedy};
 use crate::error::{Result, WalError};
 use crate::format::{Seal, SegmentHeader};
 use crate::io::Storage;
-use crate::reader::SealedSeg;
 use crate::segment;
 use crate::stats::{Stats, Written};
+use crate::view::SealedSeg;
 use crate::wal::{RecoveryMode, RecoveryReport, SetAside, WalWriterConfig};
 use crate::writer;
 

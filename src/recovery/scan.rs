@@ -114,11 +114,11 @@ impl Hole<'_> {
                             segment: name.to_owned(),
                             offset: hole,
                             lsn,
-                            reason: format!(
-                                "{}; record LSN {} at offset {p} belongs to a later sync, so this data was durable",
-                                self.fault.describe(),
-                                h.fields.lsn
-                            ),
+                            kind: crate::error::CorruptionKind::DurableRecord {
+                                fault: self.fault,
+                                later_lsn: h.fields.lsn,
+                                later_offset: p,
+                            },
                         });
                     }
                     dropped += 1;

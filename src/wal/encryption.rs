@@ -33,7 +33,7 @@ impl SegmentedWal {
         let _span = tracing::info_span!("directwal_key_switch", key_id, next_lsn = self.next_lsn).entered();
         info!(key_ids = ?ring, "encryption key ring set");
         let ring = Arc::new(ring);
-        self.shared.update(|v| v.ring = Some(ring.clone()));
+        self.shared.set_ring(Some(ring.clone()));
         self.ring = Some(ring);
         self.required_key = Some(key_id);
         self.encryption_off = false;
@@ -62,7 +62,7 @@ impl SegmentedWal {
         self.encryption_off |= self.required_key.is_some();
         self.ring = None;
         self.required_key = None;
-        self.shared.update(|v| v.ring = None);
+        self.shared.set_ring(None);
         warn!(dir = %self.dir.display(), "encryption turned off: new records are written in plain");
         self.switch_segment_unless(None)?;
         // I11: the flag is durable only in a segment: start it now.
@@ -84,7 +84,7 @@ impl SegmentedWal {
         }
         // Empty: replaced under the same name by the new segment (I6).
         self.active = None;
-        self.shared.update(|v| v.active = None);
+        self.shared.clear_active();
         self.start_segment()
     }
 

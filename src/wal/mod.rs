@@ -10,10 +10,10 @@ use crate::crypto::{KeyRing, SegmentCipher};
 use crate::error::{Result, WalError};
 use crate::format::{self, Cipher, MAX_PAYLOAD_SIZE, RecordFields, SegmentHeader};
 use crate::io::{OsStorage, Storage};
-use crate::reader::{SealedSeg, Shared, View};
 use crate::recovery;
 use crate::segment;
 use crate::spares::SparePool;
+use crate::view::{SealedSeg, Shared};
 use crate::writer::{self, ActiveSegment, NewSegment};
 
 mod config;
@@ -147,14 +147,7 @@ impl SegmentedWal {
             storage,
             target: config.segment_target_size.clamp(1, format::MAX_SEGMENT_TARGET_SIZE),
             wal_id: rec.wal_id,
-            shared: Arc::new(Shared {
-                dir: config.wal_dir.clone(),
-                storage: shared_storage,
-                view: std::sync::RwLock::new(View::default()),
-                readers: Arc::default(),
-                foreign_writer: false,
-                stats: stats.clone(),
-            }),
+            shared: Arc::new(Shared::new(config.wal_dir.clone(), shared_storage, false, stats.clone())),
             active: None,
             next_lsn: rec.next_lsn,
             scratch: Vec::new(),
@@ -170,7 +163,7 @@ impl SegmentedWal {
             cfg,
             _lock: lock_guard,
         };
-        wal.shared.update(|v| v.sealed = Arc::new(rec.sealed));
+        wal.shared.set_sealed(rec.sealed);
         // I19: spares of unknown past are not kept while encryption is required.
         report.spare_files -= wal.evict_spares()?;
         // I6: never append into a segment of an earlier process: start a
@@ -262,10 +255,7 @@ impl SegmentedWal {
         }
         self.direct_io = seg.direct();
         let view = seg.view.clone();
-        self.shared.update(|v| {
-            v.active = Some(view);
-            v.direct = seg.direct();
-        });
+        self.shared.set_active(view, seg.direct());
         self.stats.segment_started(recycled, self.direct_io);
         self.active = Some(seg);
         Ok(())
@@ -442,10 +432,7 @@ impl SegmentedWal {
             info!(segment = %active.name, last_lsn = seal.last_lsn, records = seal.records, "sealed segment");
             let index = active.view.index_snapshot();
             let sealed = SealedSeg::new(active.name, active.path, active.header, seal, Some(index));
-            self.shared.update(|v| {
-                Arc::make_mut(&mut v.sealed).push(Arc::new(sealed));
-                v.active = None;
-            });
+            self.shared.seal_active(sealed);
         }
         // A failure here (ENOSPC) leaves no active segment; the next append retries.
         self.start_segment()

@@ -67,7 +67,7 @@ impl SegmentedWal {
     pub fn list_segments(&self) -> Result<Vec<SegmentMeta>> {
         self.settle_writes();
         let mut out = Vec::new();
-        for s in self.shared.snapshot().sealed.iter() {
+        for s in self.shared.snapshot().sealed() {
             out.push(SegmentMeta {
                 path: s.path.clone(),
                 first_lsn: s.header.first_lsn,

@@ -8,9 +8,9 @@ use tracing::info;
 
 use super::{SegmentedWal, TruncateResult};
 use crate::error::{Result, WalError};
-use crate::reader::SealedSeg;
 use crate::segment;
 use crate::spares;
+use crate::view::SealedSeg;
 
 impl SegmentedWal {
     /// Deletes sealed segments whose records all lie below `lsn`, oldest first,
@@ -52,16 +52,16 @@ impl SegmentedWal {
         let mut result = TruncateResult::default();
         loop {
             let view = self.shared.snapshot();
-            let Some(oldest) = view.sealed.first().cloned() else { break };
+            let Some(oldest) = view.sealed().first().cloned() else { break };
             // I20: with no active segment the newest sealed one carries
             // next_lsn: deleting it would restart the LSNs at 1 on reopen.
-            if oldest.seal.last_lsn >= lsn || (self.active.is_none() && view.sealed.len() == 1) {
+            if oldest.seal.last_lsn >= lsn || (self.active.is_none() && view.sealed().len() == 1) {
                 break;
             }
             drop(view);
             let size = self.storage.file_len(&oldest.path).unwrap_or(0);
             // I9: out of the readers' view first; readers holding it keep it.
-            self.shared.update(|v| Arc::make_mut(&mut v.sealed).retain(|s| !Arc::ptr_eq(s, &oldest)));
+            self.shared.remove_sealed(&oldest);
             let spare = self.spare_for(&oldest);
             let gone = match &spare {
                 Some(to) => self.storage.rename(&oldest.path, to).map_err(|e| WalError::io("rename", &oldest.path, e)),
@@ -69,7 +69,7 @@ impl SegmentedWal {
             };
             if let Err(e) = gone {
                 // The file is still in the log: so is it in the view.
-                self.shared.update(|v| Arc::make_mut(&mut v.sealed).insert(0, oldest.clone()));
+                self.shared.restore_oldest(oldest.clone());
                 return Err(e);
             }
             let (name, last_lsn, header) = (oldest.name.clone(), oldest.seal.last_lsn, oldest.header.clone());

@@ -22,8 +22,8 @@ use crate::crypto::{SegmentCipher, TAG_LEN};
 use crate::error::{Result, WalError};
 use crate::format::{self, RecordFields, Seal, SegmentHeader};
 use crate::io::{AlignedBuf, OpenMode, Storage, StorageFile, is_direct_io_refusal};
-use crate::reader::ActiveView;
 use crate::stats::{Stats, Written};
+use crate::view::ActiveView;
 use std::sync::Arc;
 
 pub(crate) use buffers::Buffers;
@@ -366,7 +366,7 @@ impl ActiveSegment {
             }
         };
         let size = format::record_size(stored);
-        self.view.note(fields.lsn, self.data_end);
+        self.view.note_record(fields.lsn, self.data_end);
         let cap = bufs.len();
         if size <= cap - self.buf_len {
             let out = &mut bufs.cur.tail_mut(self.buf_len)[..size];
@@ -452,7 +452,7 @@ impl ActiveSegment {
         pipe.settle().map_err(|e| WalError::io("write", &self.path, e))?;
         let (cap, from) = (bufs.len(), self.unwritten_from());
         let full = bufs.cur.freeze(cap);
-        self.view.mirror(self.buf_file_off, &full, cap);
+        self.view.share_buffer(self.buf_file_off, &full, cap);
         let job = Job { file: self.file.clone(), buf: full, range: from..cap, offset: self.buf_file_off + from as u64 };
         pipe.submit(job).map_err(|e| WalError::io("write", &self.path, e))?;
         drop(pipe);
@@ -487,7 +487,7 @@ impl ActiveSegment {
             // I18: the data (not the padding, which later records replace)
             // is frozen, and readers read it from this buffer.
             let written = bufs.cur.freeze(self.buf_len);
-            self.view.mirror(self.buf_file_off, &written, self.buf_len);
+            self.view.share_buffer(self.buf_file_off, &written, self.buf_len);
         }
         self.flushed = FlushTarget { end: self.data_end, records: self.records, last_lsn: self.last_lsn };
         Ok(self.flushed)
@@ -547,7 +547,7 @@ impl ActiveSegment {
         self.durable_records = t.records;
         self.durable_last_lsn = t.last_lsn;
         // Readers may read what this fdatasync made durable (I18).
-        self.view.publish(self.durable_end, self.durable_last_lsn);
+        self.view.publish_durable(self.durable_end, self.durable_last_lsn);
         made_durable
     }
 

@@ -214,13 +214,12 @@ pub fn tmpfs_dir() -> tempfile::TempDir {
 
 /// Whether the file system of `dir` lets a file be opened with O_DIRECT.
 pub fn accepts_o_direct(dir: &Path) -> bool {
-    use std::os::unix::fs::OpenOptionsExt;
     let path = dir.join("o_direct_probe");
-    let r = std::fs::OpenOptions::new().write(true).create(true).custom_flags(libc::O_DIRECT).open(&path);
+    let r = directwal::io::open_direct(std::fs::OpenOptions::new().write(true).create(true), &path);
     let _ = std::fs::remove_file(&path); // the probe may not exist
     match r {
         Ok(_) => true,
-        Err(e) if e.raw_os_error() == Some(libc::EINVAL) => false,
+        Err(e) if directwal::io::is_direct_io_refusal(&e) => false,
         Err(e) => panic!("probing O_DIRECT in {}: {e}", dir.display()),
     }
 }

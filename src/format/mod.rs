@@ -10,6 +10,11 @@
 //! ```
 //! All integers are little-endian.
 
+mod record;
+pub use record::{
+    RecordFault, RecordFields, check_record, check_record_in, encode_record, encode_record_with, read_header,
+};
+
 /// Magic at offset 0 of every segment file.
 pub const SEGMENT_MAGIC: [u8; 8] = *b"DWALSEG\0";
 /// Magic at offset 0 of a written seal block.
@@ -22,7 +27,7 @@ pub const SEAL_MAGIC: [u8; 8] = *b"DWALSEAL";
 pub const FORMAT_VERSION: u16 = 3;
 
 /// Header flag: the segment file is a recycled one, so the space past its
-/// data may hold stale bytes of an older segment (never valid here: F3).
+/// data may hold stale bytes of an older segment (never valid here: I17).
 pub const HEADER_FLAG_RECYCLED: u8 = 1 << 0;
 /// Header flag (version 3 on): a plain segment started by an explicit
 /// `disable_encryption` after encrypted ones (DESIGN I11). Without it, a
@@ -45,10 +50,10 @@ pub const RECORD_HEADER_LEN: usize = 32;
 /// Records start at multiples of this many bytes (so recovery can search for
 /// a record after damage without trying every byte offset).
 pub const RECORD_ALIGN: usize = 8;
-/// Largest payload accepted by `append` (F7): 64 MiB.
+/// Largest payload accepted by `append`: 64 MiB.
 pub const MAX_PAYLOAD_SIZE: usize = 64 << 20;
 /// Largest payload length on disk: an encrypted payload carries a 16-byte tag.
-pub const MAX_STORED_LEN: usize = MAX_PAYLOAD_SIZE + 16;
+pub const MAX_STORED_LEN: usize = MAX_PAYLOAD_SIZE + 16; // crypto::TAG_LEN, asserted below
 /// Largest `segment_target_size` honoured; larger values are clamped so that
 /// every in-segment offset fits the 32-bit `epoch_start` field.
 pub const MAX_SEGMENT_TARGET_SIZE: u64 = 1 << 30;
@@ -90,15 +95,56 @@ const R_TYPE: usize = 24;
 const R_VSHARD: usize = 26;
 const R_FLAGS: usize = 28;
 
+/// Smallest block size a segment header may declare.
+pub const MIN_BLOCK_SIZE: u32 = 512;
+/// Largest block size a segment header may declare.
+pub const MAX_BLOCK_SIZE: u32 = 65536;
+
+// The layout constants, tied together at compile time: a change to one that
+// breaks another does not build.
+const _: () = {
+    // The segment header: fields in order, all before the CRC (the last 4
+    // bytes), and the header fits the smallest block.
+    assert!(H_MAGIC + 8 <= H_VERSION && H_VERSION + 2 <= H_HEADER_LEN && H_HEADER_LEN + 2 <= H_BLOCK_SIZE);
+    assert!(H_BLOCK_SIZE + 4 <= H_WAL_ID && H_WAL_ID + 16 <= H_SALT && H_SALT + 16 <= H_FIRST_LSN);
+    assert!(H_FIRST_LSN + 8 <= H_CIPHER && H_CIPHER < H_FLAGS && H_FLAGS < H_KEY_ID && H_KEY_ID + 4 <= H_CREATED_MS);
+    assert!(H_CREATED_MS + 8 <= H_CRC && H_CRC + 4 == SEGMENT_HEADER_LEN);
+    assert!(SEGMENT_HEADER_LEN <= MIN_BLOCK_SIZE as usize);
+    // The seal block: the same, in block 1.
+    assert!(S_MAGIC + 8 <= S_LAST_LSN && S_LAST_LSN + 8 <= S_RECORDS && S_RECORDS + 8 <= S_DATA_END);
+    assert!(S_DATA_END + 8 <= S_SEALED_MS && S_SEALED_MS + 8 <= S_CRC && S_CRC + 4 == SEAL_LEN);
+    assert!(SEAL_LEN <= MIN_BLOCK_SIZE as usize);
+    // The record header: the CRC first, the fields it covers from R_LEN on,
+    // then the two reserved zero bytes that end the header.
+    assert!(R_CRC + 4 <= R_LEN && R_LEN + 4 <= R_LSN && R_LSN + 8 <= R_EPOCH_START);
+    assert!(R_EPOCH_START + 4 <= R_TENANT && R_TENANT + 4 <= R_TYPE && R_TYPE + 2 <= R_VSHARD);
+    assert!(R_VSHARD + 2 <= R_FLAGS && R_FLAGS + 4 == RECORD_HEADER_LEN);
+    // Records start aligned: the data start is a multiple of RECORD_ALIGN
+    // and so is every record's size.
+    assert!(RECORD_ALIGN.is_power_of_two() && RECORD_HEADER_LEN.is_multiple_of(RECORD_ALIGN));
+    assert!((MIN_BLOCK_SIZE as usize).is_multiple_of(RECORD_ALIGN));
+    assert!(MIN_BLOCK_SIZE.is_power_of_two() && MAX_BLOCK_SIZE.is_power_of_two() && MIN_BLOCK_SIZE <= MAX_BLOCK_SIZE);
+    // A stored payload is the payload and, when encrypted, its tag; its
+    // length fits the header's 32-bit field.
+    assert!(MAX_STORED_LEN == MAX_PAYLOAD_SIZE + crate::crypto::TAG_LEN);
+    assert!(record_size(MAX_STORED_LEN) <= u32::MAX as usize);
+    // Every offset in a segment fits the 32-bit `epoch_start` (I5): a
+    // segment grows past its target by at most one record.
+    assert!(
+        data_start(MAX_BLOCK_SIZE as usize) + MAX_SEGMENT_TARGET_SIZE + record_size(MAX_STORED_LEN) as u64
+            <= u32::MAX as u64
+    );
+};
+
 /// Offset of the first record in a segment with the given block size.
 #[inline]
-pub fn data_start(block_size: usize) -> u64 {
+pub const fn data_start(block_size: usize) -> u64 {
     2 * block_size as u64
 }
 
 /// Bytes a record with `payload_len` payload bytes occupies on disk.
 #[inline]
-pub fn record_size(payload_len: usize) -> usize {
+pub const fn record_size(payload_len: usize) -> usize {
     (RECORD_HEADER_LEN + payload_len).next_multiple_of(RECORD_ALIGN)
 }
 
@@ -225,7 +271,7 @@ impl SegmentHeader {
             return Err(HeaderError::Invalid("unexpected segment header length"));
         }
         let block_size = u32_at(b, H_BLOCK_SIZE);
-        if !(512..=65536).contains(&block_size) || !block_size.is_power_of_two() {
+        if !(MIN_BLOCK_SIZE..=MAX_BLOCK_SIZE).contains(&block_size) || !block_size.is_power_of_two() {
             return Err(HeaderError::Invalid("block size out of range"));
         }
         let cipher = match b[H_CIPHER] {
@@ -318,188 +364,6 @@ impl Seal {
             sealed_ms: u64_at(b, S_SEALED_MS),
         }))
     }
-}
-
-/// Plain fields of a record header (the CRC and length are derived).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub struct RecordFields {
-    /// Log sequence number.
-    pub lsn: u64,
-    /// Offset in the segment where this record's sync epoch began: every
-    /// byte before it was made durable before this record was written
-    /// (DESIGN I5).
-    pub epoch_start: u32,
-    /// Caller-defined tenant.
-    pub tenant_id: u32,
-    /// Caller-defined record type.
-    pub record_type: u16,
-    /// Caller-defined virtual shard.
-    pub vshard_id: u16,
-    /// `FLAG_*` bits.
-    pub flags: u16,
-}
-
-/// Encodes header + payload + zero padding into `out`, which must be exactly
-/// `record_size(payload.len())` bytes.
-pub fn encode_record(seed: u32, f: &RecordFields, payload: &[u8], out: &mut [u8]) {
-    encode_record_with(seed, f, payload.len(), out, |body| body.copy_from_slice(payload));
-}
-
-/// Encodes a record whose `stored_len` payload bytes are written by `fill`
-/// (which may encrypt in place) before the CRC is computed over them.
-pub fn encode_record_with(
-    seed: u32,
-    f: &RecordFields,
-    stored_len: usize,
-    out: &mut [u8],
-    fill: impl FnOnce(&mut [u8]),
-) {
-    debug_assert_eq!(out.len(), record_size(stored_len));
-    let (h, rest) = out.split_at_mut(RECORD_HEADER_LEN);
-    h[R_LEN..R_LEN + 4].copy_from_slice(&(stored_len as u32).to_le_bytes());
-    h[R_LSN..R_LSN + 8].copy_from_slice(&f.lsn.to_le_bytes());
-    h[R_EPOCH_START..R_EPOCH_START + 4].copy_from_slice(&f.epoch_start.to_le_bytes());
-    h[R_TENANT..R_TENANT + 4].copy_from_slice(&f.tenant_id.to_le_bytes());
-    h[R_TYPE..R_TYPE + 2].copy_from_slice(&f.record_type.to_le_bytes());
-    h[R_VSHARD..R_VSHARD + 2].copy_from_slice(&f.vshard_id.to_le_bytes());
-    h[R_FLAGS..R_FLAGS + 2].copy_from_slice(&f.flags.to_le_bytes());
-    h[R_FLAGS + 2..RECORD_HEADER_LEN].fill(0);
-    let (body, pad) = rest.split_at_mut(stored_len);
-    fill(body);
-    pad.fill(0);
-    // The CRC covers header bytes from R_LEN on and the payload, which are
-    // contiguous: one pass.
-    let crc = crc32c::crc32c_append(seed, &out[R_LEN..RECORD_HEADER_LEN + stored_len]);
-    out[R_CRC..R_CRC + 4].copy_from_slice(&crc.to_le_bytes());
-}
-
-/// A record header read from disk, not yet validated against its payload.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct RawHeader {
-    /// Stored CRC.
-    pub crc: u32,
-    /// Payload length.
-    pub len: u32,
-    /// The other fields.
-    pub fields: RecordFields,
-}
-
-/// Reads a header from the first `RECORD_HEADER_LEN` bytes of `b`.
-#[inline]
-pub fn read_header(b: &[u8]) -> RawHeader {
-    RawHeader {
-        crc: u32_at(b, R_CRC),
-        len: u32_at(b, R_LEN),
-        fields: RecordFields {
-            lsn: u64_at(b, R_LSN),
-            epoch_start: u32_at(b, R_EPOCH_START),
-            tenant_id: u32_at(b, R_TENANT),
-            record_type: u16_at(b, R_TYPE),
-            vshard_id: u16_at(b, R_VSHARD),
-            flags: u16_at(b, R_FLAGS),
-        },
-    }
-}
-
-/// Why the bytes at an offset are not a valid record.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum RecordFault {
-    /// Fewer bytes remain than a header.
-    Truncated,
-    /// The header is all zero (never written).
-    Zero,
-    /// A header field is impossible (length, flags, reserved bytes, epoch start).
-    BadField(&'static str),
-    /// The LSN is not the one expected here.
-    LsnMismatch(u64),
-    /// The CRC does not match.
-    BadCrc,
-}
-
-impl RecordFault {
-    /// Human-readable reason, for `Corruption` and logs.
-    pub fn describe(&self) -> String {
-        match self {
-            RecordFault::Truncated => "record cut short by the end of the data".into(),
-            RecordFault::Zero => "zeroed record header".into(),
-            RecordFault::BadField(f) => format!("impossible header field: {f}"),
-            RecordFault::LsnMismatch(found) => format!("record carries LSN {found}"),
-            RecordFault::BadCrc => "record CRC mismatch".into(),
-        }
-    }
-}
-
-/// Validates the record at `offset` of `seg` (the whole segment image; bytes
-/// past `end` are ignored). On success returns the header and the payload
-/// range; the payload is never longer than the bytes actually present
-/// (D9, DESIGN I10).
-pub fn check_record(
-    seg: &[u8],
-    offset: u64,
-    end: u64,
-    seed: u32,
-    expect_lsn: Option<u64>,
-) -> Result<(RawHeader, std::ops::Range<usize>), RecordFault> {
-    check_record_in(seg, 0, offset, end, seed, expect_lsn, true)
-}
-
-/// [`check_record`] on a window of a segment: `seg[0]` is at segment offset
-/// `base`; `offset` and `end` are segment offsets, the returned range indexes
-/// `seg`.
-#[inline(always)]
-pub fn check_record_in(
-    seg: &[u8],
-    base: u64,
-    offset: u64,
-    end: u64,
-    seed: u32,
-    expect_lsn: Option<u64>,
-    verify_crc: bool,
-) -> Result<(RawHeader, std::ops::Range<usize>), RecordFault> {
-    let Some(rel) = offset.checked_sub(base) else { return Err(RecordFault::Truncated) };
-    let epoch_check_offset = offset;
-    let (offset, end) = (rel, end.saturating_sub(base));
-    let end = end.min(seg.len() as u64);
-    let o = offset as usize;
-    if offset + RECORD_HEADER_LEN as u64 > end {
-        return Err(RecordFault::Truncated);
-    }
-    let hb = &seg[o..o + RECORD_HEADER_LEN];
-    if hb.iter().all(|&x| x == 0) {
-        return Err(RecordFault::Zero);
-    }
-    let h = read_header(hb);
-    if h.len as usize > MAX_STORED_LEN {
-        return Err(RecordFault::BadField("payload length"));
-    }
-    if h.fields.flags & !KNOWN_FLAGS != 0 {
-        return Err(RecordFault::BadField("flags"));
-    }
-    if hb[R_FLAGS + 2..RECORD_HEADER_LEN] != [0, 0] {
-        return Err(RecordFault::BadField("reserved"));
-    }
-    if h.fields.epoch_start as u64 > epoch_check_offset {
-        return Err(RecordFault::BadField("epoch start beyond record"));
-    }
-    // I20: no valid record carries an LSN whose successor would wrap.
-    if h.fields.lsn > MAX_LSN {
-        return Err(RecordFault::BadField("LSN beyond the largest"));
-    }
-    if let Some(lsn) = expect_lsn
-        && h.fields.lsn != lsn
-    {
-        return Err(RecordFault::LsnMismatch(h.fields.lsn));
-    }
-    let size = record_size(h.len as usize) as u64;
-    if offset + size > end {
-        return Err(RecordFault::Truncated);
-    }
-    let payload = o + RECORD_HEADER_LEN..o + RECORD_HEADER_LEN + h.len as usize;
-    // Header from R_LEN on and payload are contiguous: one CRC pass.
-    if verify_crc && crc32c::crc32c_append(seed, &seg[o + R_LEN..payload.end]) != h.crc {
-        return Err(RecordFault::BadCrc);
-    }
-    Ok((h, payload))
 }
 
 #[cfg(test)]
