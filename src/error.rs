@@ -162,7 +162,8 @@ pub enum WalError {
     /// its key is set (E6 — fail closed).
     #[error("the WAL is encrypted with key {key_id:08x}; set a key ring holding it before appending")]
     EncryptionRequired {
-        /// Key id of the newest segment.
+        /// Key id of the newest segment; 0 when unknown (a segment set
+        /// aside by tolerant recovery may have been encrypted, I11).
         key_id: u32,
     },
 

@@ -216,6 +216,9 @@ pub struct SegmentedWal {
     /// I11: encryption was turned off explicitly after encrypted segments:
     /// new plain segments carry the header flag `encryption_off`.
     encryption_off: bool,
+    /// I11, I24: a set-aside segment's cipher is unknown: a ring (any key)
+    /// is required until one is set or encryption is turned off explicitly.
+    cipher_unknown: bool,
     direct_io: bool,
     stats: Arc<crate::stats::Stats>,
     report: RecoveryReport,
@@ -321,6 +324,7 @@ impl SegmentedWal {
             ring: None,
             required_key: None,
             encryption_off: false,
+            cipher_unknown: false,
             direct_io: cfg.use_direct_io,
             stats,
             report: RecoveryReport::default(),
@@ -364,7 +368,7 @@ impl SegmentedWal {
         self.wal_id = cat.wal_id.unwrap_or_else(random_u128);
         // I11: the key new records need (one rule over all headers).
         self.note_encryption_state(&cat);
-        // I24: the log goes on at the first LSN of a segment set aside.
+        // I24: where the log goes on after a segment set aside.
         self.next_lsn = aside_lsn.unwrap_or(1);
         let count = cat.segments.len();
         let mut sealed = Vec::with_capacity(count);
@@ -420,7 +424,14 @@ impl SegmentedWal {
                     let moved_to = self.set_aside(&seg, &cat.aside)?;
                     error!(segment = %seg.name, moved_to = %moved_to.display(), error = %fault.error,
                         "tolerant recovery: set the newest segment aside");
-                    aside_lsn = Some(seg.first_lsn);
+                    // I11: the set-aside file now counts for the encryption rule.
+                    cat.aside.push(moved_to.clone());
+                    // I24: the log goes on after the previous segment's seal,
+                    // else at the set-aside name's LSN.
+                    aside_lsn = Some(match cat.segments.last().and_then(|s| s.seal) {
+                        Some(seal) => seal.last_lsn + 1,
+                        None => seg.first_lsn,
+                    });
                     report.set_aside = Some(SetAside { segment: seg.name, moved_to, reason: fault.error.to_string() });
                 }
                 Remedy::KeepShortened if tolerant => {
