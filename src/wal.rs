@@ -229,26 +229,27 @@ pub struct SegmentedWal {
 
 /// I2, I17, I21: deletes the WAL's own leftover temporary files
 /// (never anything else) and spares beyond `keep`; returns the spares kept.
+/// Runs only once the catalog's faults are settled: a refused open deletes nothing.
 fn tidy(
     storage: &dyn Storage,
     dir: &Path,
-    cat: &catalog::Catalog,
+    (temps, spares): (Vec<PathBuf>, Vec<PathBuf>),
     keep: usize,
     report: &mut RecoveryReport,
 ) -> Result<Vec<PathBuf>> {
-    for t in &cat.temps {
+    for t in &temps {
         // I2: a .tmp file never held an acknowledged record.
         storage.remove_file(t).map_err(|e| WalError::io("remove", t, e))?;
         report.temp_files_removed += 1;
     }
     // I17: spares hold nothing of the log; keep as many as configured.
-    let mut spares = cat.spares.clone();
+    let mut spares = spares;
     let extra = spares.split_off(spares.len().min(keep));
     for t in &extra {
         storage.remove_file(t).map_err(|e| WalError::io("remove", t, e))?;
     }
     report.spare_files = spares.len();
-    if !cat.temps.is_empty() || !extra.is_empty() {
+    if !temps.is_empty() || !extra.is_empty() {
         storage.sync_dir(dir).map_err(|e| WalError::io("fsync directory", dir, e))?;
     }
     Ok(spares)
@@ -296,8 +297,7 @@ impl SegmentedWal {
 
         let cat = catalog::load(&*storage, &dir)?;
         let mut report = RecoveryReport { segments: cat.segments.len(), ..Default::default() };
-        let spares = tidy(&*storage, &dir, &cat, cfg.recycle_segments, &mut report)?;
-        stats.spares_at_open(spares.len());
+        let found = (cat.temps.clone(), cat.spares.clone());
 
         let shared_storage = Arc::clone(&storage);
         let mut wal = SegmentedWal {
@@ -328,11 +328,15 @@ impl SegmentedWal {
             direct_io: cfg.use_direct_io,
             stats,
             report: RecoveryReport::default(),
-            spares: std::sync::Mutex::new(SparePool::found(spares)),
+            spares: std::sync::Mutex::new(SparePool::default()),
             cfg,
             _lock: lock_guard,
         };
         let replace_newest = wal.recover(cat, &mut report)?;
+        // Only now that the directory was accepted (its faults settled).
+        let spares = tidy(&*wal.storage, &wal.dir, found, wal.cfg.recycle_segments, &mut report)?;
+        wal.stats.spares_at_open(spares.len());
+        *wal.spares.get_mut().unwrap_or_else(|p| p.into_inner()) = SparePool::found(spares);
         // I19: spares of unknown past are not kept while encryption is required.
         report.spare_files -= wal.evict_spares()?;
         // D7/I6: never append into a segment of an earlier process: start a

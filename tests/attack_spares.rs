@@ -94,7 +94,6 @@ fn hard_linked_spare_is_not_written_through() {
 /// nothing else and returned an error. Expected: a refused open leaves the
 /// directory as it found it (evidence for the operator).
 #[test]
-#[ignore = "finding 8: a refused open has already deleted spares and temps (tidy before settle_faults)"]
 fn a_refused_open_deletes_nothing() {
     let t = tempfile::tempdir().unwrap();
     let dir = t.path();
