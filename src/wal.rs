@@ -242,8 +242,18 @@ fn tidy(
         storage.remove_file(t).map_err(|e| WalError::io("remove", t, e))?;
         report.temp_files_removed += 1;
     }
-    // I17: spares hold nothing of the log; keep as many as configured.
-    let mut spares = spares;
+    // I17: spares hold nothing of the log; keep as many as configured,
+    // of those we can trust (others are left alone: they may not be ours).
+    let mut spares: Vec<PathBuf> = spares
+        .into_iter()
+        .filter(|p| match spares::distrust(storage, p) {
+            None => true,
+            Some(why) => {
+                warn!(spare = %p.display(), why, "not a spare the WAL could have made: never reused, left in place");
+                false
+            }
+        })
+        .collect();
     let extra = spares.split_off(spares.len().min(keep));
     for t in &extra {
         storage.remove_file(t).map_err(|e| WalError::io("remove", t, e))?;
@@ -918,8 +928,13 @@ impl SegmentedWal {
         if !spares::admits(pool.plain_free(&seg.header), self.encrypting()) {
             return None;
         }
+        // I17: a segment file with another name (e.g. a backup's hard link)
+        // is never rewritten; a name already taken on disk is never replaced.
+        if spares::distrust(&*self.storage, &seg.path).is_some() {
+            return None;
+        }
         let to = self.dir.join(segment::spare_file_name(seg.header.first_lsn));
-        (!pool.contains(&to)).then_some(to)
+        (!pool.contains(&to) && self.storage.file_len(&to).is_err()).then_some(to)
     }
 
     /// A reader that pages through this WAL without blocking it (SPEC §6).
