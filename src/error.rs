@@ -196,6 +196,15 @@ pub enum WalError {
         /// The last LSN handed out (or the one before the next segment's start).
         last_lsn: u64,
     },
+
+    /// The WAL's directory path no longer names the directory the writer
+    /// locked (it was renamed or replaced; DESIGN I25): no file is created or
+    /// deleted at that path, and the writer is poisoned. Reopen at the new path.
+    #[error("{} is no longer the directory this writer locked (renamed or replaced); reopen the WAL", path.display())]
+    DirectoryMoved {
+        /// The path the WAL was opened at.
+        path: PathBuf,
+    },
 }
 
 impl WalError {

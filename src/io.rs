@@ -73,6 +73,12 @@ pub trait Storage: Send + Sync + fmt::Debug + 'static {
     fn link_count(&self, path: &Path) -> io::Result<Option<u64>> {
         self.file_len(path).map(|_| Some(1))
     }
+    /// The (device, inode) the path `dir` names now, following symlinks as
+    /// `lock_dir` does; None where directories have no identity (the
+    /// simulator, whose directories cannot be renamed).
+    fn dir_identity(&self, _dir: &Path) -> io::Result<Option<(u64, u64)>> {
+        Ok(None)
+    }
 }
 
 /// What kind of file a directory entry is.
@@ -267,6 +273,12 @@ impl Storage for OsStorage {
 
     fn file_len(&self, path: &Path) -> io::Result<u64> {
         Ok(std::fs::metadata(path)?.len())
+    }
+
+    fn dir_identity(&self, dir: &Path) -> io::Result<Option<(u64, u64)>> {
+        use std::os::unix::fs::MetadataExt;
+        let m = std::fs::metadata(dir)?;
+        Ok(Some((m.dev(), m.ino())))
     }
 
     fn link_count(&self, path: &Path) -> io::Result<Option<u64>> {

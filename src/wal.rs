@@ -225,6 +225,9 @@ pub struct SegmentedWal {
     /// Spare files for new segments (I17, I19); filled by `truncate_before`.
     spares: std::sync::Mutex<SparePool>,
     _lock: Box<dyn Send + Sync>,
+    /// I25: (device, inode) of the directory locked; None where the storage
+    /// has no such identity.
+    dir_id: Option<(u64, u64)>,
 }
 
 /// I2, I17, I21: deletes the WAL's own leftover temporary files
@@ -297,6 +300,7 @@ impl SegmentedWal {
         }
         let dir = config.wal_dir.clone();
         storage.create_dir_all(&dir).map_err(|e| WalError::io("create directory", &dir, e))?;
+        let dir_id = storage.dir_identity(&dir).map_err(|e| WalError::io("stat", &dir, e))?;
         let lock_guard = storage.lock_dir(&dir).map_err(|e| {
             if e.raw_os_error() == Some(libc::EWOULDBLOCK) {
                 WalError::Locked { path: dir.clone() }
@@ -305,6 +309,10 @@ impl SegmentedWal {
             }
         })?;
 
+        // I25: the path named the same directory before and after locking.
+        if storage.dir_identity(&dir).map_err(|e| WalError::io("stat", &dir, e))? != dir_id {
+            return Err(WalError::DirectoryMoved { path: dir });
+        }
         let cat = catalog::load(&*storage, &dir)?;
         let mut report = RecoveryReport { segments: cat.segments.len(), ..Default::default() };
         let found = (cat.temps.clone(), cat.spares.clone());
@@ -341,6 +349,7 @@ impl SegmentedWal {
             spares: std::sync::Mutex::new(SparePool::default()),
             cfg,
             _lock: lock_guard,
+            dir_id,
         };
         let replace_newest = wal.recover(cat, &mut report)?;
         // Only now that the directory was accepted (its faults settled).
@@ -538,6 +547,9 @@ impl SegmentedWal {
         if let Some(e) = self.write_refusal() {
             return Err(e);
         }
+        if let Err(e) = self.check_dir_identity() {
+            return Err(self.poison(e));
+        }
         let salt = random_u128();
         let cipher = self.ring.as_ref().map(|r| SegmentCipher::new(r.current(), self.wal_id, salt));
         // I19: an encrypted segment starts only in a plain-free file.
@@ -596,6 +608,21 @@ impl SegmentedWal {
         self.stats.segment_started(recycled, self.direct_io);
         self.active = Some(seg);
         Ok(())
+    }
+
+    /// I25: before a file is created or deleted at `self.dir`, the path
+    /// must still name the directory this writer locked (a directory renamed
+    /// away takes its lock with it; another WAL may live at the path now).
+    fn check_dir_identity(&self) -> Result<()> {
+        let Some(locked) = self.dir_id else { return Ok(()) };
+        match self.storage.dir_identity(&self.dir) {
+            Ok(Some(now)) if now == locked => Ok(()),
+            Ok(_) => Err(WalError::DirectoryMoved { path: self.dir.clone() }),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                Err(WalError::DirectoryMoved { path: self.dir.clone() })
+            }
+            Err(e) => Err(WalError::io("stat", &self.dir, e)),
+        }
     }
 
     fn check_poison(&self) -> Result<()> {
@@ -871,6 +898,8 @@ impl SegmentedWal {
         if let Some(e) = self.missing_ring() {
             return Err(e);
         }
+        // I25: nothing is deleted or renamed at a path another WAL may own now.
+        self.check_dir_identity()?;
         self.settle_writes();
         let _span = tracing::info_span!("directwal_truncate", before_lsn = lsn).entered();
         let mut result = TruncateResult::default();
