@@ -181,9 +181,25 @@ impl Catalog {
         let live: Vec<usize> = (0..self.segments.len())
             .filter(|&i| self.segments[i].header.is_some() && !self.segments[i].vanished)
             .collect();
-        let st = crypto::encryption_state(live.iter().filter_map(|&i| self.segments[i].header.as_ref()));
+        let mut st = crypto::encryption_state(live.iter().filter_map(|&i| self.segments[i].header.as_ref()));
+        st.cipher_unknown = st.required_key.is_none() && self.aside_pending();
         let downgrade = st.downgrade.map(|d| live[d]);
         (st, downgrade)
+    }
+
+    /// I11, I24: whether a set-aside file may hold the newest encryption
+    /// decision: with no segment left, any set-aside file; else one whose
+    /// name's LSN is above the newest segment's first LSN, or equal to it
+    /// unless that segment is encrypted or flagged `encryption_off` (the
+    /// segment written at that LSN once a ring was set or encryption turned
+    /// off explicitly after the set-aside).
+    fn aside_pending(&self) -> bool {
+        let Some(newest) = self.segments.last() else { return !self.aside.is_empty() };
+        let decided = newest.header.as_ref().is_some_and(|h| h.cipher != Cipher::None || h.encryption_off);
+        self.aside
+            .iter()
+            .filter_map(|p| segment::aside_first_lsn(&p.file_name()?.to_string_lossy()))
+            .any(|lsn| lsn > newest.first_lsn || (lsn == newest.first_lsn && !decided))
     }
 }
 

@@ -166,6 +166,11 @@ pub(crate) struct EncryptionState {
     /// encrypted one without the `encryption_off` flag: an unexplained
     /// downgrade, which `verify` reports and which requires the key anyway.
     pub downgrade: Option<usize>,
+    /// I11: a segment set aside by tolerant recovery may have been encrypted
+    /// (its header is unreadable) and no segment after it says otherwise: a
+    /// ring (any key) is required until one is set or encryption is turned
+    /// off explicitly.
+    pub cipher_unknown: bool,
 }
 
 /// I11: the one rule for "is encryption required", from the headers of
@@ -327,10 +332,12 @@ mod tests {
         let st = |hs: &[&SegmentHeader]| encryption_state(hs.iter().copied());
         assert_eq!(st(&[]), EncryptionState::default());
         assert_eq!(st(&[&plain, &plain]), EncryptionState::default());
-        let required = EncryptionState { required_key: Some(5), turned_off: false, downgrade: None };
+        let required =
+            EncryptionState { required_key: Some(5), turned_off: false, downgrade: None, cipher_unknown: false };
         assert_eq!(st(&[&plain, &enc]), required);
         assert_eq!(st(&[&enc, &plain, &plain]), EncryptionState { downgrade: Some(1), ..required });
-        let off_state = EncryptionState { required_key: None, turned_off: true, downgrade: None };
+        let off_state =
+            EncryptionState { required_key: None, turned_off: true, downgrade: None, cipher_unknown: false };
         assert_eq!(st(&[&enc, &off, &plain]), off_state);
         assert_eq!(st(&[&enc, &off, &off]), off_state);
         // Once the encrypted segments are truncated away, the flag means nothing.

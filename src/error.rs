@@ -196,7 +196,8 @@ pub enum WalError {
     /// its key is set (DESIGN I11: fail closed).
     #[error("the WAL is encrypted with key {key_id:08x}; set a key ring holding it before appending")]
     EncryptionRequired {
-        /// Key id of the newest segment.
+        /// Key id of the newest segment; 0 when unknown (a segment set
+        /// aside by tolerant recovery may have been encrypted, I11).
         key_id: u32,
     },
 
@@ -240,6 +241,15 @@ pub enum WalError {
     LsnNotAppended {
         /// The LSN asked for.
         lsn: u64,
+    },
+
+    /// The WAL's directory path no longer names the directory the writer
+    /// locked (it was renamed or replaced; DESIGN I25): no file is created or
+    /// deleted at that path, and the writer is poisoned. Reopen at the new path.
+    #[error("{} is no longer the directory this writer locked (renamed or replaced); reopen the WAL", path.display())]
+    DirectoryMoved {
+        /// The path the WAL was opened at.
+        path: PathBuf,
     },
 }
 

@@ -66,6 +66,18 @@ pub trait Storage: Send + Sync + fmt::Debug + 'static {
     /// lock lasts as long as the returned guard. I25: the real one locks the
     /// directory itself, so deleting a file inside it cannot lift the lock.
     fn lock_dir(&self, dir: &Path) -> io::Result<Box<dyn Send + Sync>>;
+    /// The number of names (hard links) of the regular file at `path`, not
+    /// following a symlink; None when it is not a regular file. A store
+    /// without hard links (the simulator) has one name per file.
+    fn link_count(&self, path: &Path) -> io::Result<Option<u64>> {
+        self.file_len(path).map(|_| Some(1))
+    }
+    /// The (device, inode) the path `dir` names now, following symlinks as
+    /// `lock_dir` does; None where directories have no identity (the
+    /// simulator, whose directories cannot be renamed).
+    fn dir_identity(&self, _dir: &Path) -> io::Result<Option<(u64, u64)>> {
+        Ok(None)
+    }
 }
 
 /// What kind of file a directory entry is.
@@ -260,6 +272,18 @@ impl Storage for OsStorage {
 
     fn file_len(&self, path: &Path) -> io::Result<u64> {
         Ok(std::fs::metadata(path)?.len())
+    }
+
+    fn dir_identity(&self, dir: &Path) -> io::Result<Option<(u64, u64)>> {
+        use std::os::unix::fs::MetadataExt;
+        let m = std::fs::metadata(dir)?;
+        Ok(Some((m.dev(), m.ino())))
+    }
+
+    fn link_count(&self, path: &Path) -> io::Result<Option<u64>> {
+        use std::os::unix::fs::MetadataExt;
+        let m = std::fs::symlink_metadata(path)?;
+        Ok(m.file_type().is_file().then(|| m.nlink()))
     }
 
     fn rename(&self, from: &Path, to: &Path) -> io::Result<()> {

@@ -54,6 +54,12 @@ pub fn aside_file_name(segment: &str, k: u32) -> String {
     format!("{segment}{ASIDE_INFIX}{k}")
 }
 
+/// The first LSN in the name of a set-aside segment (`wal-{lsn:020}.seg.aside-{k}`), if `name` is one.
+pub fn aside_first_lsn(name: &str) -> Option<u64> {
+    let (seg, _) = name.split_once(ASIDE_INFIX)?;
+    (classify(name) == Some(NameKind::Aside)).then(|| parse_segment_name(seg)).flatten()
+}
+
 /// File name of a spare (recycled) file, numbered by the first LSN of the
 /// segment it was.
 pub fn spare_file_name(n: u64) -> String {

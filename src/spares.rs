@@ -11,7 +11,9 @@
 use std::collections::HashSet;
 use std::path::{Path, PathBuf};
 
+use crate::catalog::{LENGTH_UNIT, MAX_SEGMENT_FILE_LEN};
 use crate::format::SegmentHeader;
+use crate::io::Storage;
 use crate::segment;
 
 /// I19, the one rule: whether a file may be a spare, or the file of a new
@@ -20,6 +22,31 @@ use crate::segment;
 /// encrypted, for a segment).
 pub(crate) fn admits(plain_free: bool, encrypting: bool) -> bool {
     plain_free || !encrypting
+}
+
+/// I17, the one rule for trusting a file as a spare (open's pool, and a
+/// truncated segment kept as one): a regular file with one name (a hard
+/// link's other name would see our writes), a length the writer could have
+/// given it (a multiple of `LENGTH_UNIT`, at most `MAX_SEGMENT_FILE_LEN`,
+/// I22, I23). Returns why not, or None when trusted. A file failing it is
+/// never written to, recycled or deleted: it may not be ours.
+pub(crate) fn distrust(storage: &dyn Storage, path: &Path) -> Option<String> {
+    let links = match storage.link_count(path) {
+        Ok(Some(n)) => n,
+        Ok(None) => return Some("not a regular file".into()),
+        Err(e) => return Some(format!("cannot stat it: {e}")),
+    };
+    let len = match storage.file_len(path) {
+        Ok(len) => len,
+        Err(e) => return Some(format!("cannot stat it: {e}")),
+    };
+    if links != 1 {
+        Some(format!("it has {links} names (hard links)"))
+    } else if !len.is_multiple_of(LENGTH_UNIT) || len > MAX_SEGMENT_FILE_LEN {
+        Some(format!("its length {len} is no length the writer gives a file"))
+    } else {
+        None
+    }
 }
 
 struct Spare {

@@ -523,6 +523,12 @@ impl Storage for Metered {
     fn create_dir_all(&self, dir: &Path) -> std::io::Result<()> {
         self.inner.create_dir_all(dir)
     }
+    fn link_count(&self, path: &Path) -> std::io::Result<Option<u64>> {
+        self.inner.link_count(path)
+    }
+    fn dir_identity(&self, dir: &Path) -> std::io::Result<Option<(u64, u64)>> {
+        self.inner.dir_identity(dir)
+    }
     fn list_dir(&self, dir: &Path) -> std::io::Result<Vec<crate::io::DirEntry>> {
         self.inner.list_dir(dir)
     }

@@ -26,7 +26,6 @@ fn names(dir: &Path) -> Vec<String> {
 /// directory it locked (or A fails/poisons); B's directory holds only B's
 /// segments and B reopens.
 #[test]
-#[ignore = "finding 5: a writer whose directory was renamed creates its next segment in the new directory at the old path"]
 fn a_renamed_directory_keeps_its_writer() {
     let t = tempfile::tempdir().unwrap();
     let dir = t.path().join("wal");

@@ -46,7 +46,6 @@ const SPARE: &str = "spare-00000000000000000001";
 /// open and sync become unreadable without `Tolerant`. Expected: the spare
 /// is checked (deleted/refused/resized) before reuse; reopen replays 13.
 #[test]
-#[ignore = "finding 4: a spare of odd length is recycled and the WAL it wrote refuses to reopen"]
 fn odd_length_spare_is_not_recycled_into_an_unopenable_segment() {
     let (_t, r) = with_spare(|dir| std::fs::write(dir.join(SPARE), vec![0u8; 100_000]).unwrap());
     assert_eq!(r.as_ref().ok(), Some(&13), "strict reopen after writing into a recycled odd-length spare: {r:?}");
@@ -57,7 +56,6 @@ fn odd_length_spare_is_not_recycled_into_an_unopenable_segment() {
 /// open: strict refuses, and tolerant SETS IT ASIDE with its 10
 /// acknowledged records.
 #[test]
-#[ignore = "finding 4: a spare longer than MAX_SEGMENT_FILE_LEN is recycled; reopen refuses / sets acked records aside"]
 fn oversized_spare_is_not_recycled() {
     let (t, r) = with_spare(|dir| {
         let f = std::fs::File::create(dir.join(SPARE)).unwrap();
@@ -72,7 +70,6 @@ fn oversized_spare_is_not_recycled() {
 /// are checked, link counts are not) is recycled: the WAL writes its
 /// segment into that inode and the other file's bytes are overwritten.
 #[test]
-#[ignore = "finding 4: a hard-linked spare is recycled; the WAL overwrites a file it did not create"]
 fn hard_linked_spare_is_not_written_through() {
     let outside = tempfile::tempdir().unwrap();
     let precious = outside.path().join("precious.db");
@@ -92,7 +89,6 @@ fn hard_linked_spare_is_not_written_through() {
 /// nothing else and returned an error. Expected: a refused open leaves the
 /// directory as it found it (evidence for the operator).
 #[test]
-#[ignore = "finding 8: a refused open has already deleted spares and temps (tidy before settle_faults)"]
 fn a_refused_open_deletes_nothing() {
     let t = tempfile::tempdir().unwrap();
     let dir = t.path();

@@ -261,3 +261,40 @@ fn spares_found_at_open_of_an_encrypted_wal_are_not_recycled() {
     assert_eq!(files_holding(plain.path(), "PLAINTEXT"), Vec::<String>::new());
     assert_eq!(files_holding(plain.path(), "SECRET"), Vec::<String>::new());
 }
+
+/// I11, I24: a set-aside segment's unknown cipher requires a ring across
+/// reopens until a decision is written at its LSN: a ring (an encrypted
+/// segment, whose key is then required by its header) or an explicit
+/// `disable_encryption` (a flagged plain segment, after which plain appends
+/// go on across reopens).
+#[test]
+fn a_decision_after_a_set_aside_supersedes_it_across_reopens() {
+    for set_ring in [true, false] {
+        let t = tempfile::tempdir().unwrap();
+        let dir = t.path();
+        drop(SegmentedWal::open(cfg(dir)).unwrap());
+        std::fs::write(&segment_files(dir)[0], vec![0xA5u8; 4096]).unwrap();
+        let mut tolerant = cfg(dir);
+        tolerant.writer_config.recovery_mode = directwal::RecoveryMode::Tolerant;
+        let mut wal = SegmentedWal::open(tolerant).unwrap();
+        assert!(matches!(wal.append(1, 0, 0, b"x"), Err(WalError::EncryptionRequired { key_id: 0 })));
+        drop(wal);
+        let mut wal = SegmentedWal::open(cfg(dir)).unwrap();
+        assert!(matches!(wal.append(1, 0, 0, b"x"), Err(WalError::EncryptionRequired { key_id: 0 })));
+        if set_ring {
+            wal.set_encryption_ring(ring()).unwrap()
+        } else {
+            wal.disable_encryption().unwrap()
+        }
+        assert_eq!(wal.append(1, 0, 0, b"after").unwrap(), 1);
+        wal.sync().unwrap();
+        drop(wal);
+        let mut wal = SegmentedWal::open(cfg(dir)).unwrap();
+        let r = wal.append(1, 0, 0, b"again");
+        if set_ring {
+            assert!(matches!(r, Err(WalError::EncryptionRequired { key_id: k }) if k == key_id()), "{r:?}");
+        } else {
+            assert_eq!(r.unwrap(), 2);
+        }
+    }
+}

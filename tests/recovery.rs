@@ -373,6 +373,10 @@ fn tolerant_open_sets_a_headerless_newest_segment_aside_and_never_deletes_it() {
         assert!(aside.moved_to.to_str().unwrap().ends_with(".seg.aside-1"), "{}", aside.moved_to.display());
         // The log goes on from the set-aside segment's first LSN.
         assert_eq!((wal.replay().unwrap().len(), wal.next_lsn()), (4, 5), "{what}");
+        // I11: the set-aside segment may have been encrypted: a ring is
+        // required until encryption is turned off explicitly.
+        assert!(matches!(wal.append(1, 0, 0, b"x"), Err(WalError::EncryptionRequired { .. })), "{what}");
+        wal.disable_encryption().unwrap();
         wal.append(1, 0, 0, b"after").unwrap();
         wal.sync().unwrap();
         drop(wal);

@@ -300,3 +300,28 @@ fn verify_beside_a_writer_that_truncates_reports_truncation_not_damage() {
     assert_eq!(&health[1..3], ["truncated", "truncated"], "{health:?}");
     assert!(health[3..].iter().all(|&h| h == "ok" || h == "torn-tail"), "{health:?}");
 }
+
+/// I17 (issue 15 finding 3, truncate's path): a segment file that has a
+/// second name (a backup tool's hard link) is never kept as a spare, so no
+/// new segment is ever written into the backup's inode; its name is deleted
+/// as any truncated segment's, which leaves the other name's bytes alone.
+#[test]
+fn a_hard_linked_segment_is_not_kept_as_a_spare() {
+    let dir = tempfile::tempdir().unwrap();
+    let backup = tempfile::tempdir().unwrap();
+    let mut c = cfg(dir.path());
+    c.writer_config.recycle_segments = 4;
+    let mut wal = SegmentedWal::open(c).unwrap();
+    fill(&mut wal, 1000);
+    let oldest = wal.list_segments().unwrap()[0].path.clone();
+    let linked = backup.path().join("backup.seg");
+    std::fs::hard_link(&oldest, &linked).unwrap();
+    let before = std::fs::read(&linked).unwrap();
+    truncate_all_but(&wal, 1);
+    let kept = spares(dir.path());
+    assert!(!kept.is_empty(), "the other truncated segments are kept as spares");
+    assert!(kept.iter().all(|p| std::fs::metadata(p).unwrap().ino() != std::fs::metadata(&linked).unwrap().ino()));
+    assert_eq!(std::fs::metadata(&linked).unwrap().nlink(), 1, "the WAL's name is gone");
+    fill(&mut wal, 600);
+    assert!(std::fs::read(&linked).unwrap() == before, "the backup's bytes were overwritten");
+}

@@ -34,6 +34,11 @@ pub struct Args {
 struct Cut<'a> {
     problem: &'a Problem,
     path: PathBuf,
+    /// The newest segment has no readable header: the tolerant open sets it
+    /// aside whole (I24) instead of cutting it.
+    set_aside: bool,
+    /// First LSN of the newest segment (from its name).
+    first_lsn: u64,
 }
 
 pub fn run(args: Args, ring: Option<KeyRing>) -> Result<(), Failure> {
@@ -51,24 +56,8 @@ pub fn run(args: Args, ring: Option<KeyRing>) -> Result<(), Failure> {
         }
         return Ok(());
     };
-    let p = cut.problem;
     if !args.yes {
-        if json {
-            let v = json!({"dir": dir.display().to_string(), "damage": true, "repaired": false,
-                "cut": {"segment": p.segment, "offset": p.offset, "lsn": p.lsn, "what": p.what}});
-            writeln!(out, "{v}")?;
-        } else {
-            writeln!(out, "PROBLEM {p}")?;
-            writeln!(
-                out,
-                "would cut {} at offset {}: the log would end at LSN {} and LSN {} on would be dropped \
-                 (the bytes stay in the file); nothing changed: run again with --yes to cut",
-                p.segment,
-                p.offset,
-                p.lsn - 1,
-                p.lsn
-            )?;
-        }
+        dry_run(&cut, dir, json, &mut out)?;
         return Err(Failure::Damaged);
     }
     let mut config = SegmentedWalConfig::new(dir.into());
@@ -79,13 +68,18 @@ pub fn run(args: Args, ring: Option<KeyRing>) -> Result<(), Failure> {
     let report = wal.recovery_report().clone();
     let next = wal.next_lsn();
     drop(wal);
+    let after = full_check(dir, ring)?;
+    if let Some(aside) = &report.set_aside {
+        report_set_aside(aside, &cut, next, after.is_clean(), dir, json, &mut out)?;
+        return if after.is_clean() { Ok(()) } else { Err(Failure::Damaged) };
+    }
+    let p = cut.problem;
     let Some(dropped) = report.dropped_corruption else {
         return Err(Failure::Error(format!(
             "the tolerant open dropped nothing although {p} was found; nothing was cut"
         )));
     };
     let last = last_lsn_after(&cut.path, p.offset, p.lsn);
-    let after = full_check(dir, ring)?;
     if json {
         let v = json!({"dir": dir.display().to_string(), "damage": true, "repaired": true,
             "cut": {"segment": p.segment, "offset": p.offset, "lsn": p.lsn, "what": p.what},
@@ -99,13 +93,81 @@ pub fn run(args: Args, ring: Option<KeyRing>) -> Result<(), Failure> {
             "cut {} at offset {}: dropped {upto}; the log now ends at LSN {}",
             p.segment,
             p.offset,
-            p.lsn - 1
+            p.lsn.saturating_sub(1)
         )?;
         writeln!(out, "  recovery report: {dropped}")?;
         writeln!(out, "  the dropped bytes remain in {} after its seal; new records start at LSN {next}", p.segment)?;
         writeln!(out, "  verify after the cut: {}", if after.is_clean() { "clean" } else { "DAMAGED" })?;
     }
     if after.is_clean() { Ok(()) } else { Err(Failure::Damaged) }
+}
+
+/// Without `--yes`: what the tolerant open would do, nothing changed.
+fn dry_run(cut: &Cut<'_>, dir: &Path, json: bool, out: &mut impl Write) -> Result<(), Failure> {
+    let p = cut.problem;
+    if json {
+        let action = if cut.set_aside { "set aside" } else { "cut" };
+        let v = json!({"dir": dir.display().to_string(), "damage": true, "repaired": false, "action": action,
+            "cut": {"segment": p.segment, "offset": p.offset, "lsn": p.lsn, "what": p.what}});
+        writeln!(out, "{v}")?;
+        return Ok(());
+    }
+    writeln!(out, "PROBLEM {p}")?;
+    if cut.set_aside {
+        writeln!(
+            out,
+            "would set {} aside (renamed to {}.aside-N, kept as it is): it has no readable header, so its \
+             records (LSN {} on) would be out of the log; nothing changed: run again with --yes",
+            p.segment, p.segment, cut.first_lsn
+        )?;
+    } else {
+        writeln!(
+            out,
+            "would cut {} at offset {}: the log would end at LSN {} and LSN {} on would be dropped \
+             (the bytes stay in the file); nothing changed: run again with --yes to cut",
+            p.segment,
+            p.offset,
+            p.lsn.saturating_sub(1),
+            p.lsn
+        )?;
+    }
+    Ok(())
+}
+
+/// After `--yes`, when the tolerant open set the newest segment aside (I24).
+fn report_set_aside(
+    aside: &directwal::SetAside,
+    cut: &Cut<'_>,
+    next: u64,
+    clean: bool,
+    dir: &Path,
+    json: bool,
+    out: &mut impl Write,
+) -> Result<(), Failure> {
+    let first = cut.first_lsn;
+    // The records in it, as their headers say (the block size is unknown: scan from 0).
+    let last = last_lsn_after(&aside.moved_to, 0, first.saturating_sub(1));
+    let moved_to =
+        aside.moved_to.file_name().map_or(aside.moved_to.display().to_string(), |n| n.to_string_lossy().into());
+    if json {
+        let v = json!({"dir": dir.display().to_string(), "damage": true, "repaired": true, "action": "set aside",
+            "segment": aside.segment, "moved_to": aside.moved_to.display().to_string(),
+            "dropped_first_lsn": first, "dropped_last_lsn": last, "next_lsn": next,
+            "report": aside.reason, "clean_after": clean});
+        writeln!(out, "{v}")?;
+        return Ok(());
+    }
+    let range = last.map_or(format!("LSN {first} on"), |l| format!("LSNs {first}..={l}"));
+    writeln!(out, "set aside {} as {moved_to}; {range} of it are out of the log", aside.segment)?;
+    writeln!(out, "  reason: {}", aside.reason)?;
+    writeln!(out, "  new records start at LSN {next}")?;
+    writeln!(
+        out,
+        "  its cipher is unknown, so the WAL now requires a key ring until one is set or encryption is \
+         turned off explicitly (disable_encryption)"
+    )?;
+    writeln!(out, "  verify after the repair: {}", if clean { "clean" } else { "DAMAGED" })?;
+    Ok(())
 }
 
 fn full_check(dir: &Path, ring: Option<KeyRing>) -> Result<DirCheck, Failure> {
@@ -136,7 +198,8 @@ fn plan<'a>(check: &'a DirCheck, out: &mut impl Write) -> Result<Option<Cut<'a>>
         )?;
         return Err(Failure::Damaged);
     }
-    Ok(Some(Cut { problem: first, path: newest.path.clone() }))
+    let set_aside = newest.wal_id.is_none();
+    Ok(Some(Cut { problem: first, path: newest.path.clone(), set_aside, first_lsn: newest.first_lsn }))
 }
 
 /// The last LSN of the record chain that follows the damage at `offset`,
@@ -155,9 +218,10 @@ fn last_lsn_after(path: &Path, offset: u64, lsn: u64) -> Option<u64> {
     let mut p = offset + RECORD_ALIGN as u64;
     let mut last = None;
     while p + RECORD_HEADER_LEN as u64 <= len {
-        let max_lsn = lsn + (p - offset) / RECORD_HEADER_LEN as u64;
+        // Saturating: LSNs may reach MAX_LSN (I20).
+        let max_lsn = lsn.saturating_add((p - offset) / RECORD_HEADER_LEN as u64);
         match header(p) {
-            Some((l, stored)) if l > lsn && l <= max_lsn && last.is_none_or(|x| l == x + 1) => {
+            Some((l, stored)) if l > lsn && l <= max_lsn && last.is_none_or(|x: u64| x.checked_add(1) == Some(l)) => {
                 last = Some(l);
                 p += record_size(stored) as u64;
             }

@@ -55,11 +55,26 @@ pub(super) fn lock_dir(dir: &Path) -> io::Result<DirLock> {
     Ok(DirLock { _dir: d, _file: file })
 }
 
-/// An exclusive `flock` without waiting; "held elsewhere" is `EWOULDBLOCK`.
+/// An exclusive `flock`, waiting at most `LOCK_PATIENCE`; "held elsewhere"
+/// is `EWOULDBLOCK`. The short wait is for a lock whose holder is already
+/// gone: a writer just dropped by this process may still have its
+/// descriptors copied into a child that another thread forked and that has
+/// not yet reached `exec` (O_CLOEXEC closes them only there), and the kernel
+/// keeps a `flock` until the last copy closes. A live writer still answers
+/// `EWOULDBLOCK` after the wait.
 fn try_lock(f: &File) -> io::Result<()> {
-    match f.try_lock() {
-        Ok(()) => Ok(()),
-        Err(TryLockError::WouldBlock) => Err(io::Error::from_raw_os_error(libc::EWOULDBLOCK)),
-        Err(TryLockError::Error(e)) => Err(e),
+    let deadline = std::time::Instant::now() + LOCK_PATIENCE;
+    loop {
+        match f.try_lock() {
+            Ok(()) => return Ok(()),
+            Err(TryLockError::WouldBlock) if std::time::Instant::now() < deadline => {
+                std::thread::sleep(std::time::Duration::from_millis(2));
+            }
+            Err(TryLockError::WouldBlock) => return Err(io::Error::from_raw_os_error(libc::EWOULDBLOCK)),
+            Err(TryLockError::Error(e)) => return Err(e),
+        }
     }
 }
+
+/// How long `lock_dir` waits for a lock held by a descriptor about to close.
+const LOCK_PATIENCE: std::time::Duration = std::time::Duration::from_millis(100);

@@ -2,16 +2,21 @@
 //! writer starts its first segment, as one algorithm ([`recover`]):
 //!
 //! 1. load the catalog (names, headers, seals, WAL id, continuity);
-//! 2. tidy: delete the WAL's own temporary files (I2) and the spares beyond
-//!    `recycle_segments` (I17);
-//! 3. settle the catalog's faults: refuse the first one, unless tolerant
+//! 2. settle the catalog's faults: refuse the first one, unless tolerant
 //!    mode has a remedy for it (I24);
-//! 4. take the WAL id and the encryption requirement from the headers (I11);
-//! 5. settle the newest segment (table below); every older one is sealed
+//! 3. take the WAL id and the encryption requirement from the headers and
+//!    from segments set aside, whose cipher is unknown (I11);
+//! 4. settle the newest segment (table below); every older one is sealed
 //!    and its seal checked by the catalog;
-//! 6. decide where the next segment starts: past the last record kept, or
-//!    at the first LSN of an empty or set-aside newest segment. The writer
-//!    never appends into a segment of an earlier process (I6).
+//! 5. decide where the next segment starts: past the last record kept, or
+//!    at the first LSN of an empty newest segment, or, after a segment set
+//!    aside, past the previous segment's seal (its own name's LSN when none
+//!    precedes it). The writer never appends into a segment of an earlier
+//!    process (I6);
+//! 6. tidy, only now that the directory was accepted (a refused open
+//!    deletes nothing): delete the WAL's own temporary files (I2) and the
+//!    trusted spares beyond `recycle_segments` (I17; an untrusted spare is
+//!    left alone).
 //!
 //! What open does, by the kind of newest segment:
 //!
@@ -23,7 +28,7 @@
 //! | unsealed, torn tail (the last write did not fully land) | cut at the first invalid record, report it (`torn_tail`), seal at the cut (I5) | same |
 //! | unsealed, damage to durable data (a record of a later sync validates after the damage, I5) | refuse: `Corruption` | cut at the damage, report it (`dropped_corruption`), seal there |
 //! | empty (no valid record: none written, or the first write torn) | no seal; the next segment replaces it under the same name | same |
-//! | no readable header (garbage, cut before its header, I2) | refuse: the header error | rename it to `.aside-{k}` (never deleted, I24); the log goes on at its first LSN |
+//! | no readable header (garbage, cut before its header, I2) | refuse: the header error | rename it to `.aside-{k}` (never deleted, I24); the log goes on after the previous segment (at its own first LSN when none precedes it); a ring or an explicit `disable_encryption` is required first (its cipher is unknown, I11) |
 //! | shortened (length not a multiple of 512, I22) | refuse: `Corruption` | keep what it holds (`dropped_corruption`), then as unsealed above |
 //! | over-long (longer than any segment, I23) | refuse: `Corruption` | set aside as a headerless one |
 //! | newer format version | refuse: `UnsupportedVersion` | same |
@@ -64,6 +69,9 @@ pub(crate) struct Recovered {
     pub required_key: Option<u32>,
     /// I11: encryption was turned off explicitly after encrypted segments.
     pub encryption_off: bool,
+    /// I11, I24: a set-aside segment's cipher is unknown: a ring (any key)
+    /// is required until one is set or encryption is turned off explicitly.
+    pub cipher_unknown: bool,
     /// Spare files kept (I17).
     pub spares: Vec<PathBuf>,
     /// What recovery found and did (`open_time` is the caller's).
@@ -91,12 +99,12 @@ pub(crate) fn recover(storage: &dyn Storage, dir: &Path, cfg: &WalWriterConfig, 
     let cx = Ctx { storage, dir, cfg, stats };
     let mut cat = catalog::load(storage, dir)?;
     let mut report = RecoveryReport { segments: cat.segments.len(), ..Default::default() };
-    let spares = tidy(&cx, &cat, &mut report)?;
     let aside_lsn = settle_faults(&cx, &mut cat, &mut report)?;
     let wal_id = cat.wal_id.unwrap_or_else(random_u128);
     // I11: the key new records need (one rule over all headers).
-    let (required_key, encryption_off) = encryption_state(&cat);
-    // I24: the log goes on at the first LSN of a segment set aside.
+    let crate::crypto::EncryptionState { required_key, turned_off: encryption_off, cipher_unknown, .. } =
+        encryption_state(&cat);
+    // I24: where the log goes on after a segment set aside.
     let mut next_lsn = aside_lsn.unwrap_or(1);
     let newest = cat.segments.pop();
     let mut sealed = Vec::with_capacity(cat.segments.len() + 1);
@@ -121,7 +129,19 @@ pub(crate) fn recover(storage: &dyn Storage, dir: &Path, cfg: &WalWriterConfig, 
             }
         }
     }
-    Ok(Recovered { wal_id, next_lsn, sealed, replace_newest, required_key, encryption_off, spares, report })
+    // Only now that the directory was accepted: a refused open deletes nothing.
+    let spares = tidy(&cx, &cat, &mut report)?;
+    Ok(Recovered {
+        wal_id,
+        next_lsn,
+        sealed,
+        replace_newest,
+        required_key,
+        encryption_off,
+        cipher_unknown,
+        spares,
+        report,
+    })
 }
 
 /// Fails when `seg` was listed and gone before it was read.
@@ -173,8 +193,20 @@ fn tidy(cx: &Ctx<'_>, cat: &catalog::Catalog, report: &mut RecoveryReport) -> Re
         storage.remove_file(t).map_err(|e| WalError::io("remove", t, e))?;
         report.temp_files_removed += 1;
     }
-    // I17: spares hold nothing of the log; keep as many as configured.
-    let mut spares = cat.spares.clone();
+    // I17: spares hold nothing of the log; keep as many as configured,
+    // of those we can trust (others are left alone: they may not be ours).
+    let mut spares: Vec<PathBuf> = cat
+        .spares
+        .iter()
+        .filter(|p| match crate::spares::distrust(storage, p) {
+            None => true,
+            Some(why) => {
+                warn!(spare = %p.display(), why, "not a spare the WAL could have made: never reused, left in place");
+                false
+            }
+        })
+        .cloned()
+        .collect();
     let extra = spares.split_off(spares.len().min(cx.cfg.recycle_segments));
     for t in &extra {
         storage.remove_file(t).map_err(|e| WalError::io("remove", t, e))?;
@@ -201,7 +233,14 @@ fn settle_faults(cx: &Ctx<'_>, cat: &mut catalog::Catalog, report: &mut Recovery
                 let moved_to = set_aside(cx, &seg, &cat.aside)?;
                 error!(segment = %seg.name, moved_to = %moved_to.display(), error = %fault.error,
                     "tolerant recovery: set the newest segment aside");
-                aside_lsn = Some(seg.first_lsn);
+                // I11: the set-aside file now counts for the encryption rule.
+                cat.aside.push(moved_to.clone());
+                // I24: the log goes on after the previous segment's seal,
+                // else at the set-aside name's LSN.
+                aside_lsn = Some(match cat.segments.last().and_then(|s| s.seal) {
+                    Some(seal) => seal.last_lsn + 1,
+                    None => seg.first_lsn,
+                });
                 report.set_aside = Some(SetAside { segment: seg.name, moved_to, reason: fault.error.to_string() });
             }
             Remedy::KeepShortened if tolerant => {
@@ -231,7 +270,7 @@ fn set_aside(cx: &Ctx<'_>, seg: &catalog::Seg, taken: &[PathBuf]) -> Result<Path
 
 /// I11: the encryption requirement the segments on disk set: the key new
 /// records need, and whether encryption was turned off explicitly.
-fn encryption_state(cat: &catalog::Catalog) -> (Option<u32>, bool) {
+fn encryption_state(cat: &catalog::Catalog) -> crate::crypto::EncryptionState {
     let (st, downgrade) = cat.encryption();
     if let Some(i) = downgrade {
         warn!(
@@ -239,7 +278,10 @@ fn encryption_state(cat: &catalog::Catalog) -> (Option<u32>, bool) {
             "plain segment after encrypted ones without an explicit disable_encryption; a key is still required"
         );
     }
-    (st.required_key, st.turned_off)
+    if st.cipher_unknown {
+        warn!("a set-aside segment may have been encrypted: a key ring is required (or disable_encryption)");
+    }
+    st
 }
 
 /// Scans the unsealed newest segment and decides where it ends (cutting a

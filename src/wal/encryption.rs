@@ -37,6 +37,7 @@ impl SegmentedWal {
         self.ring = Some(ring);
         self.required_key = Some(key_id);
         self.encryption_off = false;
+        self.cipher_unknown = false;
         // The switch first: should the eviction fail, no plain segment stays active.
         let switched = self.switch_segment_unless(Some(key_id));
         // I19: spares that may hold plain records never become encrypted
@@ -59,7 +60,8 @@ impl SegmentedWal {
         self.check_poison()?;
         let _span = tracing::info_span!("directwal_key_switch", key_id = "none", next_lsn = self.next_lsn).entered();
         // I11: recorded in the new segment's header, for the next open.
-        self.encryption_off |= self.required_key.is_some();
+        self.encryption_off |= self.required_key.is_some() || self.cipher_unknown;
+        self.cipher_unknown = false;
         self.ring = None;
         self.required_key = None;
         self.shared.set_ring(None);
@@ -101,13 +103,15 @@ impl SegmentedWal {
     pub(super) fn missing_ring(&self) -> Option<WalError> {
         match (self.ring.as_ref(), self.required_key) {
             (None, Some(key_id)) => Some(WalError::EncryptionRequired { key_id }),
+            // I11, I24: a set-aside segment's key is unknown (reported as 0).
+            (None, None) if self.cipher_unknown => Some(WalError::EncryptionRequired { key_id: 0 }),
             _ => None,
         }
     }
 
     /// Whether new records are encrypted, or must be (I19).
     pub(super) fn encrypting(&self) -> bool {
-        self.ring.is_some() || self.required_key.is_some()
+        self.ring.is_some() || self.required_key.is_some() || self.cipher_unknown
     }
 
     /// I19: deletes the spares that may hold plain records while the WAL

@@ -42,20 +42,30 @@ fn check_config(cfg: &WalWriterConfig) -> Result<()> {
 }
 
 /// Creates `dir` if missing and locks it for this writer (I25).
-fn lock_dir(storage: &dyn Storage, dir: &Path) -> Result<Box<dyn Send + Sync>> {
+/// The held lock of a WAL directory, and the directory's (device, inode).
+type DirLock = (Box<dyn Send + Sync>, Option<(u64, u64)>);
+
+fn lock_dir(storage: &dyn Storage, dir: &Path) -> Result<DirLock> {
     storage.create_dir_all(dir).map_err(|e| WalError::io("create directory", dir, e))?;
-    storage.lock_dir(dir).map_err(|e| {
+    let dir_id = storage.dir_identity(dir).map_err(|e| WalError::io("stat", dir, e))?;
+    let guard = storage.lock_dir(dir).map_err(|e| {
         if e.raw_os_error() == Some(libc::EWOULDBLOCK) {
             WalError::Locked { path: dir.to_path_buf() }
         } else {
             WalError::io("lock", dir, e)
         }
-    })
+    })?;
+    // I25: the path named the same directory before and after locking.
+    if storage.dir_identity(dir).map_err(|e| WalError::io("stat", dir, e))? != dir_id {
+        return Err(WalError::DirectoryMoved { path: dir.to_path_buf() });
+    }
+    Ok((guard, dir_id))
 }
 
 /// A copy of the failure `e` that poisons the writer, kept as the first
 /// failure while `e` itself goes to the caller (`WalError` is not `Clone`:
-/// `io::Error` is not). Only I/O failures poison (I3).
+/// `io::Error` is not). Only I/O failures poison (I3), and a directory
+/// that is no longer the one locked (I25).
 fn kept_copy(e: &WalError, dir: &Path) -> WalError {
     let copy = |source: &std::io::Error| match source.raw_os_error() {
         Some(code) => std::io::Error::from_raw_os_error(code),
@@ -64,6 +74,7 @@ fn kept_copy(e: &WalError, dir: &Path) -> WalError {
     match e {
         WalError::Io { op, path, source } => WalError::Io { op, path: path.clone(), source: copy(source) },
         WalError::NoSpace { op, path, source } => WalError::NoSpace { op, path: path.clone(), source: copy(source) },
+        WalError::DirectoryMoved { path } => WalError::DirectoryMoved { path: path.clone() },
         other => {
             debug_assert!(false, "only I/O failures poison the writer, not {other:?}");
             WalError::Io { op: "write", path: dir.to_path_buf(), source: std::io::Error::other(other.to_string()) }
@@ -108,12 +119,18 @@ pub struct SegmentedWal {
     /// I11: encryption was turned off explicitly after encrypted segments:
     /// new plain segments carry the header flag `encryption_off`.
     encryption_off: bool,
+    /// I11, I24: a set-aside segment's cipher is unknown: a ring (any key)
+    /// is required until one is set or encryption is turned off explicitly.
+    cipher_unknown: bool,
     direct_io: bool,
     stats: Arc<crate::stats::Stats>,
     report: RecoveryReport,
     /// Spare files for new segments (I17, I19); filled by `truncate_before`.
     spares: std::sync::Mutex<SparePool>,
     _lock: Box<dyn Send + Sync>,
+    /// I25: (device, inode) of the directory locked; None where the storage
+    /// has no such identity.
+    dir_id: Option<(u64, u64)>,
 }
 
 impl SegmentedWal {
@@ -133,7 +150,7 @@ impl SegmentedWal {
         let cfg = config.writer_config.clone();
         check_config(&cfg)?;
         let dir = config.wal_dir.clone();
-        let lock_guard = lock_dir(&*storage, &dir)?;
+        let (lock_guard, dir_id) = lock_dir(&*storage, &dir)?;
         let rec = recovery::recover(&*storage, &dir, &cfg, &stats)?;
         stats.spares_at_open(rec.spares.len());
         let mut report = rec.report;
@@ -156,12 +173,14 @@ impl SegmentedWal {
             ring: None,
             required_key: rec.required_key,
             encryption_off: rec.encryption_off,
+            cipher_unknown: rec.cipher_unknown,
             direct_io: cfg.use_direct_io,
             stats,
             report: RecoveryReport::default(),
             spares: std::sync::Mutex::new(SparePool::found(rec.spares)),
             cfg,
             _lock: lock_guard,
+            dir_id,
         };
         wal.shared.set_sealed(rec.sealed);
         // I19: spares of unknown past are not kept while encryption is required.
@@ -203,6 +222,9 @@ impl SegmentedWal {
         // I11, I20: the one gate every path that creates a segment passes.
         if let Some(e) = self.write_refusal() {
             return Err(e);
+        }
+        if let Err(e) = self.check_dir_identity() {
+            return Err(self.poison(e));
         }
         let salt = recovery::random_u128();
         let cipher = self.ring.as_ref().map(|r| SegmentCipher::new(r.current(), self.wal_id, salt));
@@ -259,6 +281,21 @@ impl SegmentedWal {
         self.stats.segment_started(recycled, self.direct_io);
         self.active = Some(seg);
         Ok(())
+    }
+
+    /// I25: before a file is created or deleted at `self.dir`, the path
+    /// must still name the directory this writer locked (a directory renamed
+    /// away takes its lock with it; another WAL may live at the path now).
+    pub(super) fn check_dir_identity(&self) -> Result<()> {
+        let Some(locked) = self.dir_id else { return Ok(()) };
+        match self.storage.dir_identity(&self.dir) {
+            Ok(Some(now)) if now == locked => Ok(()),
+            Ok(_) => Err(WalError::DirectoryMoved { path: self.dir.clone() }),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                Err(WalError::DirectoryMoved { path: self.dir.clone() })
+            }
+            Err(e) => Err(WalError::io("stat", &self.dir, e)),
+        }
     }
 
     fn check_poison(&self) -> Result<()> {

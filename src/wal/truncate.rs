@@ -47,6 +47,8 @@ impl SegmentedWal {
         if let Some(e) = self.missing_ring() {
             return Err(e);
         }
+        // I25: nothing is deleted or renamed at a path another WAL may own now.
+        self.check_dir_identity()?;
         self.settle_writes();
         let _span = tracing::info_span!("directwal_truncate", before_lsn = lsn).entered();
         let mut result = TruncateResult::default();
@@ -104,7 +106,12 @@ impl SegmentedWal {
         if !spares::admits(pool.plain_free(&seg.header), self.encrypting()) {
             return None;
         }
+        // I17: a segment file with another name (e.g. a backup's hard link)
+        // is never rewritten; a name already taken on disk is never replaced.
+        if spares::distrust(&*self.storage, &seg.path).is_some() {
+            return None;
+        }
         let to = self.dir.join(segment::spare_file_name(seg.header.first_lsn));
-        (!pool.contains(&to)).then_some(to)
+        (!pool.contains(&to) && self.storage.file_len(&to).is_err()).then_some(to)
     }
 }
