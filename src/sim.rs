@@ -6,8 +6,12 @@
 //! could leave behind: for every 512-byte sector touched by unsynced writes,
 //! any one of its versions (the durable one or any later one, independently
 //! per sector, so writes can be torn, dropped or reordered), garbage in sectors
-//! that never held durable bytes, and a prefix of the unsynced directory
-//! operations (a journalling file system commits them in order).
+//! that never held durable bytes (no write to them was followed by an
+//! fdatasync: beyond the durable end, or only allocated), and a prefix of the
+//! unsynced directory operations (a journalling file system commits them in
+//! order). A sector that holds durable bytes keeps them or takes a later
+//! version, whatever they are: zeros a write made durable are data like any
+//! other (DESIGN, "What recovery trusts", sector atomicity).
 //!
 //! [`SimStorage::crash_after`] makes every operation from the n-th on fail, as
 //! if the process died there, freezing the state for the crash image.
@@ -26,10 +30,48 @@ pub const SECTOR: usize = 512;
 struct Inode {
     /// Content on stable media.
     durable: Vec<u8>,
-    /// Writes since the last fdatasync, oldest first.
-    pending: Vec<(u64, Vec<u8>)>,
+    /// Per sector: whether it holds durable bytes, i.e. a write to it was
+    /// followed by an fdatasync. Only sectors that do not may come back as
+    /// garbage. Not "the durable sector is all zeros": a record's last bytes
+    /// and its padding can fill a sector with zeros that were written and
+    /// made durable (an encrypted record whose tag ends in a zero byte did).
+    held: Vec<bool>,
+    /// Changes since the last fdatasync, oldest first.
+    pending: Vec<Pending>,
     /// Content as the running process sees it.
     current: Vec<u8>,
+}
+
+/// A change of an inode's content not yet on stable media.
+#[derive(Debug, Clone)]
+struct Pending {
+    off: u64,
+    bytes: Vec<u8>,
+    /// A write (false: space allocated, which reads as zeros but was never
+    /// written, so its sectors hold no durable bytes even once synced).
+    write: bool,
+}
+
+impl Pending {
+    /// The sectors it touches.
+    fn sectors(&self) -> std::ops::Range<u64> {
+        self.off / SECTOR as u64..(self.off + self.bytes.len() as u64).div_ceil(SECTOR as u64)
+    }
+}
+
+impl Inode {
+    /// Whether sector `s` holds durable bytes.
+    fn held(&self, s: u64) -> bool {
+        self.held.get(s as usize).copied().unwrap_or(false)
+    }
+
+    fn mark_held(&mut self, s: u64) {
+        let s = s as usize;
+        if self.held.len() <= s {
+            self.held.resize(s + 1, false);
+        }
+        self.held[s] = true;
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -152,10 +194,7 @@ impl SimStorage {
         }
         let mut inodes: Vec<Inode> = Vec::with_capacity(st.inodes.len());
         for ino in &st.inodes {
-            inodes.push(Inode { current: crash_content(ino, rand), ..Default::default() });
-        }
-        for ino in &mut inodes {
-            ino.durable = ino.current.clone();
+            inodes.push(crash_inode(ino, rand));
         }
         SimStorage {
             state: Arc::new(Mutex::new(State { inodes, durable_dir: dir.clone(), dir, ..Default::default() })),
@@ -175,34 +214,37 @@ impl SimStorage {
     }
 }
 
-/// One possible post-crash content of an inode.
-fn crash_content(ino: &Inode, rand: &mut dyn FnMut() -> u64) -> Vec<u8> {
-    let mut out = ino.durable.clone();
-    if ino.pending.is_empty() {
-        return out;
-    }
-    // Versions of each touched sector, in write order.
-    let mut versions: BTreeMap<u64, Vec<Vec<u8>>> = BTreeMap::new();
+/// One possible post-crash state of an inode: all of it durable, its
+/// sectors held where they were or where a write's version landed.
+fn crash_inode(ino: &Inode, rand: &mut dyn FnMut() -> u64) -> Inode {
+    let mut out = Inode { durable: ino.durable.clone(), held: ino.held.clone(), ..Default::default() };
+    // Versions of each touched sector, in write order, and whether a write
+    // (not only allocations) reached the sector by then.
+    let mut versions: BTreeMap<u64, Vec<(Vec<u8>, bool)>> = BTreeMap::new();
     let mut image = ino.durable.clone();
-    for (off, bytes) in &ino.pending {
-        apply(&mut image, *off, bytes);
-        let first = off / SECTOR as u64;
-        let last = (off + bytes.len() as u64).div_ceil(SECTOR as u64);
-        for s in first..last {
-            versions.entry(s).or_default().push(sector(&image, s));
+    for p in &ino.pending {
+        apply(&mut image, p.off, &p.bytes);
+        for s in p.sectors() {
+            let vs = versions.entry(s).or_default();
+            let written = p.write || vs.last().is_some_and(|v| v.1);
+            vs.push((sector(&image, s), written));
         }
     }
     for (s, vs) in versions {
-        let durable = sector(&ino.durable, s);
-        let never_durable = durable.iter().all(|&b| b == 0);
+        let never_durable = !ino.held(s);
         let pick = rand() % (vs.len() as u64 + 1 + u64::from(never_durable));
-        let content = match pick as usize {
+        let (content, written) = match pick as usize {
             0 => continue, // the durable version stays
             k if k <= vs.len() => vs[k - 1].clone(),
-            _ => (0..SECTOR).map(|_| rand() as u8).collect(), // garbage where nothing durable was
+            // Garbage only where no durable bytes were; the device holds it now.
+            _ => ((0..SECTOR).map(|_| rand() as u8).collect(), true),
         };
-        apply(&mut out, s * SECTOR as u64, &content);
+        apply(&mut out.durable, s * SECTOR as u64, &content);
+        if written {
+            out.mark_held(s);
+        }
     }
+    out.current = out.durable.clone();
     out
 }
 
@@ -228,7 +270,7 @@ impl StorageFile for SimFile {
         st.tick()?;
         st.bytes_written += buf.len() as u64;
         let ino = &mut st.inodes[self.inode];
-        ino.pending.push((offset, buf.to_vec()));
+        ino.pending.push(Pending { off: offset, bytes: buf.to_vec(), write: true });
         apply(&mut ino.current, offset, buf);
         Ok(())
     }
@@ -239,12 +281,18 @@ impl StorageFile for SimFile {
         st.data_syncs += 1;
         let ino = &mut st.inodes[self.inode];
         ino.durable = ino.current.clone();
-        ino.pending.clear();
+        for p in std::mem::take(&mut ino.pending) {
+            if p.write {
+                p.sectors().for_each(|s| ino.mark_held(s));
+            }
+        }
         Ok(())
     }
 
     /// Modelled as a pending write of zeros beyond the current end (it may be
-    /// lost, in any part, at a crash, like any unsynced change).
+    /// lost, in any part, at a crash, like any unsynced change). Its sectors
+    /// hold no durable bytes even once synced, like an unwritten extent: a
+    /// torn write to them may leave garbage.
     fn allocate(&self, offset: u64, len: u64) -> io::Result<()> {
         let mut st = lock(&self.state);
         st.tick()?;
@@ -254,8 +302,8 @@ impl StorageFile for SimFile {
         if end > cur {
             let zeros = vec![0u8; (end - cur.max(offset)) as usize];
             let at = cur.max(offset);
-            ino.pending.push((at, zeros.clone()));
             apply(&mut ino.current, at, &zeros);
+            ino.pending.push(Pending { off: at, bytes: zeros, write: false });
         }
         Ok(())
     }
@@ -387,5 +435,42 @@ mod tests {
         for _ in 0..50 {
             assert_eq!(&sim.crash_image(&mut rand).read(&a).unwrap()[..1024], &[1u8; 1024]);
         }
+    }
+
+    /// Zeros a write made durable are data: a crash leaves them or a later
+    /// version, never garbage (sector atomicity). Space that was only
+    /// allocated, or never synced, holds no durable bytes and may.
+    #[test]
+    fn durable_zero_sectors_never_turn_to_garbage_allocated_ones_may() {
+        let sim = SimStorage::new();
+        let dir = Path::new("/d");
+        let a = dir.join("a");
+        let f = sim.open(&a, OpenMode { create: true, direct: false }).unwrap();
+        // Sector 0 data, sector 1 written zeros (a record's zero tail and
+        // padding), sectors 2 and 3 allocated.
+        let mut first = vec![0u8; 1024];
+        first[..512].fill(1);
+        f.write_all_at(&first, 0).unwrap();
+        f.allocate(1024, 1024).unwrap();
+        f.sync_data().unwrap();
+        sim.sync_dir(dir).unwrap();
+        // The tail rewrite: the same durable bytes, new ones after them, and
+        // sector 4 beyond the durable end.
+        let again = [&first[..], &[2u8; 1536][..]].concat();
+        f.write_all_at(&again, 0).unwrap();
+        let mut x = 7u64;
+        let mut rand = || {
+            x = x.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+            x >> 33
+        };
+        let (mut garbage_allocated, mut garbage_beyond) = (0, 0);
+        for _ in 0..300 {
+            let c = sim.crash_image(&mut rand).read(&a).unwrap();
+            assert_eq!(&c[..1024], &first[..], "durable sectors keep their bytes, zeros included");
+            let other = |s: &[u8]| s != [0u8; 512] && s != [2u8; 512];
+            garbage_allocated += c[1024..2048].chunks(512).filter(|s| other(s)).count();
+            garbage_beyond += c.get(2048..2560).is_some_and(other) as usize;
+        }
+        assert!(garbage_allocated > 0 && garbage_beyond > 0, "{garbage_allocated} {garbage_beyond}");
     }
 }

@@ -14,6 +14,7 @@
 
 mod buffers;
 mod pipe;
+mod tail;
 
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
@@ -79,6 +80,8 @@ pub(crate) struct ActiveSegment {
     /// End of the record bytes handed to the device so far (for telling new
     /// data from rewritten tail blocks in the stats).
     written_end: u64,
+    /// I4, checked in debug builds: rewritten bytes are unchanged.
+    tail: tail::TailCheck,
 }
 
 /// What a flush wrote: it becomes durable when the fdatasync after it returns.
@@ -206,6 +209,7 @@ impl ActiveSegment {
             sync_in_flight: false,
             stats: n.stats.clone(),
             written_end: start,
+            tail: tail::TailCheck::default(),
         }
     }
 
@@ -293,6 +297,7 @@ impl ActiveSegment {
         let mut off = self.prepared_end;
         while off < upto {
             let n = ((upto - off) as usize).min(zeros.len());
+            self.tail.zeros(&self.name, off);
             self.write(&zeros[..n], off)?;
             self.stats.wrote(Written::Prepare, n as u64);
             off += n as u64;
@@ -448,16 +453,19 @@ impl ActiveSegment {
     /// next buffer (I16). The full one is frozen and readers read it (I18).
     fn write_full_buffer(&mut self, bufs: &mut Buffers) -> Result<()> {
         self.assert_no_sync_in_flight();
+        let (cap, from) = (bufs.len(), self.unwritten_from());
+        let (at, end) = (self.buf_file_off + from as u64, self.buf_file_off + cap as u64);
+        // I4: a rewrite of the last flush's tail block leaves its bytes as they were.
+        self.tail.write(&self.name, &bufs.cur.bytes()[from..cap], at, end, self.block);
         let mut pipe = self.pipe();
         pipe.settle().map_err(|e| WalError::io("write", &self.path, e))?;
-        let (cap, from) = (bufs.len(), self.unwritten_from());
         let full = bufs.cur.freeze(cap);
         self.view.share_buffer(self.buf_file_off, &full, cap);
-        let job = Job { file: self.file.clone(), buf: full, range: from..cap, offset: self.buf_file_off + from as u64 };
+        let job = Job { file: self.file.clone(), buf: full, range: from..cap, offset: at };
         pipe.submit(job).map_err(|e| WalError::io("write", &self.path, e))?;
         drop(pipe);
         self.stats.buffer_full();
-        self.count_data_write(self.buf_file_off + from as u64, cap - from, self.buf_file_off + cap as u64);
+        self.count_data_write(at, cap - from, end);
         bufs.rotate();
         self.buf_file_off += cap as u64;
         self.buf_len = 0;
@@ -481,9 +489,11 @@ impl ActiveSegment {
             // I4: the first block written may be the tail block of the last
             // sync; its durable prefix is rewritten with identical bytes.
             let from = self.unwritten_from();
+            let at = self.buf_file_off + from as u64;
             self.assert_no_sync_in_flight();
-            self.write(&bufs.cur.bytes()[from..padded], self.buf_file_off + from as u64)?;
-            self.count_data_write(self.buf_file_off + from as u64, padded - from, self.data_end);
+            self.tail.write(&self.name, &bufs.cur.bytes()[from..padded], at, self.data_end, self.block);
+            self.write(&bufs.cur.bytes()[from..padded], at)?;
+            self.count_data_write(at, padded - from, self.data_end);
             // I18: the data (not the padding, which later records replace)
             // is frozen, and readers read it from this buffer.
             let written = bufs.cur.freeze(self.buf_len);
