@@ -184,7 +184,7 @@ mod tests {
         assert!(is_spare_name(&spare_file_name(7)));
         assert_eq!(parse_segment_name(&spare_file_name(7)), None);
         assert!(!is_spare_name(&segment_file_name(7)) && !is_spare_name("spare-7"));
-        // I9-style ownership: only the WAL's own names are classified.
+        // I21: only the WAL's own names are classified.
         let seg = segment_file_name(7);
         assert_eq!(classify(&seg), Some(NameKind::Segment(7)));
         assert_eq!(classify(&format!("{seg}.tmp")), Some(NameKind::Temp(7)));

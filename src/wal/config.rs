@@ -20,11 +20,11 @@ pub const DEFAULT_RECYCLE_SEGMENTS: usize = 2;
 /// What open does with damage to durable data in the newest segment.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum RecoveryMode {
-    /// Refuse to open with [`WalError::Corruption`] (default).
+    /// Refuse to open with [`WalError::Corruption`](crate::WalError::Corruption) (default).
     #[default]
     Strict,
     /// Cut the log at the damage, log and report what was dropped
-    /// ([`SegmentedWal::recovery_report`]), and continue.
+    /// ([`SegmentedWal::recovery_report`](crate::SegmentedWal::recovery_report)), and continue.
     Tolerant,
 }
 
@@ -40,7 +40,7 @@ pub struct WalWriterConfig {
     /// Use O_DIRECT. Falls back to buffered I/O + fdatasync with a warning
     /// where the file system refuses it, unless `require_direct_io` is set.
     pub use_direct_io: bool,
-    /// Turn the O_DIRECT fallback into [`WalError::DirectIoUnsupported`].
+    /// Turn the O_DIRECT fallback into [`WalError::DirectIoUnsupported`](crate::WalError::DirectIoUnsupported).
     pub require_direct_io: bool,
     /// How open treats damage to durable data.
     pub recovery_mode: RecoveryMode,
@@ -69,7 +69,7 @@ impl Default for WalWriterConfig {
     }
 }
 
-/// Configuration of a [`SegmentedWal`].
+/// Configuration of a [`SegmentedWal`](crate::SegmentedWal).
 #[derive(Debug, Clone)]
 pub struct SegmentedWalConfig {
     /// Directory holding the segments (created if missing).
@@ -99,7 +99,7 @@ impl SegmentedWalConfig {
     }
 }
 
-/// Result of [`SegmentedWal::truncate_before`].
+/// Result of [`SegmentedWal::truncate_before`](crate::SegmentedWal::truncate_before).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct TruncateResult {
     /// Segment files deleted.
