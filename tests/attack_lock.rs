@@ -1,6 +1,6 @@
 //! Attacks on the directory lock (I25): the directory renamed under a live
-//! writer. Public API only. Failing tests are `#[ignore = "finding N: ..."]`;
-//! run them with `cargo test --test attack_lock -- --ignored`.
+//! writer. Public API only. Written as a reproducer before the fix
+//! (`DirectoryMoved`), kept as its regression test.
 
 mod common;
 use std::path::Path;

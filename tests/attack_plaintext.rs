@@ -1,6 +1,6 @@
 //! Plaintext remnants (I19) after long sequences of switches, rotations,
-//! truncations and crashes. Public API only. This one HOLDS on the current
-//! code (kept as a regression test of the attack).
+//! truncations and crashes. Public API only. It held when written, and is
+//! kept as a regression test.
 mod common;
 
 use std::path::Path;

@@ -1,7 +1,8 @@
-//! Attacks on spare files (I17, I19, I21-I23): a file named like a spare is
-//! taken into the log without any check of its length or links. Public API
-//! only. Failing tests are `#[ignore = "finding N: ..."]`; run them with
-//! `cargo test --test attack_spares -- --ignored`.
+//! Attacks on spare files (I17, I19, I21-I23): a file named like a spare
+//! was taken into the log without any check of its length or links, and a
+//! refused open had already deleted files. Public API only. Written as
+//! reproducers before the fixes (`spares::distrust`, tidy after the
+//! directory is accepted), kept as their regression tests.
 
 mod common;
 use std::path::Path;

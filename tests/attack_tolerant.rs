@@ -1,7 +1,6 @@
 //! Attacks on tolerant recovery's set-aside (DESIGN I24) and the fail-closed
-//! rule (I11) it interacts with. Public API only. Tests that fail on the
-//! current code are `#[ignore = "finding N: ..."]`; run them with
-//! `cargo test --test attack_tolerant -- --ignored`.
+//! rule (I11) it interacts with. Public API only. Written as reproducers
+//! before the fixes, kept as their regression tests.
 mod common;
 
 use std::path::Path;
@@ -129,7 +128,7 @@ fn tolerant_setaside_does_not_jump_lsns() {
     let mut wal = SegmentedWal::open(cfg(dir, RecoveryMode::Tolerant)).unwrap();
     assert!(wal.recovery_report().set_aside.is_some());
     // I11: the set-aside file's cipher is unknown, so a ring is required
-    // until encryption is turned off explicitly (fix of finding 1).
+    // until encryption is turned off explicitly (the fix of the set-aside attack).
     assert!(matches!(wal.append(1, 0, 0, b"x"), Err(WalError::EncryptionRequired { .. })));
     wal.disable_encryption().unwrap();
     let lsn = wal.append(1, 0, 0, b"after").unwrap();
@@ -152,7 +151,7 @@ fn tolerant_setaside_of_max_name_does_not_exhaust_lsns() {
     let dir = t.path();
     plain_wal_with_far_garbage(dir, 5, u64::MAX);
     let mut wal = SegmentedWal::open(cfg(dir, RecoveryMode::Tolerant)).unwrap();
-    wal.disable_encryption().unwrap(); // I11: see above (finding 1)
+    wal.disable_encryption().unwrap(); // I11: see above (the set-aside attack)
     let r = wal.append(1, 0, 0, b"after");
     assert_eq!(r.ok(), Some(6), "append after tolerant open: {:?}", wal.append(1, 0, 0, b"x"));
 }

@@ -1,6 +1,5 @@
-//! Attacks on the `directwal` CLI as a tired operator would run it. Tests
-//! that fail on the current code are `#[ignore = "finding N: ..."]`; run
-//! them with `cargo test -p directwal-cli --test attack_cli -- --ignored`.
+//! Attacks on the `directwal` CLI as a tired operator would run it. Written
+//! as reproducers before the fixes, kept as their regression tests.
 
 mod common;
 
