@@ -155,6 +155,8 @@ pub use wal::{
 /// Byte layout constants, re-exported for tools and tests that inspect
 /// segment files directly (see docs/FORMAT.md).
 pub mod layout {
+    /// The longest segment file the writer can produce (DESIGN I23).
+    pub use crate::catalog::MAX_SEGMENT_FILE_LEN;
     pub use crate::format::{
         FORMAT_VERSION, RECORD_ALIGN, RECORD_HEADER_LEN, SEAL_LEN, SEGMENT_HEADER_LEN, data_start, record_size,
     };

@@ -207,7 +207,8 @@ fn plan<'a>(check: &'a DirCheck, out: &mut impl Write) -> Result<Option<Cut<'a>>
 /// does not lend its record check). None when no chain is found.
 fn last_lsn_after(path: &Path, offset: u64, lsn: u64) -> Option<u64> {
     let f = std::fs::File::open(path).ok()?;
-    let len = f.metadata().ok()?.len();
+    // I23: no segment is longer; a set-aside file may be.
+    let len = f.metadata().ok()?.len().min(directwal::layout::MAX_SEGMENT_FILE_LEN);
     let header = |at: u64| -> Option<(u64, usize)> {
         let mut b = [0u8; RECORD_HEADER_LEN];
         f.read_exact_at(&mut b, at).ok()?;

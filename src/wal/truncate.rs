@@ -112,6 +112,7 @@ impl SegmentedWal {
             return None;
         }
         let to = self.dir.join(segment::spare_file_name(seg.header.first_lsn));
-        (!pool.contains(&to) && self.storage.file_len(&to).is_err()).then_some(to)
+        let name_free = matches!(self.storage.file_len(&to), Err(e) if e.kind() == std::io::ErrorKind::NotFound);
+        (!pool.contains(&to) && name_free).then_some(to)
     }
 }

@@ -146,8 +146,10 @@ impl ActiveSegment {
         let block = n.header.block_size as usize;
         // A spare's written space is as good as zeros: its stale bytes never
         // validate under the new salt (it seeds the CRC), so it needs no preparing.
-        let fresh = n.spare.is_none();
-        let (tmp, stale_end) = match n.spare.take() {
+        // I17: checked again right before use, not only when it was pooled.
+        let spare = n.spare.take().filter(|s| crate::spares::distrust(n.storage, s).is_none());
+        let fresh = spare.is_none();
+        let (tmp, stale_end) = match spare {
             Some(spare) => {
                 let len = n.storage.file_len(&spare).map_err(|e| WalError::io("stat", &spare, e))?;
                 (spare, len / block as u64 * block as u64)
