@@ -202,8 +202,11 @@ impl Storage for OsStorage {
     }
 
     fn open(&self, path: &Path, mode: OpenMode) -> io::Result<Box<dyn StorageFile>> {
+        use std::os::unix::fs::OpenOptionsExt;
         let mut o = OpenOptions::new();
-        o.read(true).write(true);
+        // I17, I21: a symlink swapped in under a WAL name (a spare between
+        // its check and its reuse) is refused (ELOOP), never written through.
+        o.read(true).write(true).custom_flags(libc::O_NOFOLLOW);
         if mode.create {
             o.create(true).truncate(true);
         }

@@ -109,3 +109,21 @@ fn a_refused_open_deletes_nothing() {
         !dir.join(&tmp).exists()
     );
 }
+
+/// A symlink swapped in under a WAL name after it was checked (a spare
+/// between the pool's check and its reuse) is never written through: the
+/// storage refuses to follow it, with and without O_DIRECT.
+#[test]
+fn the_storage_never_writes_through_a_symlink() {
+    use directwal::io::{OpenMode, OsStorage, Storage};
+    let dir = tempfile::tempdir().unwrap();
+    let outside = dir.path().join("outside");
+    std::fs::write(&outside, b"not the WAL's").unwrap();
+    let link = dir.path().join(directwal::segment_file_name(1).replace("wal-", "spare-").replace(".seg", ""));
+    std::os::unix::fs::symlink(&outside, &link).unwrap();
+    for direct in [false, true] {
+        let r = OsStorage.open(&link, OpenMode { create: false, direct });
+        assert!(r.is_err(), "direct={direct}: opened a symlink for writing");
+    }
+    assert_eq!(std::fs::read(&outside).unwrap(), b"not the WAL's");
+}

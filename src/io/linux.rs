@@ -7,7 +7,9 @@ use std::os::unix::io::AsRawFd;
 use std::path::Path;
 
 pub(super) fn open_direct(opts: &mut OpenOptions, path: &Path) -> io::Result<File> {
-    opts.custom_flags(libc::O_DIRECT).open(path)
+    // O_NOFOLLOW: every file opened this way is one the WAL names itself
+    // (or a probe of one); a symlink in its place is refused (ELOOP).
+    opts.custom_flags(libc::O_DIRECT | libc::O_NOFOLLOW).open(path)
 }
 
 pub(super) fn open_uncached(opts: &mut OpenOptions, path: &Path) -> io::Result<File> {
