@@ -23,7 +23,7 @@ use crate::recovery::{self, ScanOutcome};
 use crate::segment::{self, NameKind};
 
 /// Largest block size, and so the largest header and seal block.
-const MAX_BLOCK: u64 = 65536;
+const MAX_BLOCK: u64 = format::MAX_BLOCK_SIZE as u64;
 
 /// I23: no segment the writer makes is longer than this: the header and seal
 /// blocks, a segment's worth of data (the target), one more record (a record

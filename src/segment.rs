@@ -107,7 +107,7 @@ pub struct SegmentMeta {
 
 /// Bytes from the start of a segment that hold its header and seal blocks
 /// whatever the block size (at most 64 KiB each).
-pub const HEAD_BYTES: usize = 2 * 65536;
+pub const HEAD_BYTES: usize = 2 * crate::format::MAX_BLOCK_SIZE as usize;
 
 /// The header and seal blocks of a segment, and the file's length: one small
 /// read instead of touching the file through a mapping, whose first fault

@@ -100,6 +100,12 @@ pub const MIN_BLOCK_SIZE: u32 = 512;
 /// Largest block size a segment header may declare.
 pub const MAX_BLOCK_SIZE: u32 = 65536;
 
+/// The one rule for a block size (the configured alignment, and the one a
+/// header records): a power of two from `MIN_BLOCK_SIZE` to `MAX_BLOCK_SIZE`.
+pub fn valid_block_size(n: u64) -> bool {
+    (u64::from(MIN_BLOCK_SIZE)..=u64::from(MAX_BLOCK_SIZE)).contains(&n) && n.is_power_of_two()
+}
+
 // The layout constants, tied together at compile time: a change to one that
 // breaks another does not build.
 const _: () = {
@@ -271,7 +277,7 @@ impl SegmentHeader {
             return Err(HeaderError::Invalid("unexpected segment header length"));
         }
         let block_size = u32_at(b, H_BLOCK_SIZE);
-        if !(MIN_BLOCK_SIZE..=MAX_BLOCK_SIZE).contains(&block_size) || !block_size.is_power_of_two() {
+        if !valid_block_size(u64::from(block_size)) {
             return Err(HeaderError::Invalid("block size out of range"));
         }
         let cipher = match b[H_CIPHER] {

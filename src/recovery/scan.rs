@@ -100,7 +100,7 @@ impl Hole<'_> {
             // Cheap filter before the CRC: a record after the hole carries an LSN
             // at or above the one expected at the hole, and at most one more per
             // minimal record that fits in between. Zeroed space fails here.
-            let cand = u64::from_le_bytes(img[p as usize + 8..p as usize + 16].try_into().expect("8 bytes"));
+            let cand = format::read_header(&img[p as usize..]).fields.lsn;
             // I20: saturating, next to the largest LSN.
             let max_lsn = lsn.saturating_add((p - hole) / RECORD_HEADER_LEN as u64);
             if cand < lsn || cand > max_lsn {

@@ -29,7 +29,7 @@ pub use config::{
 
 /// Refuses writer settings no segment can be written with.
 fn check_config(cfg: &WalWriterConfig) -> Result<()> {
-    if !(512..=65536).contains(&cfg.alignment) || !cfg.alignment.is_power_of_two() {
+    if !format::valid_block_size(cfg.alignment as u64) {
         return Err(WalError::InvalidConfig(format!(
             "alignment {} is not a power of two between 512 and 65536",
             cfg.alignment
