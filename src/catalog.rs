@@ -173,18 +173,22 @@ impl Catalog {
     }
 
     /// The encryption rule over every readable header, oldest first (I11),
-    /// and the index in `segments` of an unexplained downgrade (a plain
-    /// segment after encrypted ones without the `encryption_off` flag).
-    /// Segments that vanished while the directory was read (truncated by a
-    /// live writer) take no part.
-    pub fn encryption(&self) -> (crypto::EncryptionState, Option<usize>) {
+    /// with `ring` to verify the MACs of `encryption_off` headers (open has
+    /// none: nothing is proven there). The state's indices (an unexplained
+    /// downgrade, an unproven flag) are indices in `segments`. Segments
+    /// that vanished while the directory was read (truncated by a live
+    /// writer) take no part.
+    pub fn encryption(&self, ring: Option<&KeyRing>) -> crypto::EncryptionState {
         let live: Vec<usize> = (0..self.segments.len())
             .filter(|&i| self.segments[i].header.is_some() && !self.segments[i].vanished)
             .collect();
-        let mut st = crypto::encryption_state(live.iter().filter_map(|&i| self.segments[i].header.as_ref()));
+        let mut st = crypto::encryption_state(live.iter().filter_map(|&i| self.segments[i].header.as_ref()), ring);
         st.cipher_unknown = st.required_key.is_none() && self.aside_pending();
-        let downgrade = st.downgrade.map(|d| live[d]);
-        (st, downgrade)
+        st.downgrade = st.downgrade.map(|d| live[d]);
+        if let Some(u) = st.unproven.as_mut() {
+            u.index = live[u.index];
+        }
+        st
     }
 
     /// I11, I24: whether a set-aside file may hold the newest encryption

@@ -17,7 +17,7 @@
 use std::path::{Path, PathBuf};
 
 use crate::catalog;
-use crate::crypto::{KeyRing, SegmentCipher};
+use crate::crypto::{KeyRing, SegmentCipher, Unproven, UnprovenOff};
 use crate::error::{Result, WalError};
 use crate::format::{self, FLAG_ENCRYPTED, SegmentHeader};
 use crate::io::{OsStorage, Storage};
@@ -27,7 +27,9 @@ use crate::segment;
 /// What to check.
 #[derive(Debug, Clone, Default)]
 pub struct CheckOptions {
-    /// Keys for encrypted segments. Needed only with `verify_records`.
+    /// Keys for encrypted segments, needed with `verify_records`; and to
+    /// verify the MAC of a plain segment flagged `encryption_off` after
+    /// encrypted ones (DESIGN I11), which without a ring goes unchecked.
     pub ring: Option<KeyRing>,
     /// Check every record of every segment (CRC, LSN, and for encrypted
     /// segments the authentication tag), not only headers, seals and the
@@ -145,8 +147,9 @@ impl DirCheck {
 /// Checks the WAL in `dir` without writing anything. `progress` is called
 /// with the size of each segment file once it has been checked.
 ///
-/// Returns `Err` only when the directory cannot be listed, or when
-/// `verify_records` meets an encrypted segment whose key is not in the ring;
+/// Returns `Err` only when the directory cannot be listed, when
+/// `verify_records` meets an encrypted segment whose key is not in the ring,
+/// or when a given ring lacks the key of an `encryption_off` header's MAC;
 /// everything wrong on disk is a [`Problem`] in the result. What counts as
 /// wrong is decided by the catalog, which `open` uses too.
 pub fn check_dir(dir: &Path, opts: &CheckOptions, progress: &mut dyn FnMut(u64)) -> Result<DirCheck> {
@@ -208,17 +211,39 @@ pub fn check_dir(dir: &Path, opts: &CheckOptions, progress: &mut dyn FnMut(u64))
         progress(seg.file_len);
         out.segments.push(sc);
     }
-    // I11: an unexplained downgrade is damage to report; open requires the
-    // key anyway.
-    if let (_, Some(i)) = cat.encryption()
-        && let Some(sc) = out.segments.get_mut(i).filter(|sc| !sc.truncated)
-    {
-        let what = "plain segment after encrypted ones without an explicit disable_encryption \
-                    (header flag encryption_off): the WAL still requires its key"
-            .to_owned();
-        sc.problems.push(Problem { segment: sc.name.clone(), offset: 0, lsn: sc.first_lsn, what });
-    }
+    encryption_problems(&cat, opts.ring.as_ref(), &mut out.segments)?;
     Ok(out)
+}
+
+/// I11: an unexplained downgrade, and an `encryption_off` flag that proves
+/// nothing (no MAC, another key's, or one that fails under the ring), are
+/// damage to report; open requires the key anyway. A flag whose MAC key the
+/// given ring lacks is `UnknownKey`, as for records; without a ring a MAC
+/// cannot be checked, which is not a problem.
+fn encryption_problems(cat: &catalog::Catalog, ring: Option<&KeyRing>, segments: &mut [SegmentCheck]) -> Result<()> {
+    let st = cat.encryption(ring);
+    let live = |i: usize| segments.get(i).is_some_and(|sc| !sc.truncated);
+    if let Some(UnprovenOff { index, why: Unproven::UnknownKey { mac_key }, .. }) = st.unproven
+        && live(index)
+    {
+        let seg = &cat.segments[index];
+        return Err(WalError::UnknownKey { key_id: mac_key, segment: seg.name.clone(), lsn: seg.first_lsn });
+    }
+    let mut found = Vec::new();
+    if let Some(i) = st.downgrade {
+        let what = "plain segment after encrypted ones without an explicit disable_encryption \
+                    (header flag encryption_off): the WAL still requires its key";
+        found.push((i, what.to_owned()));
+    }
+    if let Some(u) = st.unproven.filter(|u| u.is_problem()) {
+        found.push((u.index, u.to_string()));
+    }
+    for (i, what) in found {
+        if let Some(sc) = segments.get_mut(i).filter(|sc| !sc.truncated) {
+            sc.problems.push(Problem { segment: sc.name.clone(), offset: 0, lsn: sc.first_lsn, what });
+        }
+    }
+    Ok(())
 }
 
 /// Records and, with `verify_records`, every record of a segment whose

@@ -7,6 +7,10 @@
 //! its WAL, segment, LSN and header fields. A (key, nonce) pair never repeats
 //! because one writer ever writes a segment (DESIGN I6) and each LSN appears
 //! once per segment.
+//!
+//! A plain segment that turns encryption off after encrypted ones proves it
+//! with a keyed MAC of its header (`crypto/required.rs`, DESIGN I11), which
+//! `encryption_state` checks.
 
 use std::fmt;
 use std::path::Path;
@@ -16,7 +20,10 @@ use aes_gcm::{Aes256Gcm, KeyInit, Nonce, Tag};
 use zeroize::{Zeroize, ZeroizeOnDrop, Zeroizing};
 
 use crate::error::{Result, WalError};
-use crate::format::{Cipher, FLAG_ENCRYPTED, RecordFields, SegmentHeader};
+use crate::format::{Cipher, FLAG_ENCRYPTED, RecordFields};
+
+mod required;
+pub(crate) use required::{EncryptionState, TurnedOff, Unproven, UnprovenOff, encryption_state};
 
 /// Bytes of the authentication tag appended to every encrypted payload.
 pub const TAG_LEN: usize = 16;
@@ -136,12 +143,16 @@ impl KeyRing {
 
     /// The key with this id, if the ring holds it.
     pub fn get(&self, key_id: u32) -> Option<&WalEncryptionKey> {
-        std::iter::once(&self.current).chain(&self.previous).find(|k| k.id == key_id)
+        self.keys().find(|k| k.id == key_id)
     }
 
     /// Ids of all keys, the active one first.
     pub fn key_ids(&self) -> Vec<u32> {
-        std::iter::once(&self.current).chain(&self.previous).map(|k| k.id).collect()
+        self.keys().map(|k| k.id).collect()
+    }
+
+    fn keys(&self) -> impl Iterator<Item = &WalEncryptionKey> {
+        std::iter::once(&self.current).chain(&self.previous)
     }
 }
 
@@ -150,50 +161,6 @@ impl fmt::Debug for KeyRing {
         let ids: Vec<String> = self.key_ids().iter().map(|id| format!("{id:08x}")).collect();
         write!(f, "KeyRing {{ key_ids: [{}] }}", ids.join(", "))
     }
-}
-
-/// What the segment headers of a WAL say about encryption (DESIGN I11).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub(crate) struct EncryptionState {
-    /// The key new records must be encrypted with: that of the newest
-    /// encrypted segment, unless a plain segment flagged `encryption_off`
-    /// follows it. None: plain records are allowed.
-    pub required_key: Option<u32>,
-    /// Encryption was turned off explicitly after encrypted segments: new
-    /// plain segments carry the `encryption_off` flag too.
-    pub turned_off: bool,
-    /// Index (in the order given) of the first plain segment that follows an
-    /// encrypted one without the `encryption_off` flag: an unexplained
-    /// downgrade, which `verify` reports and which requires the key anyway.
-    pub downgrade: Option<usize>,
-    /// I11: a segment set aside by tolerant recovery may have been encrypted
-    /// (its header is unreadable) and no segment after it says otherwise: a
-    /// ring (any key) is required until one is set or encryption is turned
-    /// off explicitly.
-    pub cipher_unknown: bool,
-}
-
-/// I11: the one rule for "is encryption required", from the headers of
-/// the segments oldest → newest (every retained segment; unreadable ones left
-/// out). Only an explicit `disable_encryption` (header flag `encryption_off`)
-/// lifts the requirement an encrypted segment sets; a plain or empty segment
-/// after it without that flag does not, whichever segment is newest. A WAL
-/// that never held an encrypted segment (such as any version 2 plain WAL)
-/// requires nothing.
-pub(crate) fn encryption_state<'a>(headers: impl IntoIterator<Item = &'a SegmentHeader>) -> EncryptionState {
-    let mut st = EncryptionState::default();
-    for (i, h) in headers.into_iter().enumerate() {
-        match h.cipher {
-            Cipher::Aes256Gcm { key_id } => (st.required_key, st.turned_off) = (Some(key_id), false),
-            Cipher::None if h.encryption_off => {
-                st.turned_off |= st.required_key.is_some();
-                st.required_key = None;
-            }
-            Cipher::None if st.required_key.is_some() => _ = st.downgrade.get_or_insert(i),
-            Cipher::None => {}
-        }
-    }
-    st
 }
 
 /// The AEAD of one segment.
@@ -312,37 +279,6 @@ mod tests {
         let mut flipped = buf.clone();
         flipped[3] ^= 1;
         assert!(c.open(&fields(9), &flipped).is_none());
-    }
-
-    #[test]
-    fn only_an_explicit_turn_off_lifts_the_requirement() {
-        let h = |cipher, encryption_off| SegmentHeader {
-            version: 3,
-            block_size: 4096,
-            wal_id: 1,
-            salt: 2,
-            first_lsn: 1,
-            cipher,
-            created_ms: 0,
-            recycled: false,
-            encryption_off,
-        };
-        let (plain, off, enc) =
-            (h(Cipher::None, false), h(Cipher::None, true), h(Cipher::Aes256Gcm { key_id: 5 }, false));
-        let st = |hs: &[&SegmentHeader]| encryption_state(hs.iter().copied());
-        assert_eq!(st(&[]), EncryptionState::default());
-        assert_eq!(st(&[&plain, &plain]), EncryptionState::default());
-        let required =
-            EncryptionState { required_key: Some(5), turned_off: false, downgrade: None, cipher_unknown: false };
-        assert_eq!(st(&[&plain, &enc]), required);
-        assert_eq!(st(&[&enc, &plain, &plain]), EncryptionState { downgrade: Some(1), ..required });
-        let off_state =
-            EncryptionState { required_key: None, turned_off: true, downgrade: None, cipher_unknown: false };
-        assert_eq!(st(&[&enc, &off, &plain]), off_state);
-        assert_eq!(st(&[&enc, &off, &off]), off_state);
-        // Once the encrypted segments are truncated away, the flag means nothing.
-        assert_eq!(st(&[&off, &plain]), EncryptionState::default());
-        assert_eq!(st(&[&enc, &off, &enc, &plain]), EncryptionState { downgrade: Some(3), ..required });
     }
 
     #[test]

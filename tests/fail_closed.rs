@@ -84,7 +84,9 @@ fn disabled_wal(dir: &Path, plain: u64, explained: bool) {
     let newest = segment_files(dir).pop().unwrap();
     let bytes = std::fs::read(&newest).unwrap();
     if explained {
-        assert_eq!((bytes[56], bytes[57], bytes[8]), (0, 2, 3), "plain, flag encryption_off, version 3");
+        assert_eq!((bytes[56], bytes[57], bytes[8]), (0, 2, 4), "plain, flag encryption_off, version 4");
+        assert_ne!(bytes[72..104], [0; 32], "with its MAC");
+        assert_eq!(bytes[104..108], key_id().to_le_bytes(), "made with the key of the encrypted segments");
     } else {
         edit_header(&newest, |h| {
             h[57] = 0;
@@ -121,44 +123,59 @@ fn a_roll_without_the_ring_creates_no_segment_and_a_reopen_still_refuses_plain_a
     assert_eq!(files_holding(dir.path(), "SECRET"), Vec::<String>::new());
 }
 
+/// Checks `dir` (with the ring when `with_ring`) and returns its problems.
+fn problems(dir: &Path, with_ring: bool) -> Vec<String> {
+    let opts = CheckOptions { ring: with_ring.then(ring), verify_records: false };
+    check_dir(dir, &opts, &mut |_| {}).unwrap().problems().map(|p| p.to_string()).collect()
+}
+
 #[test]
 fn a_plain_segment_after_encrypted_ones_requires_the_key_unless_encryption_was_turned_off() {
     for plain in [3, 0] {
         // The same directory without the flag: a downgrade nobody asked for.
         let dir = tempfile::tempdir().unwrap();
         disabled_wal(dir.path(), plain, false);
-        let check = check_dir(dir.path(), &CheckOptions::default(), &mut |_| {}).unwrap();
-        let problems: Vec<_> = check.problems().map(|p| p.to_string()).collect();
-        assert_eq!(problems.len(), 1, "{problems:?}");
-        assert!(problems[0].contains("without an explicit disable_encryption"), "{problems:?}");
+        let problems_before = problems(dir.path(), false);
+        assert_eq!(problems_before.len(), 1, "{problems_before:?}");
+        assert!(problems_before[0].contains("without an explicit disable_encryption"), "{problems_before:?}");
         let mut wal = SegmentedWal::open(cfg(dir.path())).unwrap();
         refused(wal.append(1, 0, 0, &marked("PLAINTEXT", 11 + plain)), "append");
         refused(wal.roll_segment(), "roll");
         drop(wal);
         let mut wal = SegmentedWal::open(cfg(dir.path())).unwrap();
         refused(wal.append(1, 0, 0, &marked("PLAINTEXT", 11 + plain)), "append after reopen");
-        // The way out is explicit: the ring, or disable_encryption.
+        // The way out is explicit, and takes the key: the ring, then
+        // (to stay plain) disable_encryption.
+        refused(wal.disable_encryption(), "disable without the ring");
+        wal.set_encryption_ring(ring()).unwrap();
         wal.disable_encryption().unwrap();
         assert_eq!(wal.append(1, 0, 0, b"now plain by choice").unwrap(), 11 + plain);
         drop(wal);
         // An empty downgraded segment was replaced by the flagged one; one with records stays reported.
-        let problems = check_dir(dir.path(), &CheckOptions::default(), &mut |_| {}).unwrap().problems().count();
-        assert_eq!(problems, if plain == 0 { 0 } else { 1 });
+        assert_eq!(problems(dir.path(), true).len(), if plain == 0 { 0 } else { 1 });
         assert_eq!(files_holding(dir.path(), "PLAINTEXT"), Vec::<String>::new());
 
-        // Explicitly turned off: opens without a ring, writes plain, verify is clean.
+        // Explicitly turned off: verify is clean, with the ring or without
+        // (where the MAC cannot be checked), but an open without the ring
+        // cannot check it either and still requires the key (I11).
         let dir = tempfile::tempdir().unwrap();
         disabled_wal(dir.path(), plain, true);
-        let check = check_dir(dir.path(), &CheckOptions::default(), &mut |_| {}).unwrap();
-        assert!(check.is_clean(), "{:?}", check.problems().collect::<Vec<_>>());
+        assert_eq!((problems(dir.path(), false), problems(dir.path(), true)), (vec![], vec![]));
         let mut wal = SegmentedWal::open(cfg(dir.path())).unwrap();
+        refused(wal.append(1, 0, 0, &marked("PLAINTEXT", 11 + plain)), "append without the ring");
+        wal.set_encryption_ring(ring()).unwrap();
+        wal.disable_encryption().unwrap();
         assert_eq!(wal.append(1, 0, 0, b"plain is fine here").unwrap(), 11 + plain);
         wal.roll_segment().unwrap();
         drop(wal);
-        // The flag carries on to the next plain segments.
+        // The proof carries on to the next plain segments.
         let mut wal = SegmentedWal::open(cfg(dir.path())).unwrap();
+        wal.set_encryption_ring(ring()).unwrap();
+        wal.disable_encryption().unwrap();
         wal.append(1, 0, 0, b"still fine").unwrap();
         drop(wal);
+        assert_eq!(problems(dir.path(), true), Vec::<String>::new());
+        assert_eq!(files_holding(dir.path(), "PLAINTEXT"), Vec::<String>::new());
     }
 }
 

@@ -20,11 +20,12 @@ pub const SEGMENT_MAGIC: [u8; 8] = *b"DWALSEG\0";
 /// Magic at offset 0 of a written seal block.
 pub const SEAL_MAGIC: [u8; 8] = *b"DWALSEAL";
 /// Highest readable format version. Version 2 added the header's `flags`
-/// byte, version 3 its `encryption_off` bit; older segments stay readable. A
+/// byte, version 3 its `encryption_off` bit, version 4 the keyed MAC of an
+/// `encryption_off` header; older segments stay readable. A
 /// header is written with the lowest version that expresses it
 /// (`SegmentHeader::version_needed`), so a build that predates a flag keeps
 /// reading every segment that does not use it.
-pub const FORMAT_VERSION: u16 = 3;
+pub const FORMAT_VERSION: u16 = 4;
 
 /// Header flag: the segment file is a recycled one, so the space past its
 /// data may hold stale bytes of an older segment (never valid here: I17).
@@ -33,6 +34,9 @@ pub const HEADER_FLAG_RECYCLED: u8 = 1 << 0;
 /// `disable_encryption` after encrypted ones (DESIGN I11). Without it, a
 /// plain segment after encrypted ones is an unexplained downgrade.
 pub const HEADER_FLAG_ENCRYPTION_OFF: u8 = 1 << 1;
+/// Bytes of the header MAC of an `encryption_off` header (version 4 on,
+/// DESIGN I11): HMAC-SHA256.
+pub const HEADER_MAC_LEN: usize = 32;
 /// Every header flag this build knows.
 pub const KNOWN_HEADER_FLAGS: u8 = HEADER_FLAG_RECYCLED | HEADER_FLAG_ENCRYPTION_OFF;
 
@@ -75,6 +79,8 @@ const H_CIPHER: usize = 56;
 const H_FLAGS: usize = 57;
 const H_KEY_ID: usize = 60;
 const H_CREATED_MS: usize = 64;
+const H_MAC: usize = 72;
+const H_MAC_KEY_ID: usize = H_MAC + HEADER_MAC_LEN;
 const H_CRC: usize = SEGMENT_HEADER_LEN - 4;
 
 // Seal block field offsets (docs/FORMAT.md, "Seal block").
@@ -114,7 +120,8 @@ const _: () = {
     assert!(H_MAGIC + 8 <= H_VERSION && H_VERSION + 2 <= H_HEADER_LEN && H_HEADER_LEN + 2 <= H_BLOCK_SIZE);
     assert!(H_BLOCK_SIZE + 4 <= H_WAL_ID && H_WAL_ID + 16 <= H_SALT && H_SALT + 16 <= H_FIRST_LSN);
     assert!(H_FIRST_LSN + 8 <= H_CIPHER && H_CIPHER < H_FLAGS && H_FLAGS < H_KEY_ID && H_KEY_ID + 4 <= H_CREATED_MS);
-    assert!(H_CREATED_MS + 8 <= H_CRC && H_CRC + 4 == SEGMENT_HEADER_LEN);
+    assert!(H_CREATED_MS + 8 <= H_MAC && H_MAC + HEADER_MAC_LEN <= H_MAC_KEY_ID && H_MAC_KEY_ID + 4 <= H_CRC);
+    assert!(H_CRC + 4 == SEGMENT_HEADER_LEN);
     assert!(SEGMENT_HEADER_LEN <= MIN_BLOCK_SIZE as usize);
     // The seal block: the same, in block 1.
     assert!(S_MAGIC + 8 <= S_LAST_LSN && S_LAST_LSN + 8 <= S_RECORDS && S_RECORDS + 8 <= S_DATA_END);
@@ -206,6 +213,20 @@ pub struct SegmentHeader {
     /// Plain by an explicit `disable_encryption` (`HEADER_FLAG_ENCRYPTION_OFF`;
     /// version 3 on; never set on an encrypted segment).
     pub encryption_off: bool,
+    /// The keyed MAC that proves `encryption_off` (version 4 on; None: no
+    /// flag, a version 3 header, or written without a key; DESIGN I11).
+    pub mac: Option<HeaderMac>,
+}
+
+/// The MAC of an `encryption_off` header (docs/FORMAT.md, "Segment header"):
+/// HMAC-SHA256 of [`SegmentHeader::mac_input`] under the header-MAC key
+/// derived from the ring key `key_id` (`crypto::HeaderMacKey`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct HeaderMac {
+    /// Id of the ring key the MAC key was derived from.
+    pub key_id: u32,
+    /// The MAC; all zero means "none" (never written as a MAC).
+    pub tag: [u8; HEADER_MAC_LEN],
 }
 
 /// Why a header or seal block was rejected.
@@ -226,12 +247,27 @@ impl SegmentHeader {
         crc32c::crc32c(&ids)
     }
 
-    /// The lowest format version that expresses this header: 3 with the
-    /// `encryption_off` flag, else 2. Older builds, which refuse unknown flag
-    /// bits, then refuse only the segments that use the new flag, and with
+    /// The lowest format version that expresses this header: 4 with the
+    /// `encryption_off` flag (which a version 4 writer always writes with its
+    /// MAC field), else 2. Older builds, which refuse unknown flag bits, then
+    /// refuse only the segments that use the new flag, and with
     /// `UnsupportedVersion` rather than as damage.
     pub fn version_needed(&self) -> u16 {
-        if self.encryption_off { 3 } else { 2 }
+        if self.encryption_off { 4 } else { 2 }
+    }
+
+    /// I11: the bytes the header MAC covers: the encoded header (bytes
+    /// 0..124, the CRC left out) with the MAC field zeroed and its key id
+    /// in place. So the MAC binds every field: WAL id, salt, first LSN,
+    /// flags, version and the key id it was made with.
+    pub fn mac_input(&self) -> [u8; H_CRC] {
+        let mut h = self.clone();
+        if let Some(mac) = h.mac.as_mut() {
+            mac.tag = [0; HEADER_MAC_LEN];
+        }
+        let mut b = [0u8; SEGMENT_HEADER_LEN];
+        h.encode(&mut b);
+        b[..H_CRC].try_into().expect("H_CRC bytes")
     }
 
     /// Writes the header into the first `SEGMENT_HEADER_LEN` bytes of `out`.
@@ -254,6 +290,10 @@ impl SegmentHeader {
             | if self.encryption_off { HEADER_FLAG_ENCRYPTION_OFF } else { 0 };
         b[H_KEY_ID..H_KEY_ID + 4].copy_from_slice(&key_id.to_le_bytes());
         b[H_CREATED_MS..H_CREATED_MS + 8].copy_from_slice(&self.created_ms.to_le_bytes());
+        if let Some(mac) = self.mac.as_ref().filter(|_| self.encryption_off) {
+            b[H_MAC..H_MAC + HEADER_MAC_LEN].copy_from_slice(&mac.tag);
+            b[H_MAC_KEY_ID..H_MAC_KEY_ID + 4].copy_from_slice(&mac.key_id.to_le_bytes());
+        }
         let crc = crc32c::crc32c(&b[..H_CRC]);
         b[H_CRC..H_CRC + 4].copy_from_slice(&crc.to_le_bytes());
     }
@@ -316,8 +356,17 @@ impl SegmentHeader {
             created_ms: u64_at(b, H_CREATED_MS),
             recycled: flags & HEADER_FLAG_RECYCLED != 0,
             encryption_off,
+            mac: decode_mac(b, version, encryption_off),
         })
     }
+}
+
+/// The MAC field of a version 4 `encryption_off` header; None when absent
+/// (older versions, no flag, or an all-zero field: written without a key).
+fn decode_mac(b: &[u8], version: u16, encryption_off: bool) -> Option<HeaderMac> {
+    let tag: [u8; HEADER_MAC_LEN] = b[H_MAC..H_MAC + HEADER_MAC_LEN].try_into().expect("32 bytes");
+    (version >= 4 && encryption_off && tag != [0; HEADER_MAC_LEN])
+        .then(|| HeaderMac { key_id: u32_at(b, H_MAC_KEY_ID), tag })
 }
 
 /// Decoded seal block (block 1): written once the segment will never grow again.
@@ -387,6 +436,7 @@ mod tests {
             created_ms: 7,
             recycled: false,
             encryption_off: false,
+            mac: None,
         }
     }
 
@@ -418,9 +468,23 @@ mod tests {
         let mut h = header();
         h.encryption_off = true;
         h.version = h.version_needed();
-        assert_eq!((h.version, header().version_needed()), (3, 2));
+        assert_eq!((h.version, header().version_needed()), (4, 2));
         let mut b = [0u8; SEGMENT_HEADER_LEN];
         h.encode(&mut b);
+        assert_eq!(SegmentHeader::decode(&b), Ok(h.clone()), "no MAC: the field stays zero");
+        // Version 4: the MAC and its key id round-trip, and the MAC input
+        // is the header with the MAC zeroed (and nothing else changed).
+        h.mac = Some(HeaderMac { key_id: 0xabcd, tag: [7; HEADER_MAC_LEN] });
+        h.encode(&mut b);
+        assert_eq!(SegmentHeader::decode(&b), Ok(h.clone()));
+        assert_eq!(&b[H_MAC_KEY_ID..H_MAC_KEY_ID + 4], &0xabcd_u32.to_le_bytes());
+        let input = h.mac_input();
+        assert_eq!(input[H_MAC..H_MAC + HEADER_MAC_LEN], [0; HEADER_MAC_LEN]);
+        assert_eq!((&input[..H_MAC], &input[H_MAC_KEY_ID..]), (&b[..H_MAC], &b[H_MAC_KEY_ID..H_CRC]));
+        // Version 3 had no MAC: the same bytes there are not read as one.
+        h.version = 3;
+        h.encode(&mut b);
+        h.mac = None;
         assert_eq!(SegmentHeader::decode(&b), Ok(h.clone()));
         // A version 2 reader's view: the bit is unknown there.
         h.version = 2;

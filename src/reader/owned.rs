@@ -78,6 +78,7 @@ mod tests {
             created_ms: 0,
             recycled: false,
             encryption_off: false,
+            mac: None,
         };
         let seg = SealedSeg::new("s".into(), "s".into(), header, seal, None);
         let shared = Shared::new("dir".into(), Arc::new(OsStorage), true, Arc::default());

@@ -67,8 +67,6 @@ pub(crate) struct Recovered {
     pub replace_newest: bool,
     /// I11: the key new records must be encrypted with.
     pub required_key: Option<u32>,
-    /// I11: encryption was turned off explicitly after encrypted segments.
-    pub encryption_off: bool,
     /// I11, I24: a set-aside segment's cipher is unknown: a ring (any key)
     /// is required until one is set or encryption is turned off explicitly.
     pub cipher_unknown: bool,
@@ -102,8 +100,7 @@ pub(crate) fn recover(storage: &dyn Storage, dir: &Path, cfg: &WalWriterConfig, 
     let aside_lsn = settle_faults(&cx, &mut cat, &mut report)?;
     let wal_id = cat.wal_id.unwrap_or_else(random_u128);
     // I11: the key new records need (one rule over all headers).
-    let crate::crypto::EncryptionState { required_key, turned_off: encryption_off, cipher_unknown, .. } =
-        encryption_state(&cat);
+    let crate::crypto::EncryptionState { required_key, cipher_unknown, .. } = encryption_state(&cat);
     // I24: where the log goes on after a segment set aside.
     let mut next_lsn = aside_lsn.unwrap_or(1);
     let newest = cat.segments.pop();
@@ -131,17 +128,7 @@ pub(crate) fn recover(storage: &dyn Storage, dir: &Path, cfg: &WalWriterConfig, 
     }
     // Only now that the directory was accepted: a refused open deletes nothing.
     let spares = tidy(&cx, &cat, &mut report)?;
-    Ok(Recovered {
-        wal_id,
-        next_lsn,
-        sealed,
-        replace_newest,
-        required_key,
-        encryption_off,
-        cipher_unknown,
-        spares,
-        report,
-    })
+    Ok(Recovered { wal_id, next_lsn, sealed, replace_newest, required_key, cipher_unknown, spares, report })
 }
 
 /// Fails when `seg` was listed and gone before it was read.
@@ -270,13 +257,19 @@ fn set_aside(cx: &Ctx<'_>, seg: &catalog::Seg, taken: &[PathBuf]) -> Result<Path
 
 /// I11: the encryption requirement the segments on disk set: the key new
 /// records need, and whether encryption was turned off explicitly.
+/// Open has no ring, so no `encryption_off` flag is proven here: the key
+/// stays required until a ring is set (then `disable_encryption` proves the
+/// decision again in the next segment's header).
 fn encryption_state(cat: &catalog::Catalog) -> crate::crypto::EncryptionState {
-    let (st, downgrade) = cat.encryption();
-    if let Some(i) = downgrade {
+    let st = cat.encryption(None);
+    if let Some(i) = st.downgrade {
         warn!(
             segment = %cat.segments[i].name,
             "plain segment after encrypted ones without an explicit disable_encryption; a key is still required"
         );
+    }
+    if let Some(u) = st.unproven {
+        warn!(segment = %cat.segments[u.index].name, "{u}; set the ring (and disable_encryption to stay plain)");
     }
     if st.cipher_unknown {
         warn!("a set-aside segment may have been encrypted: a key ring is required (or disable_encryption)");

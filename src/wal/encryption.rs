@@ -7,9 +7,9 @@ use std::sync::Arc;
 use tracing::{info, warn};
 
 use super::SegmentedWal;
-use crate::crypto::KeyRing;
+use crate::crypto::{KeyRing, TurnedOff};
 use crate::error::{Result, WalError};
-use crate::format::MAX_LSN;
+use crate::format::{MAX_LSN, SegmentHeader};
 use crate::segment;
 
 impl SegmentedWal {
@@ -36,7 +36,7 @@ impl SegmentedWal {
         self.shared.set_ring(Some(ring.clone()));
         self.ring = Some(ring);
         self.required_key = Some(key_id);
-        self.encryption_off = false;
+        self.encryption_off = None;
         self.cipher_unknown = false;
         // The switch first: should the eviction fail, no plain segment stays active.
         let switched = self.switch_segment_unless(Some(key_id));
@@ -53,14 +53,65 @@ impl SegmentedWal {
     }
 
     /// Turns encryption off (I11): an explicit call that starts a new, plain
-    /// segment, flagged `encryption_off` when encrypted segments precede it
-    /// so that the next open knows the downgrade was asked for (I11).
-    /// Reading older, encrypted segments needs a ring again.
+    /// segment. When encrypted segments precede it, its header carries the
+    /// flag `encryption_off` and a MAC made with the key those segments
+    /// require, so the next open (or `directwal verify --key-file`) can tell
+    /// the decision from a forged header; the plain segments this
+    /// `SegmentedWal` starts after it carry the same proof.
+    ///
+    /// Proving takes the key: while encryption is required (a ring is set,
+    /// or the segments on disk require one) the ring must be set first, else
+    /// `EncryptionRequired`. An open has no ring, so it cannot check the
+    /// proof and requires the key again: while encrypted segments remain,
+    /// call `set_encryption_ring` and then `disable_encryption` after every
+    /// open to go on writing plain. Once `truncate_before` has removed the
+    /// encrypted segments, the WAL opens without a ring. Reading older,
+    /// encrypted segments needs a ring again.
+    ///
+    /// ```
+    /// use directwal::crypto::{KeyRing, WalEncryptionKey};
+    /// use directwal::{SegmentedWal, SegmentedWalConfig, WalError};
+    /// # let tmp = tempfile::tempdir()?;
+    /// # let cfg = || SegmentedWalConfig::new(tmp.path().into());
+    /// let ring = || KeyRing::new(WalEncryptionKey::from_bytes(&[1; 32]));
+    /// let mut wal = SegmentedWal::open(cfg())?;
+    /// wal.set_encryption_ring(ring())?;
+    /// wal.append(1, 0, 0, b"secret")?;
+    /// wal.disable_encryption()?; // the ring is set: the header is signed
+    /// wal.append(1, 0, 0, b"plain")?;
+    /// drop(wal);
+    ///
+    /// // Reopened, the WAL still holds an encrypted segment: the key is
+    /// // required until the ring proves the decision again.
+    /// let mut wal = SegmentedWal::open(cfg())?;
+    /// assert!(matches!(wal.append(1, 0, 0, b"plain?"), Err(WalError::EncryptionRequired { .. })));
+    /// assert!(matches!(wal.disable_encryption(), Err(WalError::EncryptionRequired { .. })));
+    /// wal.set_encryption_ring(ring())?;
+    /// wal.disable_encryption()?;
+    /// assert_eq!(wal.append(1, 0, 0, b"plain again")?, 3);
+    /// // Without the encrypted history, no ring is needed any more.
+    /// wal.truncate_before(3)?;
+    /// drop(wal);
+    /// let mut wal = SegmentedWal::open(cfg())?;
+    /// assert_eq!(wal.append(1, 0, 0, b"plain")?, 4);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn disable_encryption(&mut self) -> Result<()> {
         self.check_poison()?;
+        // I11: a downgrade from a known key is proven with that key, or not made.
+        if let (None, Some(key_id)) = (self.ring.as_ref(), self.required_key) {
+            return Err(WalError::EncryptionRequired { key_id });
+        }
         let _span = tracing::info_span!("directwal_key_switch", key_id = "none", next_lsn = self.next_lsn).entered();
-        // I11: recorded in the new segment's header, for the next open.
-        self.encryption_off |= self.required_key.is_some() || self.cipher_unknown;
+        // I11: recorded in the new segment's header, for the next open, with
+        // the MAC keys of the ring (none when only a set-aside segment's
+        // unknown cipher is lifted: no key is known to be required then).
+        let before = self.encryption_off.take();
+        self.encryption_off = match self.ring.as_deref() {
+            Some(ring) => Some(TurnedOff::new(Some(ring))),
+            None if self.cipher_unknown => Some(before.unwrap_or_default()),
+            None => before,
+        };
         self.cipher_unknown = false;
         self.ring = None;
         self.required_key = None;
@@ -71,6 +122,21 @@ impl SegmentedWal {
         if self.active.is_none() && self.write_refusal().is_none() {
             self.start_segment()?;
         }
+        Ok(())
+    }
+
+    /// I11: signs a new plain segment's `encryption_off` flag with the MAC
+    /// key of the newest encrypted segment before it, which is the key the
+    /// rule (`crypto::encryption_state`) requires there. With no encrypted
+    /// segment before it there is nothing to lift and no MAC. A flag that
+    /// could not be proven is never written: `EncryptionRequired` instead.
+    pub(super) fn authenticate(&self, header: &mut SegmentHeader) -> Result<()> {
+        let Some(off) = self.encryption_off.as_ref().filter(|_| header.encryption_off) else { return Ok(()) };
+        let view = self.shared.snapshot();
+        let Some(required) = view.sealed().iter().rev().find_map(|s| segment::key_id(&s.header)) else {
+            return Ok(());
+        };
+        off.key(required).ok_or(WalError::EncryptionRequired { key_id: required })?.sign(header);
         Ok(())
     }
 

@@ -117,8 +117,8 @@ pub struct SegmentedWal {
     /// without a ring.
     required_key: Option<u32>,
     /// I11: encryption was turned off explicitly after encrypted segments:
-    /// new plain segments carry the header flag `encryption_off`.
-    encryption_off: bool,
+    /// new plain segments carry the header flag `encryption_off`, with a MAC.
+    encryption_off: Option<crate::crypto::TurnedOff>,
     /// I11, I24: a set-aside segment's cipher is unknown: a ring (any key)
     /// is required until one is set or encryption is turned off explicitly.
     cipher_unknown: bool,
@@ -172,7 +172,7 @@ impl SegmentedWal {
             poisoned: None,
             ring: None,
             required_key: rec.required_key,
-            encryption_off: rec.encryption_off,
+            encryption_off: None, // I11: open proves no downgrade (it has no ring)
             cipher_unknown: rec.cipher_unknown,
             direct_io: cfg.use_direct_io,
             stats,
@@ -242,9 +242,11 @@ impl SegmentedWal {
             created_ms: writer::now_ms(),
             recycled,
             // I11: a plain segment after an explicit disable_encryption says so.
-            encryption_off: cipher.is_none() && self.encryption_off,
+            encryption_off: cipher.is_none() && self.encryption_off.is_some(),
+            mac: None,
         };
         header.version = header.version_needed();
+        self.authenticate(&mut header)?;
         let started_header = header.clone();
         let prepare_chunk = self.cfg.prepare_chunk_size.min(self.target).max(self.cfg.alignment as u64);
         let seg = ActiveSegment::create(
