@@ -227,3 +227,32 @@ fn a_version_3_flag_is_unproven_until_the_key_holder_confirms_it() {
     assert_eq!(newest_v(dir), [2, 4, 4]);
     assert_eq!(problems(dir, Some(ring())).unwrap(), Vec::<String>::new());
 }
+
+/// After a rotation, the proof is made with the key of the newest encrypted
+/// segment on disk, which the ring holds whenever it could be set: turning
+/// off right after a rotation (the new key's segment still empty, so
+/// replaced) and again after a reopen both prove, and `verify` is clean.
+#[test]
+fn a_disable_right_after_a_rotation_is_proven_with_the_key_on_disk() {
+    let t = tempfile::tempdir().unwrap();
+    let dir = t.path();
+    let rotated = || KeyRing::new(key(4)).with_previous(key(3));
+    encrypted_then_rolled(dir);
+    let mut wal = SegmentedWal::open(cfg(dir)).unwrap();
+    wal.set_encryption_ring(rotated()).unwrap();
+    wal.disable_encryption().unwrap();
+    assert_eq!(wal.append(1, 0, 0, b"plain").unwrap(), 11);
+    drop(wal);
+    let newest = std::fs::read(segment_files(dir).pop().unwrap()).unwrap();
+    assert_eq!(newest[104..108], key(3).key_id().to_le_bytes(), "the MAC is made with the key on disk");
+    assert_eq!(problems(dir, Some(rotated())).unwrap(), Vec::<String>::new());
+    let mut wal = SegmentedWal::open(cfg(dir)).unwrap();
+    refused(wal.append(1, 0, 0, b"x"), "reopen without the ring");
+    // A ring without the key on disk is refused as before; the rotated one proves again.
+    assert!(matches!(wal.set_encryption_ring(KeyRing::new(key(4))), Err(WalError::UnknownKey { .. })));
+    wal.set_encryption_ring(rotated()).unwrap();
+    wal.disable_encryption().unwrap();
+    assert_eq!(wal.append(1, 0, 0, b"plain").unwrap(), 12);
+    drop(wal);
+    assert_eq!(problems(dir, Some(rotated())).unwrap(), Vec::<String>::new());
+}
