@@ -26,11 +26,12 @@ pub(crate) struct HeaderMacKey {
 impl HeaderMacKey {
     /// The header-MAC key of ring key `key` (docs/FORMAT.md, "Encryption").
     pub fn new(key: &WalEncryptionKey) -> Self {
-        let mut bytes = [0u8; 32];
+        // Expanded in place: no stray copy of the key bytes to wipe.
+        let mut mac_key = HeaderMacKey { bytes: [0; 32], key_id: key.id };
         hkdf::Hkdf::<sha2::Sha256>::new(None, &key.bytes)
-            .expand(HEADER_MAC_INFO, &mut bytes)
+            .expand(HEADER_MAC_INFO, &mut mac_key.bytes)
             .expect("32 bytes is a valid HKDF output length");
-        HeaderMacKey { bytes, key_id: key.id }
+        mac_key
     }
 
     /// Id of the ring key this MAC key was derived from.
