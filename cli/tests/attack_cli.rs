@@ -112,3 +112,42 @@ fn repair_near_the_largest_lsn_reports_instead_of_panicking() {
     let o = run(&["repair", dir.path().to_str().unwrap(), "--yes"]);
     assert_eq!(o.status.code(), Some(0), "stdout {:?}; stderr {:?}", stdout(&o), stderr(&o));
 }
+
+/// Issue 15, finding 7 (DESIGN I11): `verify --key-file` on an encrypted WAL
+/// whose newest header was rewritten as a plain segment flagged
+/// `encryption_off` (CRC fixed, no MAC) reports it, exit 1; the same WAL
+/// turned off by the key holder (`disable_encryption` with the ring set)
+/// verifies clean, exit 0.
+#[test]
+fn verify_reports_a_forged_encryption_off_flag() {
+    let keys = tempfile::tempdir().unwrap();
+    let (key, ring) = key_file(keys.path(), 0x42);
+    let forged = write_wal(40, Some(ring.clone()));
+    let legit = write_wal(40, Some(ring.clone()));
+    for dir in [forged.path(), legit.path()] {
+        let mut wal = SegmentedWal::open(config(dir)).unwrap();
+        wal.set_encryption_ring(ring.clone()).unwrap();
+        if dir == legit.path() {
+            wal.disable_encryption().unwrap();
+        } else {
+            wal.roll_segment().unwrap();
+        }
+        wal.sync().unwrap();
+    }
+    let newest = segments(forged.path()).pop().unwrap();
+    let mut b = std::fs::read(&newest).unwrap();
+    b[8..10].copy_from_slice(&3u16.to_le_bytes());
+    b[56] = 0;
+    b[57] |= 1 << 1;
+    b[60..64].fill(0);
+    let crc = crc32c(&b[..124]);
+    b[124..128].copy_from_slice(&crc.to_le_bytes());
+    std::fs::write(&newest, b).unwrap();
+
+    let key = key.to_str().unwrap();
+    let o = run(&["verify", forged.path().to_str().unwrap(), "--key-file", key]);
+    assert_eq!(o.status.code(), Some(1), "{}{}", stdout(&o), stderr(&o));
+    assert!(stdout(&o).contains("encryption_off"), "{}", stdout(&o));
+    let o = run(&["verify", legit.path().to_str().unwrap(), "--key-file", key]);
+    assert_eq!(o.status.code(), Some(0), "{}{}", stdout(&o), stderr(&o));
+}
