@@ -84,7 +84,7 @@ fn disabled_wal(dir: &Path, plain: u64, explained: bool) {
     let newest = segment_files(dir).pop().unwrap();
     let bytes = std::fs::read(&newest).unwrap();
     if explained {
-        assert_eq!((bytes[56], bytes[57], bytes[8]), (0, 2, 3), "plain, flag encryption_off, version 3");
+        assert_eq!((bytes[56], bytes[57], bytes[8]), (0, 2, 4), "plain, flag encryption_off, version 4");
     } else {
         edit_header(&newest, |h| {
             h[57] = 0;

@@ -66,6 +66,14 @@ pub(crate) struct ActiveSegment {
     pub last_lsn: u64,
     /// The file is zero-filled (or already written) up to here.
     prepared_end: u64,
+    /// The file's length reaches at least this far through preparation
+    /// (zero-fill, fallocate, a spare's own length), once those writes complete.
+    extended_to: u64,
+    /// I26: the file length a completed fdatasync made durable; no data
+    /// write ends less than a block before it.
+    durable_len: u64,
+    /// `extended_to` when the flush in flight was written out.
+    extended_at_flush: u64,
     /// Bytes the last completed sync wrote: predicts the size of the next one.
     last_epoch_bytes: u64,
     /// Set when payloads of this segment are encrypted (its header says so).
@@ -205,6 +213,9 @@ impl ActiveSegment {
             records: 0,
             last_lsn: before_first,
             prepared_end: 0,
+            extended_to: 0,
+            durable_len: 0,
+            extended_at_flush: 0,
             last_epoch_bytes: n.epoch_hint,
             cipher: n.cipher.take(),
             prepare_chunk: n.prepare_chunk,
@@ -226,22 +237,23 @@ impl ActiveSegment {
         self.write(&head, 0)?;
         self.stats.wrote(Written::Prepare, head.len() as u64);
         self.prepared_end = start.max(stale_end);
-        // I22: whole blocks only, so the file's length stays a multiple of 512.
-        let want = (start + n.prepare_bytes).next_multiple_of(block as u64);
+        self.extended_to = self.prepared_end;
+        // I22: whole blocks only, so the file's length stays a multiple of
+        // 512; I26: at least one block past the data start.
+        let want = (start + n.prepare_bytes.max(block as u64)).next_multiple_of(block as u64);
         if self.prepared_end >= want {
             // A recycled file: already written space.
         } else if n.epoch_hint >= LARGE_EPOCH_BYTES {
             // I8: bulk writers get reserved space, as `ensure_space` would
             // give them; zero-filling would write the chunk twice.
-            match self.file.allocate(self.prepared_end, want - self.prepared_end) {
-                Ok(()) => self.prepared_end = want,
-                Err(e) if e.kind() == std::io::ErrorKind::Unsupported => {}
-                Err(e) => return Err(WalError::io("fallocate", tmp, e)),
-            }
+            self.reserve_to(want)?;
         } else {
             self.zero_fill(want)?;
         }
-        self.file.sync_data().map_err(|e| WalError::io("fdatasync", tmp, e))
+        self.file.sync_data().map_err(|e| WalError::io("fdatasync", tmp, e))?;
+        // I26: the first reserve is durable before any data is written.
+        self.durable_len = self.extended_to;
+        Ok(())
     }
 
     /// Whether O_DIRECT is in effect for this file.
@@ -402,6 +414,8 @@ impl ActiveSegment {
         self.assert_no_sync_in_flight();
         let (cap, from) = (bufs.len(), self.unwritten_from());
         let (at, end) = (self.buf_file_off + from as u64, self.buf_file_off + cap as u64);
+        // I26: a durable block past this write's end before it is issued.
+        self.durable_reserve(end)?;
         // I4: a rewrite of the last flush's tail block leaves its bytes as they were.
         self.tail.write(&self.name, &bufs.cur.bytes()[from..cap], at, end, self.block);
         let mut pipe = self.pipe();
@@ -438,6 +452,8 @@ impl ActiveSegment {
             let from = self.unwritten_from();
             let at = self.buf_file_off + from as u64;
             self.assert_no_sync_in_flight();
+            // I26: a durable block past this write's end before it is issued.
+            self.durable_reserve(self.buf_file_off + padded as u64)?;
             self.tail.write(&self.name, &bufs.cur.bytes()[from..padded], at, self.data_end, self.block);
             self.write(&bufs.cur.bytes()[from..padded], at)?;
             self.count_data_write(at, padded - from, self.data_end);
@@ -470,6 +486,8 @@ impl ActiveSegment {
             return Ok(None);
         }
         self.sync_in_flight = true;
+        // I26: the fdatasync makes the file durable at least this long.
+        self.extended_at_flush = self.extended_to;
         Ok(Some(t))
     }
 
@@ -480,6 +498,7 @@ impl ActiveSegment {
     pub fn finish_flush(&mut self, t: FlushTarget, synced: std::io::Result<()>) -> Result<u64> {
         self.sync_in_flight = false;
         synced.map_err(|e| WalError::io("fdatasync", &self.path, e))?;
+        self.durable_len = self.durable_len.max(self.extended_at_flush);
         Ok(self.mark_durable(t))
     }
 
