@@ -528,6 +528,9 @@ impl StorageFile for MeteredFile {
     fn allocate(&self, offset: u64, len: u64) -> std::io::Result<()> {
         self.inner.allocate(offset, len)
     }
+    fn stat(&self) -> std::io::Result<Option<crate::io::FileStat>> {
+        self.inner.stat()
+    }
 }
 
 impl Storage for Metered {

@@ -224,6 +224,9 @@ impl StorageFile for CheckedFile {
         l.0 = l.0.max(offset + len);
         Ok(())
     }
+    fn stat(&self) -> io::Result<Option<directwal::io::FileStat>> {
+        self.inner.stat()
+    }
 }
 
 impl Storage for Checked {

@@ -154,21 +154,20 @@ impl ActiveSegment {
         let block = n.header.block_size as usize;
         // A spare's written space is as good as zeros: its stale bytes never
         // validate under the new salt (it seeds the CRC), so it needs no preparing.
-        // I17: checked again right before use, not only when it was pooled.
-        let spare = n.spare.take().filter(|s| crate::spares::distrust(n.storage, s).is_none());
-        let fresh = spare.is_none();
-        let (tmp, stale_end) = match spare {
-            Some(spare) => {
-                let len = n.storage.file_len(&spare).map_err(|e| WalError::io("stat", &spare, e))?;
-                (spare, len / block as u64 * block as u64)
-            }
-            None => (n.dir.join(format!("{name}{}", crate::segment::TMP_SUFFIX)), 0),
-        };
-        let (file, direct) = match open_file(n.storage, &tmp, fresh, n.direct) {
-            Ok(f) => f,
-            Err(e) => {
-                let _ = n.storage.remove_file(&tmp);
-                return Err(e);
+        // I17: checked again right before use (by path and on the opened
+        // descriptor), not only when it was pooled; a refused one is left alone.
+        let spare = n.spare.take().and_then(|s| crate::spares::open_spare(n.storage, &s, n.direct).map(|f| (s, f)));
+        let (tmp, stale_end, (file, direct)) = match spare {
+            Some((spare, (file, direct, len))) => (spare, len / block as u64 * block as u64, (file, direct)),
+            None => {
+                let tmp = n.dir.join(format!("{name}{}", crate::segment::TMP_SUFFIX));
+                match open_file(n.storage, &tmp, true, n.direct) {
+                    Ok(f) => (tmp, 0, f),
+                    Err(e) => {
+                        let _ = n.storage.remove_file(&tmp);
+                        return Err(e);
+                    }
+                }
             }
         };
         let mut seg = ActiveSegment::new(name, path, Arc::from(file), direct, &mut n);

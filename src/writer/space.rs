@@ -64,14 +64,15 @@ impl ActiveSegment {
     /// extension instead of once per sync.
     ///
     /// I26: the space kept ahead is the data's block-rounded end plus one
-    /// block (the reserve) plus half a chunk, so the extension is prepared
-    /// while the data still has half a chunk to go: an ordinary sync in
-    /// between makes it durable before any data write needs it
+    /// block (the reserve) plus a quarter chunk, so the extension is
+    /// prepared while the data still has a quarter chunk to go: an ordinary
+    /// sync in between makes it durable before any data write needs it
     /// ([`durable_reserve`](Self::durable_reserve) syncs only otherwise).
+    /// Each extension still covers about three quarters of a chunk.
     pub fn ensure_space(&mut self, extra: u64) -> Result<()> {
         let block = self.block as u64;
         let need = self.data_end + extra;
-        let lead = (self.prepare_chunk / 2) / block * block;
+        let lead = (self.prepare_chunk / 4) / block * block;
         let ahead = need.next_multiple_of(block) + block + lead;
         if ahead <= self.prepared_end {
             return Ok(());
