@@ -74,6 +74,9 @@ pub(crate) struct ActiveSegment {
     durable_len: u64,
     /// `extended_to` when the flush in flight was written out.
     extended_at_flush: u64,
+    /// Space prepared ahead never goes past this (the data of a full
+    /// segment and its reserve) unless a record needs it.
+    prepare_limit: u64,
     /// Bytes the last completed sync wrote: predicts the size of the next one.
     last_epoch_bytes: u64,
     /// Set when payloads of this segment are encrypted (its header says so).
@@ -113,6 +116,8 @@ pub(crate) struct NewSegment<'a> {
     pub direct: bool,
     pub prepare_bytes: u64,
     pub prepare_chunk: u64,
+    /// Data bytes after which the segment rolls (`segment_target_size`).
+    pub target: u64,
     /// Size of the sync epochs the previous segment saw (0 at open): large
     /// ones are continued with reserved rather than zero-filled space.
     pub epoch_hint: u64,
@@ -215,6 +220,7 @@ impl ActiveSegment {
             extended_to: 0,
             durable_len: 0,
             extended_at_flush: 0,
+            prepare_limit: (start + n.target).next_multiple_of(block as u64) + block as u64,
             last_epoch_bytes: n.epoch_hint,
             cipher: n.cipher.take(),
             prepare_chunk: n.prepare_chunk,

@@ -72,14 +72,18 @@ impl ActiveSegment {
     pub fn ensure_space(&mut self, extra: u64) -> Result<()> {
         let block = self.block as u64;
         let need = self.data_end + extra;
+        let hard = need.next_multiple_of(block) + block;
+        // Nothing is prepared past a full segment's data and reserve (it
+        // rolls there), unless this record needs it.
+        let limit = self.prepare_limit.max(hard);
         let lead = (self.prepare_chunk / 4) / block * block;
-        let ahead = need.next_multiple_of(block) + block + lead;
+        let ahead = (hard + lead).min(limit);
         if ahead <= self.prepared_end {
             return Ok(());
         }
-        // One chunk past the data, as without the reserve: the file never
-        // outgrows catalog::MAX_SEGMENT_FILE_LEN (I23).
-        let end = need.next_multiple_of(block) + self.prepare_chunk.next_multiple_of(block).max(block + lead);
+        // At most one chunk past the data, as without the reserve: the file
+        // never outgrows catalog::MAX_SEGMENT_FILE_LEN (I23).
+        let end = (hard - block + self.prepare_chunk.next_multiple_of(block).max(block + lead)).min(limit);
         let epoch_bytes = need - self.durable_end;
         if epoch_bytes.max(self.last_epoch_bytes) >= LARGE_EPOCH_BYTES {
             // Large writes: zero-filling ahead would write every byte twice.
