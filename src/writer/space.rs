@@ -125,6 +125,8 @@ impl ActiveSegment {
         self.file.sync_data().map_err(|e| WalError::io("fdatasync", &self.path, e))?;
         self.stats.reserve_fdatasync();
         self.durable_len = extended;
+        // I26: the write about to be issued ends a block before the durable length.
+        assert!(want <= self.durable_len, "I26: {} would write to {end} with {} durable", self.name, self.durable_len);
         Ok(())
     }
 }
