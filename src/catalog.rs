@@ -390,7 +390,29 @@ pub fn scan_newest(storage: &dyn Storage, seg: &Seg) -> Result<(FileImage, ScanO
     let start = format::data_start(header.block_size as usize);
     let seed = header.crc_seed();
     let out = recovery::scan_unsealed(&seg.name, &img[..len], start, seg.first_lsn, seed, header.recycled)?;
+    check_reserve(storage, seg, header, len as u64, &out)?;
     Ok((img, out))
+}
+
+/// I22, I26: the newest segment's length against where its records end.
+/// Its writer (version 4 on) never issued a data write ending less than a
+/// block before the file's durable length, so in every crash image at least
+/// 512 bytes follow the last record: records ending later mean the file was
+/// cut (`Corruption` at the end of the records, naming the LSN that would
+/// come next). Decided here, in the one scan `open`, `open_dir` and `check`
+/// share. Versions 1–3 kept no reserve: a cut at a multiple of 512 on a
+/// record boundary stays undetectable there (I22's limit). A length that is
+/// no multiple of 512 is reported by `read_segment` already.
+fn check_reserve(storage: &dyn Storage, seg: &Seg, header: &SegmentHeader, len: u64, out: &ScanOutcome) -> Result<()> {
+    if !header.keeps_reserve() || !len.is_multiple_of(LENGTH_UNIT) || out.data_end + LENGTH_UNIT <= len {
+        return Ok(());
+    }
+    // A live writer beside `check` may have grown the file since it was mapped.
+    if storage.file_len(&seg.path).is_ok_and(|now| out.data_end + LENGTH_UNIT <= now.min(MAX_SEGMENT_FILE_LEN)) {
+        return Ok(());
+    }
+    let kind = CorruptionKind::NoReserve { file_len: len, data_end: out.data_end };
+    Err(WalError::Corruption { segment: seg.name.clone(), offset: out.data_end, lsn: out.last_lsn + 1, kind })
 }
 
 /// The cipher of an encrypted segment (I11), failing closed when its key is

@@ -299,6 +299,16 @@ pub enum CorruptionKind {
         /// The unit.
         unit: u64,
     },
+    /// The newest segment's records end less than 512 bytes before the end
+    /// of its file, although its writer (format version 4 on) keeps a
+    /// durable block past every data write (DESIGN I26): the file was
+    /// shortened (at a record boundary, or inside the last record).
+    NoReserve {
+        /// The file's length.
+        file_len: u64,
+        /// Where its valid records end.
+        data_end: u64,
+    },
     /// The header's first LSN is not the one in the file name.
     FirstLsnMismatch {
         /// The first LSN the header gives.
@@ -330,6 +340,10 @@ impl fmt::Display for CorruptionKind {
             CorruptionKind::Shortened { file_len, unit } => write!(
                 f,
                 "file length {file_len} is not a multiple of {unit}: the file was shortened, acknowledged records may be gone"
+            ),
+            CorruptionKind::NoReserve { file_len, data_end } => write!(
+                f,
+                "records end at {data_end}, less than 512 bytes before the end of the file ({file_len} bytes), where its writer keeps a durable block free: the file was shortened, acknowledged records may be gone"
             ),
             CorruptionKind::FirstLsnMismatch { header_lsn } => write!(f, "header says first LSN {header_lsn}"),
             CorruptionKind::Overlap { previous_last_lsn } => {

@@ -112,6 +112,23 @@ pub trait StorageFile: Send + Sync {
     /// Reserves `len` bytes at `offset` (fallocate, extending the size); they
     /// read as zeros. `Unsupported` where the file system cannot.
     fn allocate(&self, offset: u64, len: u64) -> io::Result<()>;
+    /// What the descriptor itself says of the open file (fstat), whatever
+    /// its name names by now; None where the store cannot tell (callers
+    /// then have only what they checked by path before opening).
+    fn stat(&self) -> io::Result<Option<FileStat>> {
+        Ok(None)
+    }
+}
+
+/// An open file as its descriptor describes it ([`StorageFile::stat`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FileStat {
+    /// A regular file (not a FIFO, device or socket).
+    pub regular: bool,
+    /// Its number of names (hard links).
+    pub links: u64,
+    /// Its length in bytes.
+    pub len: u64,
 }
 
 /// Read-only bytes of a whole file.
@@ -172,6 +189,11 @@ impl StorageFile for OsFile {
     }
     fn allocate(&self, offset: u64, len: u64) -> io::Result<()> {
         allocate(&self.0, offset, len)
+    }
+    fn stat(&self) -> io::Result<Option<FileStat>> {
+        use std::os::unix::fs::MetadataExt;
+        let m = self.0.metadata()?;
+        Ok(Some(FileStat { regular: m.file_type().is_file(), links: m.nlink(), len: m.len() }))
     }
 }
 

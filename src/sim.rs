@@ -21,7 +21,7 @@ use std::io;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
-use crate::io::{DirEntry, FileImage, FileKind, OpenMode, Storage, StorageFile};
+use crate::io::{DirEntry, FileImage, FileKind, FileStat, OpenMode, Storage, StorageFile};
 
 /// Sector size of the simulated device: the unit that is written atomically.
 pub const SECTOR: usize = 512;
@@ -306,6 +306,12 @@ impl StorageFile for SimFile {
             ino.pending.push(Pending { off: at, bytes: zeros, write: false });
         }
         Ok(())
+    }
+
+    /// One name per file: the simulator has no hard links.
+    fn stat(&self) -> io::Result<Option<FileStat>> {
+        let st = lock(&self.state);
+        Ok(Some(FileStat { regular: true, links: 1, len: st.inodes[self.inode].current.len() as u64 }))
     }
 }
 

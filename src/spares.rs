@@ -13,8 +13,9 @@ use std::path::{Path, PathBuf};
 
 use crate::catalog::{LENGTH_UNIT, MAX_SEGMENT_FILE_LEN};
 use crate::format::SegmentHeader;
-use crate::io::Storage;
+use crate::io::{Storage, StorageFile};
 use crate::segment;
+use tracing::warn;
 
 /// I19, the one rule: whether a file may be a spare, or the file of a new
 /// segment, given whether it is plain-free and whether the WAL encrypts (a
@@ -40,6 +41,11 @@ pub(crate) fn distrust(storage: &dyn Storage, path: &Path) -> Option<String> {
         Ok(len) => len,
         Err(e) => return Some(format!("cannot stat it: {e}")),
     };
+    judge(links, len)
+}
+
+/// The rule of [`distrust`] on what a stat found.
+fn judge(links: u64, len: u64) -> Option<String> {
     if links != 1 {
         Some(format!("it has {links} names (hard links)"))
     } else if !len.is_multiple_of(LENGTH_UNIT) || len > MAX_SEGMENT_FILE_LEN {
@@ -47,6 +53,44 @@ pub(crate) fn distrust(storage: &dyn Storage, path: &Path) -> Option<String> {
     } else {
         None
     }
+}
+
+/// I17: opens the spare at `path` for a new segment, checked by path
+/// ([`distrust`]) and then again on the opened descriptor (fstat): a file
+/// swapped in under the name between the two (a hard link to someone else's
+/// file) is refused too. Returns the file, whether O_DIRECT is on and the
+/// file's length; None when refused (with a warning): the file is left
+/// untouched, never written or deleted, and the segment starts in a fresh file.
+pub(crate) fn open_spare(
+    storage: &dyn Storage,
+    path: &Path,
+    direct: bool,
+) -> Option<(Box<dyn StorageFile>, bool, u64)> {
+    let refuse = |why: String| {
+        warn!(spare = %path.display(), why, "not a spare the WAL could have made: never reused, left in place");
+        None
+    };
+    if let Some(why) = distrust(storage, path) {
+        return refuse(why);
+    }
+    let (file, direct) = match crate::writer::open_file(storage, path, false, direct) {
+        Ok(f) => f,
+        Err(e) => return refuse(format!("cannot open it: {e}")),
+    };
+    let len = match file.stat() {
+        Ok(Some(st)) if !st.regular => return refuse("not a regular file".into()),
+        Ok(Some(st)) => match judge(st.links, st.len) {
+            Some(why) => return refuse(why),
+            None => st.len,
+        },
+        // The store cannot fstat: what the path said stands.
+        Ok(None) => match storage.file_len(path) {
+            Ok(len) => len,
+            Err(e) => return refuse(format!("cannot stat it: {e}")),
+        },
+        Err(e) => return refuse(format!("cannot stat it: {e}")),
+    };
+    Some((file, direct, len))
 }
 
 struct Spare {

@@ -44,6 +44,7 @@ pub(crate) struct Stats {
     write_calls: AtomicU64,
     write_ns: AtomicU64,
     buffer_full_writes: AtomicU64,
+    reserve_fdatasyncs: AtomicU64,
     fdatasyncs: AtomicU64,
     fdatasync_ns: AtomicU64,
     dir_fsyncs: AtomicU64,
@@ -134,6 +135,12 @@ impl Stats {
         if let Some(m) = self.m() {
             m.buffer_full.increment(1);
         }
+    }
+
+    /// An fdatasync issued only to make prepared space durable before data
+    /// reaches it (DESIGN I26).
+    pub fn reserve_fdatasync(&self) {
+        bump(&self.reserve_fdatasyncs, 1);
     }
 
     fn device_write(&self, n: usize, took: Duration) {
@@ -277,6 +284,7 @@ impl Stats {
             },
             write_calls: ld(&self.write_calls),
             buffer_full_writes: ld(&self.buffer_full_writes),
+            reserve_fdatasyncs: ld(&self.reserve_fdatasyncs),
             write_time: Duration::from_nanos(ld(&self.write_ns)),
             fdatasyncs: ld(&self.fdatasyncs),
             fdatasync_time: Duration::from_nanos(ld(&self.fdatasync_ns)),
@@ -403,6 +411,9 @@ pub struct StatsSnapshot {
     pub write_time: Duration,
     /// fdatasync calls on segment files (syncs, preparation, seals, recovery).
     pub fdatasyncs: u64,
+    /// Of those, fdatasyncs issued only to make prepared space durable
+    /// before data reached it: no sync did in time (DESIGN I26).
+    pub reserve_fdatasyncs: u64,
     /// Time spent in those fdatasyncs.
     pub fdatasync_time: Duration,
     /// fsyncs of the WAL directory (creates, renames, deletions).
@@ -516,6 +527,9 @@ impl StorageFile for MeteredFile {
     }
     fn allocate(&self, offset: u64, len: u64) -> std::io::Result<()> {
         self.inner.allocate(offset, len)
+    }
+    fn stat(&self) -> std::io::Result<Option<crate::io::FileStat>> {
+        self.inner.stat()
     }
 }
 

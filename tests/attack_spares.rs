@@ -127,3 +127,101 @@ fn the_storage_never_writes_through_a_symlink() {
     }
     assert_eq!(std::fs::read(&outside).unwrap(), b"not the WAL's");
 }
+
+/// Swaps the spare's name for a link to `victim` right before the writer
+/// opens it: after `spares::distrust` checked the name, before the open.
+#[derive(Debug)]
+struct SwapAtOpen {
+    victim: std::path::PathBuf,
+    symlink: bool,
+    swapped: std::sync::atomic::AtomicBool,
+}
+
+impl directwal::io::Storage for SwapAtOpen {
+    fn create_dir_all(&self, dir: &Path) -> std::io::Result<()> {
+        OsStorage.create_dir_all(dir)
+    }
+    fn list_dir(&self, dir: &Path) -> std::io::Result<Vec<directwal::io::DirEntry>> {
+        OsStorage.list_dir(dir)
+    }
+    fn open(&self, path: &Path, mode: OpenMode) -> std::io::Result<Box<dyn directwal::io::StorageFile>> {
+        let spare = path.file_name().is_some_and(|n| n.to_string_lossy().starts_with("spare-"));
+        if spare && !mode.create && !self.swapped.swap(true, std::sync::atomic::Ordering::SeqCst) {
+            std::fs::remove_file(path)?;
+            if self.symlink {
+                std::os::unix::fs::symlink(&self.victim, path)?;
+            } else {
+                std::fs::hard_link(&self.victim, path)?;
+            }
+        }
+        OsStorage.open(path, mode)
+    }
+    fn read_image(&self, path: &Path) -> std::io::Result<directwal::io::FileImage> {
+        OsStorage.read_image(path)
+    }
+    fn read_range(&self, path: &Path, offset: u64, len: usize, direct: bool) -> std::io::Result<Vec<u8>> {
+        OsStorage.read_range(path, offset, len, direct)
+    }
+    fn file_len(&self, path: &Path) -> std::io::Result<u64> {
+        OsStorage.file_len(path)
+    }
+    fn link_count(&self, path: &Path) -> std::io::Result<Option<u64>> {
+        OsStorage.link_count(path)
+    }
+    fn rename(&self, from: &Path, to: &Path) -> std::io::Result<()> {
+        OsStorage.rename(from, to)
+    }
+    fn remove_file(&self, path: &Path) -> std::io::Result<()> {
+        OsStorage.remove_file(path)
+    }
+    fn sync_dir(&self, dir: &Path) -> std::io::Result<()> {
+        OsStorage.sync_dir(dir)
+    }
+    fn lock_dir(&self, dir: &Path) -> std::io::Result<Box<dyn Send + Sync>> {
+        OsStorage.lock_dir(dir)
+    }
+}
+
+use directwal::io::{OpenMode, OsStorage};
+
+/// Issue 15 item 5 (c): a spare swapped for a hard link to someone else's
+/// file (or a symlink) between its check by name and its open is refused on
+/// the opened descriptor (fstat): never written, never deleted; the segment
+/// starts in a fresh file and the WAL goes on.
+#[test]
+fn a_spare_swapped_between_its_check_and_its_open_is_left_untouched() {
+    for symlink in [false, true] {
+        let outside = tempfile::tempdir().unwrap();
+        let precious = outside.path().join("precious.db");
+        let original = vec![0x42u8; 64 * 1024];
+        std::fs::write(&precious, &original).unwrap();
+        let t = tempfile::tempdir().unwrap();
+        let dir = t.path();
+        drop(SegmentedWal::open(cfg(dir, RecoveryMode::Strict)).unwrap());
+        // A spare the WAL could have made: one name, a multiple of 512 long.
+        std::fs::write(dir.join(SPARE), vec![0u8; 8192]).unwrap();
+        let storage =
+            SwapAtOpen { victim: precious.clone(), symlink, swapped: std::sync::atomic::AtomicBool::new(false) };
+        let storage = std::sync::Arc::new(storage);
+        let mut wal = SegmentedWal::open_with_storage(cfg(dir, RecoveryMode::Strict), storage.clone())
+            .unwrap_or_else(|e| panic!("symlink={symlink}: open failed: {e}"));
+        assert!(storage.swapped.load(std::sync::atomic::Ordering::SeqCst), "the spare was never opened");
+        for _ in 0..10 {
+            wal.append(1, 0, 0, b"acknowledged").unwrap();
+        }
+        wal.sync().unwrap();
+        drop(wal);
+        // Before: the header and records went into precious.db (hard link),
+        // or the refused symlink was deleted and open failed.
+        let now = std::fs::read(&precious).unwrap();
+        let changed = now.iter().zip(&original).filter(|(a, b)| a != b).count();
+        assert_eq!((changed, now.len()), (0, original.len()), "symlink={symlink}: written through");
+        let meta = std::fs::symlink_metadata(dir.join(SPARE)).expect("the swapped-in name is left in place");
+        assert_eq!(meta.file_type().is_symlink(), symlink);
+        if !symlink {
+            std::fs::remove_file(dir.join(SPARE)).unwrap();
+            let wal = SegmentedWal::open(cfg(dir, RecoveryMode::Strict)).unwrap();
+            assert_eq!(wal.replay().unwrap().len(), 10);
+        }
+    }
+}

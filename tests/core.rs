@@ -274,8 +274,8 @@ fn segments_of_format_version_1_still_open_and_replay() {
     drop(wal);
     for seg in segment_files(dir.path()) {
         let mut bytes = std::fs::read(&seg).unwrap();
-        // Written with the lowest version that expresses the header (FORMAT.md, Versioning).
-        assert_eq!(u16::from_le_bytes([bytes[8], bytes[9]]), 2);
+        // Every new header is version 4 (FORMAT.md, Versioning; DESIGN I26).
+        assert_eq!(u16::from_le_bytes([bytes[8], bytes[9]]), 4);
         assert_eq!(bytes[57], 0, "a fresh segment is not recycled");
         bytes[8..10].copy_from_slice(&1u16.to_le_bytes());
         let crc = crc32c::crc32c(&bytes[..124]);

@@ -315,3 +315,25 @@ fn symlinked_and_shortened_segments_are_problems() {
     assert_eq!(o.status.code(), Some(1), "{text}");
     assert!(text.contains("shortened"), "{text}");
 }
+
+/// DESIGN I26: a newest segment cut at a multiple of 512 that is also a
+/// record boundary is a problem too (exit status 1); before format version
+/// 4, verify called it clean.
+#[test]
+fn a_newest_segment_cut_at_a_block_aligned_record_boundary_is_a_problem() {
+    let dir = tempfile::tempdir_in(env!("CARGO_TARGET_TMPDIR")).unwrap();
+    let len = 512 - directwal::layout::RECORD_HEADER_LEN;
+    let mut wal = SegmentedWal::open(config(dir.path())).unwrap();
+    for _ in 0..8 {
+        wal.append(1, 0, 0, &vec![7u8; len]).unwrap();
+    }
+    wal.sync().unwrap();
+    wal.simulate_crash();
+    let newest = segments(dir.path()).pop().unwrap();
+    let cut = data_start(4096) + 4 * 512;
+    OpenOptions::new().write(true).open(&newest).unwrap().set_len(cut).unwrap();
+    let o = run(&["verify", dir.path().to_str().unwrap()]);
+    let text = stdout(&o);
+    assert_eq!(o.status.code(), Some(1), "{text}");
+    assert!(text.contains("shortened") && text.contains(&cut.to_string()), "{text}");
+}

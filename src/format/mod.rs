@@ -20,12 +20,16 @@ pub const SEGMENT_MAGIC: [u8; 8] = *b"DWALSEG\0";
 /// Magic at offset 0 of a written seal block.
 pub const SEAL_MAGIC: [u8; 8] = *b"DWALSEAL";
 /// Highest readable format version. Version 2 added the header's `flags`
-/// byte, version 3 its `encryption_off` bit, version 4 the keyed MAC of an
-/// `encryption_off` header; older segments stay readable. A
-/// header is written with the lowest version that expresses it
-/// (`SegmentHeader::version_needed`), so a build that predates a flag keeps
-/// reading every segment that does not use it.
+/// byte, version 3 its `encryption_off` bit, version 4 the writer's promise
+/// of a durable reserve past the data (DESIGN I26) and the keyed MAC of an
+/// `encryption_off` header (I11); older segments stay readable. Every new
+/// header is version 4 (`SegmentHeader::version_needed`).
 pub const FORMAT_VERSION: u16 = 4;
+
+/// First format version whose writer keeps, in an unsealed segment, at least
+/// one durable block of prepared space past every data write (DESIGN I26):
+/// such a file whose valid data ends within 512 bytes of its end was cut.
+pub const RESERVE_VERSION: u16 = 4;
 
 /// Header flag: the segment file is a recycled one, so the space past its
 /// data may hold stale bytes of an older segment (never valid here: I17).
@@ -247,13 +251,18 @@ impl SegmentHeader {
         crc32c::crc32c(&ids)
     }
 
-    /// The lowest format version that expresses this header: 4 with the
-    /// `encryption_off` flag (which a version 4 writer always writes with its
-    /// MAC field), else 2. Older builds, which refuse unknown flag bits, then
-    /// refuse only the segments that use the new flag, and with
-    /// `UnsupportedVersion` rather than as damage.
+    /// The version a new header is written with: 4 for every header, since
+    /// the version itself says that its writer keeps the reserve of I26
+    /// (nothing in the header's fields changes). Older builds refuse such a
+    /// segment with `UnsupportedVersion`, never as damage.
     pub fn version_needed(&self) -> u16 {
-        if self.encryption_off { 4 } else { 2 }
+        RESERVE_VERSION
+    }
+
+    /// Whether the writer of this segment kept a durable block past its
+    /// data (DESIGN I26): version 4 on. Older segments keep I22's limit.
+    pub fn keeps_reserve(&self) -> bool {
+        self.version >= RESERVE_VERSION
     }
 
     /// I11: the bytes the header MAC covers: the encoded header (bytes
@@ -468,7 +477,7 @@ mod tests {
         let mut h = header();
         h.encryption_off = true;
         h.version = h.version_needed();
-        assert_eq!((h.version, header().version_needed()), (4, 2));
+        assert_eq!((h.version, header().version_needed()), (4, 4));
         let mut b = [0u8; SEGMENT_HEADER_LEN];
         h.encode(&mut b);
         assert_eq!(SegmentHeader::decode(&b), Ok(h.clone()), "no MAC: the field stays zero");

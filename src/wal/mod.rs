@@ -259,6 +259,7 @@ impl SegmentedWal {
                 direct: self.cfg.use_direct_io,
                 prepare_bytes: prepare_chunk,
                 prepare_chunk,
+                target: self.target,
                 epoch_hint: self.epoch_hint,
                 spare,
                 stats: self.stats.clone(),

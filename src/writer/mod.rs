@@ -66,6 +66,17 @@ pub(crate) struct ActiveSegment {
     pub last_lsn: u64,
     /// The file is zero-filled (or already written) up to here.
     prepared_end: u64,
+    /// The file's length reaches at least this far through preparation
+    /// (zero-fill, fallocate, a spare's own length), once those writes complete.
+    extended_to: u64,
+    /// I26: the file length a completed fdatasync made durable; no data
+    /// write ends less than a block before it.
+    durable_len: u64,
+    /// `extended_to` when the flush in flight was written out.
+    extended_at_flush: u64,
+    /// Space prepared ahead never goes past this (the data of a full
+    /// segment and its reserve) unless a record needs it.
+    prepare_limit: u64,
     /// Bytes the last completed sync wrote: predicts the size of the next one.
     last_epoch_bytes: u64,
     /// Set when payloads of this segment are encrypted (its header says so).
@@ -105,6 +116,8 @@ pub(crate) struct NewSegment<'a> {
     pub direct: bool,
     pub prepare_bytes: u64,
     pub prepare_chunk: u64,
+    /// Data bytes after which the segment rolls (`segment_target_size`).
+    pub target: u64,
     /// Size of the sync epochs the previous segment saw (0 at open): large
     /// ones are continued with reserved rather than zero-filled space.
     pub epoch_hint: u64,
@@ -146,21 +159,20 @@ impl ActiveSegment {
         let block = n.header.block_size as usize;
         // A spare's written space is as good as zeros: its stale bytes never
         // validate under the new salt (it seeds the CRC), so it needs no preparing.
-        // I17: checked again right before use, not only when it was pooled.
-        let spare = n.spare.take().filter(|s| crate::spares::distrust(n.storage, s).is_none());
-        let fresh = spare.is_none();
-        let (tmp, stale_end) = match spare {
-            Some(spare) => {
-                let len = n.storage.file_len(&spare).map_err(|e| WalError::io("stat", &spare, e))?;
-                (spare, len / block as u64 * block as u64)
-            }
-            None => (n.dir.join(format!("{name}{}", crate::segment::TMP_SUFFIX)), 0),
-        };
-        let (file, direct) = match open_file(n.storage, &tmp, fresh, n.direct) {
-            Ok(f) => f,
-            Err(e) => {
-                let _ = n.storage.remove_file(&tmp);
-                return Err(e);
+        // I17: checked again right before use (by path and on the opened
+        // descriptor), not only when it was pooled; a refused one is left alone.
+        let spare = n.spare.take().and_then(|s| crate::spares::open_spare(n.storage, &s, n.direct).map(|f| (s, f)));
+        let (tmp, stale_end, (file, direct)) = match spare {
+            Some((spare, (file, direct, len))) => (spare, len / block as u64 * block as u64, (file, direct)),
+            None => {
+                let tmp = n.dir.join(format!("{name}{}", crate::segment::TMP_SUFFIX));
+                match open_file(n.storage, &tmp, true, n.direct) {
+                    Ok(f) => (tmp, 0, f),
+                    Err(e) => {
+                        let _ = n.storage.remove_file(&tmp);
+                        return Err(e);
+                    }
+                }
             }
         };
         let mut seg = ActiveSegment::new(name, path, Arc::from(file), direct, &mut n);
@@ -205,6 +217,10 @@ impl ActiveSegment {
             records: 0,
             last_lsn: before_first,
             prepared_end: 0,
+            extended_to: 0,
+            durable_len: 0,
+            extended_at_flush: 0,
+            prepare_limit: (start + n.target).next_multiple_of(block as u64) + block as u64,
             last_epoch_bytes: n.epoch_hint,
             cipher: n.cipher.take(),
             prepare_chunk: n.prepare_chunk,
@@ -226,22 +242,23 @@ impl ActiveSegment {
         self.write(&head, 0)?;
         self.stats.wrote(Written::Prepare, head.len() as u64);
         self.prepared_end = start.max(stale_end);
-        // I22: whole blocks only, so the file's length stays a multiple of 512.
-        let want = (start + n.prepare_bytes).next_multiple_of(block as u64);
+        self.extended_to = self.prepared_end;
+        // I22: whole blocks only, so the file's length stays a multiple of
+        // 512; I26: at least one block past the data start.
+        let want = (start + n.prepare_bytes.max(block as u64)).next_multiple_of(block as u64);
         if self.prepared_end >= want {
             // A recycled file: already written space.
         } else if n.epoch_hint >= LARGE_EPOCH_BYTES {
             // I8: bulk writers get reserved space, as `ensure_space` would
             // give them; zero-filling would write the chunk twice.
-            match self.file.allocate(self.prepared_end, want - self.prepared_end) {
-                Ok(()) => self.prepared_end = want,
-                Err(e) if e.kind() == std::io::ErrorKind::Unsupported => {}
-                Err(e) => return Err(WalError::io("fallocate", tmp, e)),
-            }
+            self.reserve_to(want)?;
         } else {
             self.zero_fill(want)?;
         }
-        self.file.sync_data().map_err(|e| WalError::io("fdatasync", tmp, e))
+        self.file.sync_data().map_err(|e| WalError::io("fdatasync", tmp, e))?;
+        // I26: the first reserve is durable before any data is written.
+        self.durable_len = self.extended_to;
+        Ok(())
     }
 
     /// Whether O_DIRECT is in effect for this file.
@@ -402,6 +419,8 @@ impl ActiveSegment {
         self.assert_no_sync_in_flight();
         let (cap, from) = (bufs.len(), self.unwritten_from());
         let (at, end) = (self.buf_file_off + from as u64, self.buf_file_off + cap as u64);
+        // I26: a durable block past this write's end before it is issued.
+        self.durable_reserve(end)?;
         // I4: a rewrite of the last flush's tail block leaves its bytes as they were.
         self.tail.write(&self.name, &bufs.cur.bytes()[from..cap], at, end, self.block);
         let mut pipe = self.pipe();
@@ -438,6 +457,8 @@ impl ActiveSegment {
             let from = self.unwritten_from();
             let at = self.buf_file_off + from as u64;
             self.assert_no_sync_in_flight();
+            // I26: a durable block past this write's end before it is issued.
+            self.durable_reserve(self.buf_file_off + padded as u64)?;
             self.tail.write(&self.name, &bufs.cur.bytes()[from..padded], at, self.data_end, self.block);
             self.write(&bufs.cur.bytes()[from..padded], at)?;
             self.count_data_write(at, padded - from, self.data_end);
@@ -470,6 +491,8 @@ impl ActiveSegment {
             return Ok(None);
         }
         self.sync_in_flight = true;
+        // I26: the fdatasync makes the file durable at least this long.
+        self.extended_at_flush = self.extended_to;
         Ok(Some(t))
     }
 
@@ -480,6 +503,7 @@ impl ActiveSegment {
     pub fn finish_flush(&mut self, t: FlushTarget, synced: std::io::Result<()>) -> Result<u64> {
         self.sync_in_flight = false;
         synced.map_err(|e| WalError::io("fdatasync", &self.path, e))?;
+        self.durable_len = self.durable_len.max(self.extended_at_flush);
         Ok(self.mark_durable(t))
     }
 

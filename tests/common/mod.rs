@@ -129,6 +129,9 @@ impl StorageFile for FaultyFile {
         }
         self.inner.allocate(offset, len)
     }
+    fn stat(&self) -> io::Result<Option<directwal::io::FileStat>> {
+        self.inner.stat()
+    }
 }
 
 impl Storage for FaultyStorage {
