@@ -59,25 +59,27 @@ fn plain(path: &Path, n: u64) -> f64 {
 pub enum Side {
     /// The plain file (baseline).
     Plain,
-    /// `SegmentedWal::replay()`: every record owned, in one `Vec`.
+    /// `SegmentedWal::replay()`: every record owned, in one `Vec` (sealed
+    /// segments read ahead in chunks on a second thread).
     Replay,
-    /// What `replay()` did before it was sized up front: `for_each_durable`
-    /// pushing each owned record into a `Vec` that grows.
-    Grown,
-    /// `visit_durable`: records lent.
+    /// `visit_durable`: records lent (read ahead in chunks, as `replay()`).
     Visit,
-    /// `replay_from_limit` in 10k-record pages.
+    /// `replay_from_limit` in 10k-record pages: owned records, read through
+    /// the mapping (one thread).
     Paged,
+    /// `read_page_into` one reused `PageBuf`, 10k records a page: payloads
+    /// copied into the page's one buffer, read through the mapping (one thread).
+    PagedLent,
 }
 
-pub const SIDES: [Side; 5] = [Side::Plain, Side::Replay, Side::Grown, Side::Visit, Side::Paged];
+pub const SIDES: [Side; 5] = [Side::Plain, Side::Replay, Side::Visit, Side::Paged, Side::PagedLent];
 
 impl Side {
     pub fn key(self) -> &'static str {
         match self {
             Side::Plain => "w5x_plain",
             Side::Replay => "w5x_replay",
-            Side::Grown => "w5x_grown",
+            Side::PagedLent => "w5x_paged_lent",
             Side::Visit => "w5x_visit",
             Side::Paged => "w5x_paged",
         }
@@ -97,15 +99,8 @@ pub fn measure(side: Side, dir: &Path, plain_path: &Path, n: u64) -> f64 {
     let t = Instant::now();
     let got = match side {
         Side::Plain => unreachable!(),
-        Side::Replay | Side::Grown => {
-            let all = match side {
-                Side::Replay => wal.replay().unwrap(),
-                _ => {
-                    let mut all = Vec::new();
-                    wal.for_each_durable(0, usize::MAX, |r| all.push(r)).unwrap();
-                    all
-                }
-            };
+        Side::Replay => {
+            let all = wal.replay().unwrap();
             let secs = t.elapsed().as_secs_f64();
             assert_eq!(all.len() as u64, n);
             assert!(all.iter().enumerate().all(|(i, r)| r.header.lsn == i as u64 + 1));
@@ -131,6 +126,19 @@ pub fn measure(side: Side, dir: &Path, plain_path: &Path, n: u64) -> f64 {
                 if !more {
                     break count;
                 }
+            }
+        }
+        Side::PagedLent => {
+            let (reader, mut page, mut count) = (wal.reader(), directwal::PageBuf::new(), 0u64);
+            reader.read_page_into(&mut page, 0, 10_000, usize::MAX).unwrap();
+            loop {
+                count += page.len() as u64;
+                std::hint::black_box(page.iter().map(|r| r.payload.len()).sum::<usize>());
+                if !page.has_more() {
+                    break count;
+                }
+                let next = page.next_lsn();
+                reader.read_page_into(&mut page, next, 10_000, usize::MAX).unwrap();
             }
         }
     };
