@@ -118,44 +118,8 @@ pub trait StorageFile: Send + Sync {
 pub struct FileImage(ImageInner);
 
 enum ImageInner {
-    /// A mapping of the file with this (device, inode).
-    Mapped(memmap2::Mmap, (u64, u64)),
+    Mapped(memmap2::Mmap),
     Owned(Arc<[u8]>),
-}
-
-/// Reads an image's bytes with copies into a caller's buffer instead of
-/// through the mapping: the mapped file itself (`pread`), or the memory of
-/// an image that is no mapping. From [`FileImage::reader`].
-pub(crate) enum ImageReader<'a> {
-    File(File),
-    Memory(&'a [u8]),
-}
-
-impl ImageReader<'_> {
-    /// Fills `buf` from file offset `offset`; fewer bytes only at the end
-    /// of the file (0 past it).
-    pub fn read_at(&self, buf: &mut [u8], offset: u64) -> io::Result<usize> {
-        match self {
-            ImageReader::File(f) => {
-                let mut got = 0;
-                while got < buf.len() {
-                    match f.read_at(&mut buf[got..], offset + got as u64) {
-                        Ok(0) => break,
-                        Ok(n) => got += n,
-                        Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                        Err(e) => return Err(e),
-                    }
-                }
-                Ok(got)
-            }
-            ImageReader::Memory(bytes) => {
-                let from = usize::try_from(offset).unwrap_or(usize::MAX).min(bytes.len());
-                let n = buf.len().min(bytes.len() - from);
-                buf[..n].copy_from_slice(&bytes[from..from + n]);
-                Ok(n)
-            }
-        }
-    }
 }
 
 impl FileImage {
@@ -168,41 +132,20 @@ impl FileImage {
     /// page cache now (MADV_WILLNEED), so a sequential scan finds them there
     /// instead of waiting on a page fault. A hint: errors are ignored.
     pub fn will_need(&self, offset: usize, len: usize) {
-        if let ImageInner::Mapped(m, _) = &self.0 {
+        if let ImageInner::Mapped(m) = &self.0 {
             let end = offset.saturating_add(len).min(m.len());
             if offset < end {
                 let _ = m.advise_range(memmap2::Advice::WillNeed, offset, end - offset);
             }
         }
     }
-
-    /// A reader of this image's bytes by copies: for a mapping, the file at
-    /// `path` opened again, only if it is still the very file mapped (same
-    /// device and inode; `None` otherwise, and the caller reads the
-    /// mapping). Bytes read past the image's length are not the image's.
-    pub(crate) fn reader(&self, path: &Path) -> Option<ImageReader<'_>> {
-        match &self.0 {
-            ImageInner::Mapped(_, id) => {
-                let file = open_regular(path).ok()?;
-                (identity(&file).ok()? == *id).then_some(ImageReader::File(file))
-            }
-            ImageInner::Owned(bytes) => Some(ImageReader::Memory(bytes)),
-        }
-    }
-}
-
-/// A file's (device, inode).
-fn identity(file: &File) -> io::Result<(u64, u64)> {
-    use std::os::unix::fs::MetadataExt;
-    let m = file.metadata()?;
-    Ok((m.dev(), m.ino()))
 }
 
 impl Deref for FileImage {
     type Target = [u8];
     fn deref(&self) -> &[u8] {
         match &self.0 {
-            ImageInner::Mapped(m, _) => m,
+            ImageInner::Mapped(m) => m,
             ImageInner::Owned(b) => b,
         }
     }
@@ -288,7 +231,7 @@ impl Storage for OsStorage {
         let map = unsafe { memmap2::Mmap::map(&file)? };
         // Replay and recovery read front to back: ask for aggressive readahead.
         let _ = map.advise(memmap2::Advice::Sequential);
-        Ok(FileImage(ImageInner::Mapped(map, identity(&file)?)))
+        Ok(FileImage(ImageInner::Mapped(map)))
     }
 
     fn read_range(&self, path: &Path, offset: u64, len: usize, direct: bool) -> io::Result<Vec<u8>> {

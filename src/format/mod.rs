@@ -12,7 +12,7 @@
 
 mod record;
 pub use record::{
-    RawHeader, RecordFault, RecordFields, check_record, check_record_in, encode_record, encode_record_with, read_header,
+    RecordFault, RecordFields, check_record, check_record_in, encode_record, encode_record_with, read_header,
 };
 
 /// Magic at offset 0 of every segment file.

@@ -16,7 +16,6 @@ use crate::io::{OsStorage, Storage};
 use crate::record::RecordRef;
 use crate::view::{SealedSeg, Shared, View};
 
-mod chunked;
 mod owned;
 mod page;
 mod scan;
@@ -232,7 +231,7 @@ impl WalReader {
     ) -> Result<(u64, bool)> {
         let (mut next_lsn, mut bytes) = (from_lsn, 0usize);
         let taken = std::cell::Cell::new(0usize);
-        let has_more = self.scan(view, from_lsn, &|| taken.get() < max_records, false, |rec| {
+        let has_more = self.scan(view, from_lsn, &|| taken.get() < max_records, |rec| {
             let n = taken.get();
             if n >= max_records || (n > 0 && bytes + rec.payload.len() > max_bytes) {
                 return false;
@@ -263,7 +262,7 @@ impl WalReader {
     /// record (decryption aside). The fastest way to replay.
     pub fn visit(&self, from_lsn: u64, f: impl FnMut(RecordRef<'_>) -> bool) -> Result<bool> {
         let view = self.shared.snapshot();
-        self.scan(&view, from_lsn, &|| true, chunked::reads_by_copies(usize::MAX), f)
+        self.scan(&view, from_lsn, &|| true, f)
     }
 }
 

@@ -26,13 +26,11 @@ impl WalReader {
         let view = self.shared.snapshot();
         let mut out = Vec::with_capacity(expected_records(&view, from_lsn, max_records));
         let taken = Cell::new(0usize);
-        let by_copies = super::chunked::reads_by_copies(max_records);
-        let has_more =
-            self.scan_decoded(&view, from_lsn, &|| taken.get() < max_records, by_copies, |header, payload| {
-                out.push(WalRecord { header, payload: payload.into_owned() });
-                taken.set(taken.get() + 1);
-                true
-            })?;
+        let has_more = self.scan_decoded(&view, from_lsn, &|| taken.get() < max_records, |header, payload| {
+            out.push(WalRecord { header, payload: payload.into_owned() });
+            taken.set(taken.get() + 1);
+            true
+        })?;
         Ok((out, has_more))
     }
 }

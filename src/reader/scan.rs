@@ -3,7 +3,6 @@
 
 use std::borrow::Cow;
 
-use super::chunked::{SealedBytes, Start};
 use super::{WalReader, durable_lsn, oldest};
 use crate::crypto::SegmentCipher;
 use crate::error::{CorruptionKind, Result, WalError};
@@ -26,18 +25,15 @@ impl WalReader {
     /// Streams records from `from_lsn` to `f` until it returns false.
     /// `room` is asked before each record is decoded: a page that is full
     /// stops without reading the record after it, so damage there cannot
-    /// fail a page that does not include it. `by_copies`: sealed segments
-    /// are read ahead in chunks on a second thread (`chunked`), for scans
-    /// of whole segments, instead of through their mappings.
+    /// fail a page that does not include it.
     pub(super) fn scan(
         &self,
         view: &View,
         from_lsn: u64,
         room: &dyn Fn() -> bool,
-        by_copies: bool,
         mut f: impl FnMut(RecordRef<'_>) -> bool,
     ) -> Result<bool> {
-        self.scan_decoded(view, from_lsn, room, by_copies, |header, payload| f(RecordRef { header, payload: &payload }))
+        self.scan_decoded(view, from_lsn, room, |header, payload| f(RecordRef { header, payload: &payload }))
     }
 
     /// [`scan`](Self::scan), handing `f` each payload as decoded: lent from
@@ -48,7 +44,6 @@ impl WalReader {
         view: &View,
         from_lsn: u64,
         room: &dyn Fn() -> bool,
-        by_copies: bool,
         mut f: impl FnMut(RecordHeader, Cow<'_, [u8]>) -> bool,
     ) -> Result<bool> {
         let oldest = oldest(view);
@@ -81,7 +76,7 @@ impl WalReader {
                 return Ok(true);
             }
             let go_on = match src {
-                Source::Sealed(s) => self.scan_sealed(view, s, &mut lsn, room, by_copies, &mut f)?,
+                Source::Sealed(s) => self.scan_sealed(view, s, &mut lsn, room, &mut f)?,
                 Source::Active(a) => self.scan_active(view, a, &mut lsn, room, &mut f)?,
             };
             if !go_on {
@@ -119,14 +114,11 @@ impl WalReader {
         s: &SealedSeg,
         lsn: &mut u64,
         room: &dyn Fn() -> bool,
-        by_copies: bool,
         f: &mut impl FnMut(RecordHeader, Cow<'_, [u8]>) -> bool,
     ) -> Result<bool> {
         if *lsn > s.seal.last_lsn {
             return Ok(true);
         }
-        // The mapping is held even when the bytes are read by copies: while
-        // it is, the writer does not recycle the file (I17).
         let img = s.image(&*self.shared.storage).map_err(|e| self.gone_or(s, *lsn, e))?;
         let seed = s.header.crc_seed();
         let first = s.header.first_lsn;
@@ -135,40 +127,33 @@ impl WalReader {
         let (extend_from, (mut at_lsn, mut off)) = s.index_start(*lsn);
         let mut new_entries = Vec::new();
         let cipher = self.cipher(view, &s.name, &s.header, *lsn)?;
-        let go_on = std::thread::scope(|scope| -> Result<bool> {
-            let start = Start { off, lsn: at_lsn };
-            let mut bytes = SealedBytes::new(scope, &img, s, start, by_copies);
-            // I10: never past the seal's data end.
-            while at_lsn <= s.seal.last_lsn {
-                // Read ahead: the disk works while records are checked.
-                if let Some(img) = bytes.mapped() {
-                    s.read_ahead(img, off, READ_AHEAD);
-                }
-                if extend_from.is_some() && (at_lsn - first).is_multiple_of(INDEX_EVERY) {
-                    new_entries.push((at_lsn, off));
-                }
-                if at_lsn >= *lsn && !room() {
-                    *lsn = at_lsn;
-                    return Ok(false);
-                }
-                let take = at_lsn >= *lsn;
-                let (window, checked) = bytes
-                    .check(off, s.seal.data_end, seed, at_lsn)
-                    .map_err(|e| self.gone_or(s, at_lsn, WalError::io("read", &s.path, e)))?;
-                let rec = decode_checked(&s.name, window, off, at_lsn, checked, cipher.as_ref(), take)
-                    .map_err(|e| self.gone_or(s, at_lsn, e))?;
-                if let Some((header, payload)) = rec.0 {
-                    if !f(header, payload) {
-                        *lsn = at_lsn;
-                        return Ok(false);
-                    }
-                    *lsn = at_lsn + 1;
-                }
-                off += rec.1;
-                at_lsn += 1;
+        let mut go_on = true;
+        // I10: never past the seal's data end.
+        while at_lsn <= s.seal.last_lsn {
+            // Read ahead: the disk works while records are checked.
+            s.read_ahead(&img, off, READ_AHEAD);
+            if extend_from.is_some() && (at_lsn - first).is_multiple_of(INDEX_EVERY) {
+                new_entries.push((at_lsn, off));
             }
-            Ok(true)
-        })?;
+            if at_lsn >= *lsn && !room() {
+                *lsn = at_lsn;
+                go_on = false;
+                break;
+            }
+            let take = at_lsn >= *lsn;
+            let rec = decode(&s.name, &img, 0, off, s.seal.data_end, seed, at_lsn, cipher.as_ref(), take, true)
+                .map_err(|e| self.gone_or(s, at_lsn, e))?;
+            if let Some((header, payload)) = rec.0 {
+                if !f(header, payload) {
+                    *lsn = at_lsn;
+                    go_on = false;
+                    break;
+                }
+                *lsn = at_lsn + 1;
+            }
+            off += rec.1;
+            at_lsn += 1;
+        }
         if let Some(from) = extend_from {
             // The record we stopped at was not consumed: the frontier is at it,
             // so its entry (if any) is pushed again by the next extension.
@@ -256,7 +241,7 @@ impl WalReader {
 /// (at segment offset `base`) holds its header; its length is not checked
 /// beyond the largest a record may have.
 #[inline]
-pub(super) fn record_end(bytes: &[u8], base: u64, off: u64) -> Option<u64> {
+fn record_end(bytes: &[u8], base: u64, off: u64) -> Option<u64> {
     let rel = usize::try_from(off.checked_sub(base)?).ok()?;
     let h = bytes.get(rel..rel.checked_add(format::RECORD_HEADER_LEN)?)?;
     Some(off + format::record_size((format::read_header(h).len as usize).min(format::MAX_STORED_LEN)) as u64)
@@ -282,27 +267,8 @@ fn decode<'a>(
     take: bool,
     verify_crc: bool,
 ) -> Result<(Option<Decoded<'a>>, u64)> {
-    let checked = format::check_record_in(img, base, off, end, seed, Some(lsn), verify_crc);
-    decode_checked(name, img, off, lsn, checked, cipher, take)
-}
-
-/// [`decode`] after the check: `checked` is `check_record_in`'s verdict on
-/// the record at segment offset `off`, whose payload range indexes `img`.
-#[inline(always)]
-fn decode_checked<'a>(
-    name: &str,
-    img: &'a [u8],
-    off: u64,
-    lsn: u64,
-    checked: std::result::Result<(format::RawHeader, std::ops::Range<usize>), format::RecordFault>,
-    cipher: Option<&SegmentCipher>,
-    take: bool,
-) -> Result<(Option<Decoded<'a>>, u64)> {
-    let (h, payload) = checked.map_err(|fault| WalError::Corruption {
-        segment: name.to_owned(),
-        offset: off,
-        lsn,
-        kind: CorruptionKind::Record(fault),
+    let (h, payload) = format::check_record_in(img, base, off, end, seed, Some(lsn), verify_crc).map_err(|fault| {
+        WalError::Corruption { segment: name.to_owned(), offset: off, lsn, kind: CorruptionKind::Record(fault) }
     })?;
     let size = format::record_size(h.len as usize) as u64;
     if !take {
