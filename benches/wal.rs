@@ -526,10 +526,10 @@ fn main() {
         ratio("w5_owned_rec_s", "w5p_rec_s")
     );
     let w5_sides = [
-        ("w5x_replay", "`replay()`, owned records in one `Vec` (read ahead on a second thread)"),
-        ("w5x_visit", "`visit_durable`, lent records (read ahead on a second thread)"),
-        ("w5x_paged", "`replay_from_limit` in 10k-record pages (the mapping)"),
-        ("w5x_paged_lent", "`read_page_into` one `PageBuf`, 10k-record pages (the mapping)"),
+        ("w5x_replay", "`replay()`, owned records in one `Vec`"),
+        ("w5x_visit", "`visit_durable`, lent records"),
+        ("w5x_paged", "`replay_from_limit` in 10k-record pages (owned)"),
+        ("w5x_paged_lent", "`read_page_into` one reused `PageBuf`, 10k-record pages"),
     ];
     for (side, what) in w5_sides {
         println!(
@@ -545,13 +545,13 @@ fn main() {
         );
     }
     println!(
-        "| W5 side by side: `replay()` against paging (owned; chunks read ahead against the mapping) | {:.0} rec/s | 10k-record pages {:.0} rec/s | {:.3} | >= 1 |",
+        "| W5 side by side: `replay()` against paging (both owned) | {:.0} rec/s | 10k-record pages {:.0} rec/s | {:.3} | >= 1 |",
         g("w5x_replay"),
         g("w5x_paged"),
         ratio("w5x_replay", "w5x_paged")
     );
     println!(
-        "| W5 side by side: `visit_durable` against lent pages (chunks read ahead against the mapping) | {:.0} rec/s | `PageBuf` pages {:.0} rec/s | {:.3} | |",
+        "| W5 side by side: `visit_durable` against a reused `PageBuf` | {:.0} rec/s | `PageBuf` pages {:.0} rec/s | {:.3} | |",
         g("w5x_visit"),
         g("w5x_paged_lent"),
         ratio("w5x_visit", "w5x_paged_lent")

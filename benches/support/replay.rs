@@ -59,16 +59,14 @@ fn plain(path: &Path, n: u64) -> f64 {
 pub enum Side {
     /// The plain file (baseline).
     Plain,
-    /// `SegmentedWal::replay()`: every record owned, in one `Vec` (sealed
-    /// segments read ahead in chunks on a second thread).
+    /// `SegmentedWal::replay()`: every record owned, in one `Vec`.
     Replay,
-    /// `visit_durable`: records lent (read ahead in chunks, as `replay()`).
+    /// `visit_durable`: records lent.
     Visit,
-    /// `replay_from_limit` in 10k-record pages: owned records, read through
-    /// the mapping (one thread).
+    /// `replay_from_limit` in 10k-record pages: owned records.
     Paged,
     /// `read_page_into` one reused `PageBuf`, 10k records a page: payloads
-    /// copied into the page's one buffer, read through the mapping (one thread).
+    /// copied into the page's one buffer, which is reused.
     PagedLent,
 }
 
