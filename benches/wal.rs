@@ -530,6 +530,7 @@ fn main() {
         ("w5x_visit", "`visit_durable`, lent records"),
         ("w5x_paged", "`replay_from_limit` in 10k-record pages (owned)"),
         ("w5x_paged_lent", "`read_page_into` one reused `PageBuf`, 10k-record pages"),
+        ("w5x_floor", "no reading: 1M owned `WalRecord`s built from memory (the floor of `replay()`)"),
     ];
     for (side, what) in w5_sides {
         println!(
@@ -657,8 +658,9 @@ fn main() {
             std::println!("| {what} | {:.2}M | {:.3} |", g(side) / 1e6, ratio(side, "w5x_plain"));
         }
         std::println!(
-            "\n`replay()` / 10k pages {:.3}; `visit_durable` / `PageBuf` pages {:.3}.",
+            "\n`replay()` / 10k pages {:.3}; `replay()` / its floor {:.3}; `visit_durable` / `PageBuf` pages {:.3}.",
             ratio("w5x_replay", "w5x_paged"),
+            ratio("w5x_replay", "w5x_floor"),
             ratio("w5x_visit", "w5x_paged_lent")
         );
     }
