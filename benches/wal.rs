@@ -525,12 +525,14 @@ fn main() {
         g("w5_owned_rec_s"),
         ratio("w5_owned_rec_s", "w5p_rec_s")
     );
-    for (side, what) in [
+    let w5_sides = [
         ("w5x_replay", "`replay()`, owned records in one `Vec`"),
-        ("w5x_grown", "owned records pushed into a growing `Vec` (`replay()` before issue 21)"),
         ("w5x_visit", "`visit_durable`, lent records"),
-        ("w5x_paged", "`replay_from_limit` in 10k-record pages"),
-    ] {
+        ("w5x_paged", "`replay_from_limit` in 10k-record pages (owned)"),
+        ("w5x_paged_lent", "`read_page_into` one reused `PageBuf`, 10k-record pages"),
+        ("w5x_floor", "no reading: 1M owned `WalRecord`s built from memory (the floor of `replay()`)"),
+    ];
+    for (side, what) in w5_sides {
         println!(
             "| W5 side by side (cold, interleaved): {what} | {:.0} rec/s | plain file + 1 MiB BufReader + CRC32C {:.0} rec/s | {:.3} | {} |",
             g(side),
@@ -544,16 +546,16 @@ fn main() {
         );
     }
     println!(
-        "| W5 side by side: `replay()` sized up front | {:.0} rec/s | grown `Vec` (before) {:.0} rec/s | {:.3} | >= 1 |",
-        g("w5x_replay"),
-        g("w5x_grown"),
-        ratio("w5x_replay", "w5x_grown")
-    );
-    println!(
-        "| W5 side by side: `replay()` against paging | {:.0} rec/s | 10k-record pages {:.0} rec/s | {:.3} | >= 1 |",
+        "| W5 side by side: `replay()` against paging (both owned) | {:.0} rec/s | 10k-record pages {:.0} rec/s | {:.3} | >= 1 |",
         g("w5x_replay"),
         g("w5x_paged"),
         ratio("w5x_replay", "w5x_paged")
+    );
+    println!(
+        "| W5 side by side: `visit_durable` against a reused `PageBuf` | {:.0} rec/s | `PageBuf` pages {:.0} rec/s | {:.3} | |",
+        g("w5x_visit"),
+        g("w5x_paged_lent"),
+        ratio("w5x_visit", "w5x_paged_lent")
     );
     for (key, what) in [
         ("cold_mmap32_mbs", "mapping + MADV_WILLNEED 32 MiB ahead"),
@@ -641,6 +643,26 @@ fn main() {
     std::println!();
     for line in table.lines().filter(|l| !l.contains("NaN")) {
         std::println!("{line}");
+    }
+    if !g("w5x_plain").is_nan() {
+        // W5's sides as docs/BENCHMARKS.md "Replay (owned records)" tables them.
+        let load = std::fs::read_to_string("/proc/loadavg").unwrap_or_default();
+        let load = load.split_whitespace().take(3).collect::<Vec<_>>().join(" ");
+        std::println!("\nW5 for docs/BENCHMARKS.md ({rounds} rounds; load average at the end {load}):\n");
+        std::println!(
+            "| side (cold, interleaved) | rec/s | × plain file + BufReader + CRC32C ({:.2}M) |",
+            g("w5x_plain") / 1e6
+        );
+        std::println!("|---|---|---|");
+        for (side, what) in w5_sides {
+            std::println!("| {what} | {:.2}M | {:.3} |", g(side) / 1e6, ratio(side, "w5x_plain"));
+        }
+        std::println!(
+            "\n`replay()` / 10k pages {:.3}; `replay()` / its floor {:.3}; `visit_durable` / `PageBuf` pages {:.3}.",
+            ratio("w5x_replay", "w5x_paged"),
+            ratio("w5x_replay", "w5x_floor"),
+            ratio("w5x_visit", "w5x_paged_lent")
+        );
     }
     let _ = std::fs::remove_dir_all(&base);
 }

@@ -8,7 +8,7 @@ use std::io::{BufReader, BufWriter, Read, Write};
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
-use directwal::{SegmentedWal, SegmentedWalConfig};
+use directwal::{RecordHeader, SegmentedWal, SegmentedWalConfig, WalRecord};
 
 use crate::workloads::{Noise, evict, evict_dir};
 
@@ -54,6 +54,24 @@ fn plain(path: &Path, n: u64) -> f64 {
     n as f64 / t.elapsed().as_secs_f64()
 }
 
+/// Builds `n` owned records from payloads in memory (W2's first 4,096,
+/// repeated), timing only the building: records/s. Dropping them is not timed.
+fn floor(n: u64) -> f64 {
+    let noise = Noise::new();
+    let payloads: Vec<Vec<u8>> = (1..=4096).map(|i| noise.payload(i, 128).to_vec()).collect();
+    let t = Instant::now();
+    let mut all = Vec::with_capacity(n as usize);
+    for i in 0..n {
+        let payload = payloads[(i % 4096) as usize].as_slice().to_vec();
+        let header =
+            RecordHeader { lsn: i + 1, record_type: 1, tenant_id: 0, vshard_id: 0, flags: 0, payload_len: 128 };
+        all.push(WalRecord { header, payload });
+    }
+    let secs = t.elapsed().as_secs_f64();
+    std::hint::black_box(&all);
+    n as f64 / secs
+}
+
 /// One way of reading the WAL back.
 #[derive(Clone, Copy, Debug)]
 pub enum Side {
@@ -61,23 +79,28 @@ pub enum Side {
     Plain,
     /// `SegmentedWal::replay()`: every record owned, in one `Vec`.
     Replay,
-    /// What `replay()` did before it was sized up front: `for_each_durable`
-    /// pushing each owned record into a `Vec` that grows.
-    Grown,
     /// `visit_durable`: records lent.
     Visit,
-    /// `replay_from_limit` in 10k-record pages.
+    /// `replay_from_limit` in 10k-record pages: owned records.
     Paged,
+    /// `read_page_into` one reused `PageBuf`, 10k records a page: payloads
+    /// copied into the page's one buffer, which is reused.
+    PagedLent,
+    /// No reading: `n` owned `WalRecord`s built from W2's payloads already
+    /// in memory, in one `Vec` sized once, as `replay()` builds them. The
+    /// floor of any owned replay: its memory (docs/BENCHMARKS.md).
+    Floor,
 }
 
-pub const SIDES: [Side; 5] = [Side::Plain, Side::Replay, Side::Grown, Side::Visit, Side::Paged];
+pub const SIDES: [Side; 6] = [Side::Plain, Side::Replay, Side::Visit, Side::Paged, Side::PagedLent, Side::Floor];
 
 impl Side {
     pub fn key(self) -> &'static str {
         match self {
             Side::Plain => "w5x_plain",
             Side::Replay => "w5x_replay",
-            Side::Grown => "w5x_grown",
+            Side::PagedLent => "w5x_paged_lent",
+            Side::Floor => "w5x_floor",
             Side::Visit => "w5x_visit",
             Side::Paged => "w5x_paged",
         }
@@ -89,23 +112,18 @@ impl Side {
 /// WAL keeps its sealed segments mapped, and the kernel does not drop
 /// mapped pages from the cache. Dropping `replay()`'s result is not timed.
 pub fn measure(side: Side, dir: &Path, plain_path: &Path, n: u64) -> f64 {
-    if let Side::Plain = side {
-        return plain(plain_path, n);
+    match side {
+        Side::Plain => return plain(plain_path, n),
+        Side::Floor => return floor(n),
+        _ => {}
     }
     let wal = SegmentedWal::open(SegmentedWalConfig::new(dir.into())).unwrap();
     evict_dir(dir).unwrap();
     let t = Instant::now();
     let got = match side {
-        Side::Plain => unreachable!(),
-        Side::Replay | Side::Grown => {
-            let all = match side {
-                Side::Replay => wal.replay().unwrap(),
-                _ => {
-                    let mut all = Vec::new();
-                    wal.for_each_durable(0, usize::MAX, |r| all.push(r)).unwrap();
-                    all
-                }
-            };
+        Side::Plain | Side::Floor => unreachable!(),
+        Side::Replay => {
+            let all = wal.replay().unwrap();
             let secs = t.elapsed().as_secs_f64();
             assert_eq!(all.len() as u64, n);
             assert!(all.iter().enumerate().all(|(i, r)| r.header.lsn == i as u64 + 1));
@@ -131,6 +149,19 @@ pub fn measure(side: Side, dir: &Path, plain_path: &Path, n: u64) -> f64 {
                 if !more {
                     break count;
                 }
+            }
+        }
+        Side::PagedLent => {
+            let (reader, mut page, mut count) = (wal.reader(), directwal::PageBuf::new(), 0u64);
+            reader.read_page_into(&mut page, 0, 10_000, usize::MAX).unwrap();
+            loop {
+                count += page.len() as u64;
+                std::hint::black_box(page.iter().map(|r| r.payload.len()).sum::<usize>());
+                if !page.has_more() {
+                    break count;
+                }
+                let next = page.next_lsn();
+                reader.read_page_into(&mut page, next, 10_000, usize::MAX).unwrap();
             }
         }
     };
