@@ -79,7 +79,7 @@
 //!
 //! ## Features and modules
 //!
-//! - `openraft` (off by default): [`raft::LogStore`], a log store for
+//! - `openraft` (off by default): `raft::LogStore`, a log store for
 //!   openraft 0.9.
 //! - `metrics` (off by default): the figures of [`StatsSnapshot`] published
 //!   through the `metrics` crate's facade under Prometheus-style names (no
