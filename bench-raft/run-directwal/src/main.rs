@@ -6,6 +6,7 @@
 //! `--reopen N` the time to open a store holding N entries;
 //! `--codec` JSON against postcard for one entry.
 
+mod counting;
 mod probe;
 
 use directwal::SegmentedWalConfig;
@@ -25,8 +26,57 @@ fn main() {
     if args.iter().any(|a| a == "--codec") {
         return probe::codec();
     }
-    main_with("directwal", true, BENCH_APP, |_id, dir| async move {
+    // DIRECTWAL_STATS=1: how openraft calls the store and each node's WAL
+    // counters, after the run on stderr (the store wrapped to count).
+    let stats = std::env::var_os("DIRECTWAL_STATS").is_some();
+    let wals = std::sync::Mutex::new(Vec::new());
+    let open = |dir| {
         let log = LogStore::<Bench>::open(SegmentedWalConfig::new(dir)).expect("the store opens");
-        (log, Sm::new(BENCH_APP))
-    });
+        wals.lock().unwrap().push(log.wal().clone());
+        log
+    };
+    if stats {
+        main_with("directwal", true, BENCH_APP, |id, dir| {
+            let log = counting::Counting(id, open(dir));
+            async move { (log, Sm::new(BENCH_APP)) }
+        });
+    } else {
+        main_with("directwal", true, BENCH_APP, |_id, dir| {
+            let log = open(dir);
+            async move { (log, Sm::new(BENCH_APP)) }
+        });
+    }
+    if stats {
+        let reads = counting::READS.lock().unwrap();
+        let total: f64 = reads.iter().map(|r| r.1).sum();
+        let n: usize = reads.iter().map(|r| r.2).sum();
+        let max = reads.iter().map(|r| r.1).fold(0.0, f64::max);
+        eprintln!("reads: {} calls, {n} entries, {:.0} us total, {max:.0} us max", reads.len(), total);
+        let calls = counting::CALLS.lock().unwrap();
+        for node in 1..=3 {
+            let c: Vec<_> = calls.iter().filter(|c| c.0 == node).collect();
+            let entries: usize = c.iter().map(|c| c.2).sum();
+            let gaps: Vec<f64> = c.windows(2).map(|w| (w[1].1 - w[0].1).as_secs_f64() * 1e6).collect();
+            let mut g = gaps.clone();
+            g.sort_by(f64::total_cmp);
+            eprintln!(
+                "node {node}: {} appends, {entries} entries, gap p50 {:.0} us",
+                c.len(),
+                g.get(g.len() / 2).unwrap_or(&0.0)
+            );
+        }
+        for (i, w) in wals.lock().unwrap().iter().enumerate() {
+            let s = w.stats_snapshot();
+            eprintln!(
+                "node {}: {} records, {} fdatasyncs ({:.0} us mean), {} syncs, {:.1} records/sync, {} write calls",
+                i + 1,
+                s.records_appended,
+                s.fdatasyncs,
+                s.fdatasync_time.as_secs_f64() * 1e6 / s.fdatasyncs.max(1) as f64,
+                s.syncs,
+                s.synced_records as f64 / s.syncs.max(1) as f64,
+                s.write_calls,
+            );
+        }
+    }
 }
