@@ -14,6 +14,8 @@ pub static CALLS: Mutex<Vec<(u64, Instant, usize)>> = Mutex::new(Vec::new());
 
 pub struct Counting(pub u64, pub LogStore<Bench>);
 
+pub static APPEND_US: Mutex<Vec<(u64, f64)>> = Mutex::new(Vec::new());
+
 pub static READS: Mutex<Vec<(u64, f64, usize)>> = Mutex::new(Vec::new());
 
 pub struct CountingReader(u64, LogReader<Bench>);
@@ -66,8 +68,11 @@ impl RaftLogStorage<Bench> for Counting {
         I::IntoIter: OptionalSend,
     {
         let v: Vec<_> = entries.into_iter().collect();
-        CALLS.lock().unwrap().push((self.0, Instant::now(), v.len()));
+        let t = Instant::now();
+        let n = v.len();
         self.1.append(v, callback).await?;
+        CALLS.lock().unwrap().push((self.0, t, n));
+        APPEND_US.lock().unwrap().push((self.0, t.elapsed().as_secs_f64() * 1e6));
         if std::env::var_os("DIRECTWAL_BLOCKING").is_some() {
             // Experiment: hold openraft's core until the append is durable, as a v1 store behind `Adaptor` does.
             let last = self.1.wal().next_lsn() - 1;
