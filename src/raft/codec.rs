@@ -194,4 +194,20 @@ mod tests {
         let blank = Entry::<TypeConfig> { log_id: id, payload: EntryPayload::Blank };
         assert_eq!(encode(Kind::Entry, &blank).unwrap().1, [3, 1, 0xac, 0x02, 0]);
     }
+
+    /// A claimed 4 GiB key, or a membership of 4G configs, in a short
+    /// payload fails to decode (postcard checks a length against the bytes
+    /// left before it takes them).
+    #[test]
+    fn absurd_lengths_fail_to_decode_without_allocating_them() {
+        use crate::raft::kv::TypeConfig;
+        use openraft::Entry;
+        let huge = [0xff, 0xff, 0xff, 0xff, 0x0f];
+        for variant in [1u8, 2] {
+            let mut bytes = vec![3, 1, 5, variant];
+            bytes.extend_from_slice(&huge);
+            bytes.extend_from_slice(b"abc");
+            assert!(decode_postcard::<Entry<TypeConfig>>(&bytes).is_err(), "variant {variant}");
+        }
+    }
 }
