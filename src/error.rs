@@ -71,6 +71,17 @@ pub enum WalError {
         source: Box<dyn std::error::Error + Send + Sync>,
     },
 
+    /// A value of the openraft log store (feature `openraft`) does not
+    /// encode (its `Serialize` failed): nothing was written.
+    #[error("raft store record of type {record_type:#06x} does not encode: {source}")]
+    RaftEncode {
+        /// The record type it was to be written as.
+        record_type: u16,
+        /// The encoder's error.
+        #[source]
+        source: Box<dyn std::error::Error + Send + Sync>,
+    },
+
     /// A record in the openraft log store's WAL has a type the store never
     /// writes.
     #[error("raft store record LSN {lsn} in {segment} has type {record_type:#06x}, not a raft store record")]

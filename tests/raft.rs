@@ -64,6 +64,15 @@ fn entry(term: u64, index: u64) -> Entry<TypeConfig> {
     }
 }
 
+/// An entry of ~100 bytes, so that 300 of them fill several 16 KiB segments.
+fn big_entry(term: u64, index: u64) -> Entry<TypeConfig> {
+    let mut e = entry(term, index);
+    if let EntryPayload::Normal(r) = &mut e.payload {
+        r.value = format!("{:-<96}", r.value);
+    }
+    e
+}
+
 fn entries(store: &mut Store) -> Vec<Entry<TypeConfig>> {
     block_on(store.try_get_log_entries(..)).unwrap()
 }
@@ -75,11 +84,11 @@ fn entries_vote_committed_truncation_and_purge_survive_a_restart() {
         let mut s = Store::open(cfg(dir.path())).unwrap();
         block_on(async {
             s.save_vote(&Vote::new(1, 1)).await.unwrap();
-            s.blocking_append((1..=300).map(|i| entry(1, i))).await.unwrap();
+            s.blocking_append((1..=300).map(|i| big_entry(1, i))).await.unwrap();
             s.save_committed(Some(log_id(1, 1, 250))).await.unwrap();
             s.truncate(log_id(1, 1, 280)).await.unwrap();
             s.save_vote(&Vote::new_committed(2, 1)).await.unwrap();
-            s.blocking_append((280..=290).map(|i| entry(2, i))).await.unwrap();
+            s.blocking_append((280..=290).map(|i| big_entry(2, i))).await.unwrap();
         });
         let files_before = common::segment_files(dir.path()).len();
         block_on(s.purge(log_id(1, 1, 200))).unwrap();
@@ -93,7 +102,7 @@ fn entries_vote_committed_truncation_and_purge_survive_a_restart() {
     assert_eq!(block_on(s.read_vote()).unwrap(), Some(Vote::new_committed(2, 1)));
     assert_eq!(block_on(s.read_committed()).unwrap(), Some(log_id(1, 1, 250)));
     let got = entries(&mut s);
-    let want: Vec<_> = (201..280).map(|i| entry(1, i)).chain((280..=290).map(|i| entry(2, i))).collect();
+    let want: Vec<_> = (201..280).map(|i| big_entry(1, i)).chain((280..=290).map(|i| big_entry(2, i))).collect();
     assert_eq!(got, want);
     assert!(block_on(s.try_get_log_entries(1..=200)).unwrap().is_empty());
     // Empty ranges select nothing (BTreeMap::range would panic on some).
@@ -105,7 +114,7 @@ fn entries_vote_committed_truncation_and_purge_survive_a_restart() {
     assert_eq!(block_on(s.try_get_log_entries(285..)).unwrap(), want[want.len() - 6..].to_vec());
 
     // And it goes on from there: a purge of everything leaves the ids.
-    block_on(s.blocking_append([entry(2, 291)])).unwrap();
+    block_on(s.blocking_append([big_entry(2, 291)])).unwrap();
     block_on(s.purge(log_id(2, 1, 291))).unwrap();
     drop(s);
     let mut s = Store::open(cfg(dir.path())).unwrap();
@@ -233,4 +242,71 @@ fn every_crash_image_reopens_to_a_consistent_log_with_every_acknowledged_entry()
         checked += 1;
     }
     println!("raft crash points: {checked}");
+}
+
+/// The record types in the store's WAL, in LSN order.
+fn record_types(s: &Store) -> Vec<u16> {
+    let mut cursor = s.wal().reader().cursor(0);
+    let mut out = Vec::new();
+    loop {
+        let page = cursor.next_page(1024, 8 << 20).unwrap();
+        out.extend(page.records.iter().map(|r| r.header.record_type));
+        if !page.has_more {
+            return out;
+        }
+    }
+}
+
+/// tests/data/raft-json holds a store written by the JSON-era store (before
+/// postcard records; main at e32c83e), with this history:
+/// vote 1; entries 1..=40 of term 1 (1 blank, 2 a membership of {1,2,3});
+/// committed (1,30); truncate at 35; vote 2 committed; entries 35..=50 of
+/// term 2; purge through 1; committed (2,45). It opens, reads back whole,
+/// takes new (postcard) records after the JSON ones, and reopens to both.
+#[test]
+fn a_json_era_store_opens_reads_back_and_goes_on_in_binary() {
+    use directwal::raft::codec::{REC_ENTRY, REC_JSON_ENTRY};
+    use openraft::Membership;
+    let dir = tempfile::tempdir().unwrap();
+    common::copy_dir(&std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/raft-json"), dir.path());
+    let json_era: Vec<_> = std::iter::once(Entry {
+        log_id: log_id(1, 1, 2),
+        payload: EntryPayload::Membership(Membership::new(vec![[1, 2, 3].into()], None)),
+    })
+    .chain((3..35).map(|i| entry(1, i)))
+    .chain((35..=50).map(|i| entry(2, i)))
+    .collect();
+    let check = |s: &mut Store, want: &[Entry<TypeConfig>], purged: u64, vote: Vote<u64>, committed: LogId<u64>| {
+        let state = block_on(s.get_log_state()).unwrap();
+        assert_eq!(state.last_purged_log_id.map(|l| l.index), Some(purged));
+        assert_eq!(state.last_log_id, want.last().map(|e| e.log_id));
+        assert_eq!(block_on(s.read_vote()).unwrap(), Some(vote));
+        assert_eq!(block_on(s.read_committed()).unwrap(), Some(committed));
+        assert_eq!(entries(s), want);
+    };
+
+    let mut s = Store::open(cfg(dir.path())).unwrap();
+    check(&mut s, &json_era, 1, Vote::new_committed(2, 1), log_id(2, 1, 45));
+    let old_types = record_types(&s);
+    assert!(old_types.iter().all(|t| (0x5201..=0x5205).contains(t)), "the fixture is JSON-era: {old_types:x?}");
+
+    // Goes on in binary: entries, vote, committed, a truncation, a purge.
+    block_on(async {
+        s.blocking_append((51..=60).map(|i| entry(2, i))).await.unwrap();
+        s.save_vote(&Vote::new_committed(3, 1)).await.unwrap();
+        s.save_committed(Some(log_id(2, 1, 55))).await.unwrap();
+        s.truncate(log_id(2, 1, 58)).await.unwrap();
+        s.blocking_append((58..=59).map(|i| entry(3, i))).await.unwrap();
+        s.purge(log_id(1, 1, 10)).await.unwrap();
+    });
+    let mut want: Vec<_> = json_era[9..].to_vec();
+    want.extend((51..58).map(|i| entry(2, i)).chain((58..=59).map(|i| entry(3, i))));
+    check(&mut s, &want, 10, Vote::new_committed(3, 1), log_id(2, 1, 55));
+    drop(s);
+
+    let mut s = Store::open(cfg(dir.path())).unwrap();
+    check(&mut s, &want, 10, Vote::new_committed(3, 1), log_id(2, 1, 55));
+    let types = record_types(&s);
+    assert!(types.contains(&REC_JSON_ENTRY) && types.contains(&REC_ENTRY), "both encodings in one WAL: {types:x?}");
+    assert!(types.iter().skip(old_types.len()).all(|t| (0x5211..=0x5215).contains(t)), "new records are binary");
 }

@@ -3,13 +3,16 @@
 //!
 //! Everything the store keeps is a record in one WAL, log-structured:
 //!
-//! | record type | payload (JSON)  | meaning                                         |
+//! | record type | payload         | meaning                                         |
 //! |-------------|-----------------|-------------------------------------------------|
 //! | `ENTRY`     | the entry       | entry at its log index; drops any entries at or after that index |
 //! | `VOTE`      | `Vote`          | the latest vote (made durable before `save_vote` returns) |
 //! | `COMMITTED` | `Option<LogId>` | the latest committed log id                     |
 //! | `TRUNCATE`  | `LogId`         | entries at or after `log_id.index` are gone     |
 //! | `PURGE`     | `LogId`         | entries up to `log_id.index` are gone           |
+//!
+//! Payloads are postcard 1 (serde); records of stores written before are
+//! JSON under their own record types, still read ([`codec`]).
 //!
 //! On open the records are replayed in LSN order to rebuild the index
 //! (log index → WAL LSN) and the vote, committed and purged ids; entries are
@@ -26,6 +29,7 @@
 //!   vote and committed are written again first, and the cut is at the first
 //!   live entry (or the purge record).
 
+pub mod codec;
 pub mod kv;
 
 use std::collections::BTreeMap;
@@ -39,17 +43,9 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 
 use crate::{Result as WalResult, SegmentedWalConfig, WalError, WalHandle, WalReader, WalRecord};
+use codec::{Kind, decode};
 
-/// Record type of a log entry.
-pub const REC_ENTRY: u16 = 0x5201;
-/// Record type of a vote.
-pub const REC_VOTE: u16 = 0x5202;
-/// Record type of the committed log id.
-pub const REC_COMMITTED: u16 = 0x5203;
-/// Record type of a suffix truncation.
-pub const REC_TRUNCATE: u16 = 0x5204;
-/// Record type of a purge.
-pub const REC_PURGE: u16 = 0x5205;
+pub use codec::{REC_COMMITTED, REC_ENTRY, REC_PURGE, REC_TRUNCATE, REC_VOTE};
 
 /// Entries read from the WAL per page.
 const READ_PAGE: usize = 1024;
@@ -149,17 +145,6 @@ fn read_err<NID: openraft::NodeId>(e: impl std::error::Error + 'static) -> Stora
     StorageIOError::read_logs(AnyError::new(&e)).into()
 }
 
-/// Decodes a record's payload; on failure names the record's segment
-/// (looked up in `reader`) and LSN.
-fn decode<T: DeserializeOwned>(reader: &WalReader, rec: &WalRecord) -> WalResult<T> {
-    serde_json::from_slice(&rec.payload).map_err(|e| WalError::RaftDecode {
-        segment: reader.segment_of(rec.header.lsn),
-        lsn: rec.header.lsn,
-        record_type: rec.header.record_type,
-        source: Box::new(e),
-    })
-}
-
 impl<C> LogStore<C>
 where
     C: RaftTypeConfig,
@@ -185,28 +170,21 @@ where
         loop {
             let page = cursor.next_page(READ_PAGE, 8 << 20)?;
             for rec in &page.records {
-                match rec.header.record_type {
-                    // I13: each record applies to whatever prefix precedes it.
-                    REC_ENTRY => {
+                // I13: each record applies to whatever prefix precedes it.
+                match codec::kind_of(&reader, rec)? {
+                    Kind::Entry => {
                         let entry: C::Entry = decode(&reader, rec)?;
                         let log_id = entry.get_log_id().clone();
                         state.drop_from(log_id.index);
                         state.index.insert(log_id.index, (rec.header.lsn, log_id));
                     }
-                    REC_VOTE => state.vote = Some(decode(&reader, rec)?),
-                    REC_COMMITTED => state.committed = decode(&reader, rec)?,
-                    REC_TRUNCATE => state.drop_from(decode::<LogId<NodeIdOf<C>>>(&reader, rec)?.index),
-                    REC_PURGE => {
+                    Kind::Vote => state.vote = Some(decode(&reader, rec)?),
+                    Kind::Committed => state.committed = decode(&reader, rec)?,
+                    Kind::Truncate => state.drop_from(decode::<LogId<NodeIdOf<C>>>(&reader, rec)?.index),
+                    Kind::Purge => {
                         let log_id: LogId<NodeIdOf<C>> = decode(&reader, rec)?;
                         state.drop_through(log_id.index);
                         state.last_purged = Some(log_id);
-                    }
-                    other => {
-                        return Err(WalError::RaftUnknownRecord {
-                            segment: reader.segment_of(rec.header.lsn),
-                            lsn: rec.header.lsn,
-                            record_type: other,
-                        });
                     }
                 }
             }
@@ -224,8 +202,8 @@ where
         &self.wal
     }
 
-    fn append_record(&self, record_type: u16, value: &impl Serialize) -> WalResult<u64> {
-        let bytes = serde_json::to_vec(value).map_err(|e| WalError::InvalidConfig(format!("serialize: {e}")))?;
+    fn append_record(&self, kind: Kind, value: &impl Serialize) -> WalResult<u64> {
+        let (record_type, bytes) = codec::encode(kind, value)?;
         self.wal.append(record_type, 0, 0, &bytes)
     }
 }
@@ -348,7 +326,8 @@ where
     async fn save_vote(&mut self, vote: &Vote<NodeIdOf<C>>) -> Result<(), StorageError<NodeIdOf<C>>> {
         let lsn = {
             let mut st = lock(&self.state);
-            let lsn = self.append_record(REC_VOTE, vote).map_err(|e| StorageIOError::write_vote(AnyError::new(&e)))?;
+            let lsn =
+                self.append_record(Kind::Vote, vote).map_err(|e| StorageIOError::write_vote(AnyError::new(&e)))?;
             st.vote = Some(vote.clone());
             lsn
         };
@@ -364,7 +343,7 @@ where
         // Not synced: a committed id lost in a crash only means re-applying
         // from an earlier point; the next durable write carries it anyway.
         let mut st = lock(&self.state);
-        self.append_record(REC_COMMITTED, &committed).map_err(io_err)?;
+        self.append_record(Kind::Committed, &committed).map_err(io_err)?;
         st.committed = committed;
         Ok(())
     }
@@ -382,7 +361,7 @@ where
             let mut st = lock(&self.state);
             for entry in entries {
                 let log_id = entry.get_log_id().clone();
-                let lsn = self.append_record(REC_ENTRY, &entry).map_err(io_err)?;
+                let lsn = self.append_record(Kind::Entry, &entry).map_err(io_err)?;
                 st.drop_from(log_id.index);
                 st.unflushed.insert(log_id.index, entry);
                 st.index.insert(log_id.index, (lsn, log_id));
@@ -416,7 +395,7 @@ where
         // with it (the WAL makes prefixes durable), and a truncation lost
         // with nothing after it is one that never happened.
         let mut st = lock(&self.state);
-        self.append_record(REC_TRUNCATE, &log_id).map_err(io_err)?;
+        self.append_record(Kind::Truncate, &log_id).map_err(io_err)?;
         st.drop_from(log_id.index);
         tracing::info!(from_index = log_id.index, "raft log truncated");
         Ok(())
@@ -426,14 +405,14 @@ where
         let through_index = log_id.index;
         let keep_from = {
             let mut st = lock(&self.state);
-            let purge_lsn = self.append_record(REC_PURGE, &log_id).map_err(io_err)?;
+            let purge_lsn = self.append_record(Kind::Purge, &log_id).map_err(io_err)?;
             // I15: the state older segments hold is written again, so they
             // hold nothing live once the entries in them are purged.
             if let Some(vote) = &st.vote {
-                self.append_record(REC_VOTE, vote).map_err(io_err)?;
+                self.append_record(Kind::Vote, vote).map_err(io_err)?;
             }
             if st.committed.is_some() {
-                self.append_record(REC_COMMITTED, &st.committed).map_err(io_err)?;
+                self.append_record(Kind::Committed, &st.committed).map_err(io_err)?;
             }
             st.drop_through(log_id.index);
             st.last_purged = Some(log_id);
@@ -467,15 +446,18 @@ mod tests {
 
     #[test]
     fn a_record_that_does_not_decode_is_named_by_segment_and_lsn() {
-        let dir = tempfile::tempdir().unwrap();
-        let wal = wal_with(dir.path(), REC_VOTE, b"not json");
-        match LogStore::<TypeConfig>::from_handle(wal) {
-            Err(e @ WalError::RaftDecode { .. }) => {
-                let WalError::RaftDecode { segment, lsn, record_type, .. } = &e else { unreachable!() };
-                assert_eq!((segment.as_str(), *lsn, *record_type), (crate::segment_file_name(1).as_str(), 1, REC_VOTE));
-                assert!(std::error::Error::source(&e).is_some(), "the decoder's error is kept");
+        // Both encodings: a postcard vote (the bool byte is 't') and a JSON one.
+        for rt in [REC_VOTE, codec::REC_JSON_VOTE] {
+            let dir = tempfile::tempdir().unwrap();
+            let wal = wal_with(dir.path(), rt, b"not json");
+            match LogStore::<TypeConfig>::from_handle(wal) {
+                Err(e @ WalError::RaftDecode { .. }) => {
+                    let WalError::RaftDecode { segment, lsn, record_type, .. } = &e else { unreachable!() };
+                    assert_eq!((segment.as_str(), *lsn, *record_type), (crate::segment_file_name(1).as_str(), 1, rt));
+                    assert!(std::error::Error::source(&e).is_some(), "the decoder's error is kept");
+                }
+                other => panic!("{rt:#06x}: expected RaftDecode, got {other:?}"),
             }
-            other => panic!("expected RaftDecode, got {other:?}"),
         }
     }
 
