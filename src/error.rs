@@ -57,7 +57,8 @@ pub enum WalError {
 
     /// A record of the openraft log store (feature `openraft`) does not
     /// decode as the entry, vote or log id its type says. The record itself
-    /// is valid (its CRC checks): it was written by something else.
+    /// is valid (its CRC checks): it was written by something else, such as
+    /// a store of another `RaftTypeConfig`.
     #[error("raft store record LSN {lsn} in {segment} (type {record_type:#06x}) does not decode: {source}")]
     RaftDecode {
         /// Segment file name holding the record.
