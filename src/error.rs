@@ -57,7 +57,8 @@ pub enum WalError {
 
     /// A record of the openraft log store (feature `openraft`) does not
     /// decode as the entry, vote or log id its type says. The record itself
-    /// is valid (its CRC checks): it was written by something else.
+    /// is valid (its CRC checks): it was written by something else, such as
+    /// a store of another `RaftTypeConfig`.
     #[error("raft store record LSN {lsn} in {segment} (type {record_type:#06x}) does not decode: {source}")]
     RaftDecode {
         /// Segment file name holding the record.
@@ -105,7 +106,8 @@ pub enum WalError {
         found: u128,
     },
 
-    /// A segment header names a format version this build cannot read.
+    /// A segment header names a format version this build cannot read
+    /// (written by a newer build; docs/FORMAT.md, "Versioning rule").
     #[error("segment {segment} has format version {version}; this build reads up to {supported}")]
     UnsupportedVersion {
         /// Segment file name.
@@ -203,12 +205,15 @@ pub enum WalError {
         lsn: u64,
     },
 
-    /// This WAL is encrypted: appends are refused until a key ring holding
-    /// its key is set (DESIGN I11: fail closed).
+    /// This WAL requires a key (DESIGN I11: fail closed): appends, and
+    /// `disable_encryption`, are refused until a key ring holding it is set.
+    /// Also after an open of a WAL that turned encryption off while
+    /// encrypted segments remain: set the ring, then call
+    /// `disable_encryption` again.
     #[error("the WAL is encrypted with key {key_id:08x}; set a key ring holding it before appending")]
     EncryptionRequired {
-        /// Key id of the newest segment; 0 when unknown (a segment set
-        /// aside by tolerant recovery may have been encrypted, I11).
+        /// Key id of the newest encrypted segment; 0 when unknown (a segment
+        /// set aside by tolerant recovery may have been encrypted, I11).
         key_id: u32,
     },
 

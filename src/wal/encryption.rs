@@ -18,6 +18,10 @@ impl SegmentedWal {
     /// or uses another key, it is sealed (or, empty, replaced) and a new
     /// segment begins. Fails with `UnknownKey` when the WAL is encrypted with
     /// a key the ring does not hold.
+    ///
+    /// A WAL that turned encryption off while encrypted segments remain
+    /// needs this after every open, then [`Self::disable_encryption`], to
+    /// go on writing plain (the example there).
     pub fn set_encryption_ring(&mut self, ring: KeyRing) -> Result<()> {
         self.check_poison()?;
         if let Some(key_id) = self.required_key
@@ -55,9 +59,9 @@ impl SegmentedWal {
     /// Turns encryption off (I11): an explicit call that starts a new, plain
     /// segment. When encrypted segments precede it, its header carries the
     /// flag `encryption_off` and a MAC made with the key those segments
-    /// require, so the next open (or `directwal verify --key-file`) can tell
-    /// the decision from a forged header; the plain segments this
-    /// `SegmentedWal` starts after it carry the same proof.
+    /// require, so `directwal verify --key-file` can tell the decision from
+    /// a forged header; the plain segments this `SegmentedWal` starts after
+    /// it carry the same proof.
     ///
     /// Proving takes the key: while encryption is required (a ring is set,
     /// or the segments on disk require one) the ring must be set first, else
