@@ -396,19 +396,26 @@ pub fn scan_newest(storage: &dyn Storage, seg: &Seg) -> Result<(FileImage, ScanO
 
 /// I22, I26: the newest segment's length against where its records end.
 /// Its writer (version 4 on) never issued a data write ending less than a
-/// block before the file's durable length, so in every crash image at least
-/// 512 bytes follow the last record: records ending later mean the file was
-/// cut (`Corruption` at the end of the records, naming the LSN that would
-/// come next). Decided here, in the one scan `open`, `open_dir` and `check`
+/// block before the file's durable length, and every data write ends at a
+/// block boundary at or past the records it carries, so in every crash
+/// image the file reaches a whole block past the block-rounded end of the
+/// last record (at least 512 bytes after it, a 64 KiB block's worth in a
+/// 64 KiB-block segment): records ending later mean the file was cut
+/// (`Corruption` at the end of the records, naming the LSN that would come
+/// next). Decided here, in the one scan `open`, `open_dir` and `check`
 /// share. Versions 1–3 kept no reserve: a cut at a multiple of 512 on a
 /// record boundary stays undetectable there (I22's limit). A length that is
 /// no multiple of 512 is reported by `read_segment` already.
 fn check_reserve(storage: &dyn Storage, seg: &Seg, header: &SegmentHeader, len: u64, out: &ScanOutcome) -> Result<()> {
-    if !header.keeps_reserve() || !len.is_multiple_of(LENGTH_UNIT) || out.data_end + LENGTH_UNIT <= len {
+    // The header's block size is a checked power of two up to MAX_BLOCK_SIZE
+    // and data_end is below MAX_SEGMENT_FILE_LEN: no overflow.
+    let block = u64::from(header.block_size);
+    let needed = out.data_end.next_multiple_of(block) + block;
+    if !header.keeps_reserve() || !len.is_multiple_of(LENGTH_UNIT) || needed <= len {
         return Ok(());
     }
     // A live writer beside `check` may have grown the file since it was mapped.
-    if storage.file_len(&seg.path).is_ok_and(|now| out.data_end + LENGTH_UNIT <= now.min(MAX_SEGMENT_FILE_LEN)) {
+    if storage.file_len(&seg.path).is_ok_and(|now| needed <= now.min(MAX_SEGMENT_FILE_LEN)) {
         return Ok(());
     }
     let kind = CorruptionKind::NoReserve { file_len: len, data_end: out.data_end };
