@@ -168,3 +168,66 @@ fn a_cut_within_a_block_of_the_records_end_in_a_4096_block_wal_is_caught() {
     let check = directwal::check::check_dir(dir.path(), &Default::default(), &mut |_| {}).unwrap();
     assert!(check.problems().next().is_some_and(|p| p.to_string().contains("shortened")));
 }
+
+/// I26 beside a live writer, on real file systems (tmpfs refuses O_DIRECT
+/// and fallocates differently; the disk takes O_DIRECT): `verify`
+/// (`check_dir`) and `WalReader::open_dir` never report a healthy,
+/// growing WAL as shortened, and a killed writer's directory opens strictly.
+#[test]
+fn a_live_or_killed_writer_is_never_a_false_no_reserve_on_real_file_systems() {
+    use directwal::check::{CheckOptions, check_dir};
+    for (tmpfs, block, chunk, segment) in
+        [(true, 512, 512, 3000), (true, 65536, 4096, 100_000), (false, 4096, 1, 5000), (false, 65536, 65536, 1)]
+    {
+        let dir = if tmpfs { common::tmpfs_dir() } else { tempfile::tempdir().unwrap() };
+        let cfg = || {
+            let mut c = common::config(dir.path()).segment(segment).chunk(chunk).buffer(2 * block).recycle(2).build();
+            c.writer_config.alignment = block;
+            c
+        };
+        let mut wal = SegmentedWal::open(cfg()).unwrap();
+        let mut rng = Rng(block as u64 | 1);
+        for step in 0..150u64 {
+            match rng.below(10) {
+                0..=5 => _ = wal.append(1, 0, 0, &payload(7, step)).unwrap(),
+                6..=7 => wal.sync().unwrap(),
+                8 => wal.roll_segment().unwrap(),
+                _ => _ = wal.truncate_before(wal.durable_lsn()).unwrap(),
+            }
+            let shape = (tmpfs, block, step);
+            let check = check_dir(dir.path(), &CheckOptions::default(), &mut |_| {}).unwrap();
+            assert!(check.problems().next().is_none(), "{shape:?}: {:?}", check.problems().next());
+            let reader = directwal::WalReader::open_dir(dir.path(), None);
+            assert!(reader.is_ok(), "{shape:?}: {:?}", reader.err());
+        }
+        wal.simulate_crash();
+        let wal = SegmentedWal::open(cfg()).unwrap();
+        assert!(wal.recovery_report().dropped_corruption.is_none());
+    }
+}
+
+/// I22/I26's limit, pinned: a cut more than a block past the block holding
+/// the last whole record, inside a record longer than that, is what a torn
+/// write of that record can leave, so it is cut as a torn tail (reported),
+/// not refused.
+#[test]
+fn a_cut_deep_inside_a_long_record_is_a_torn_tail_the_documented_limit() {
+    use directwal::layout::{data_start, record_size};
+    let len = 20_000;
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = || common::config(dir.path()).buffered().segment(1 << 20).chunk(64 * 1024).build();
+    let mut wal = SegmentedWal::open(cfg()).unwrap();
+    for lsn in 1..=3 {
+        wal.append(1, 0, 0, &common::payload(lsn, len)).unwrap();
+        wal.sync().unwrap();
+    }
+    wal.simulate_crash();
+    let end1 = data_start(4096) + record_size(len) as u64;
+    let cut = end1.next_multiple_of(4096) + 2 * 4096;
+    let newest = common::segment_files(dir.path())[0].clone();
+    std::fs::OpenOptions::new().write(true).open(&newest).unwrap().set_len(cut).unwrap();
+    let wal = SegmentedWal::open(cfg()).unwrap();
+    let torn = wal.recovery_report().torn_tail.clone().expect("reported as a torn tail");
+    assert_eq!((torn.offset, torn.lsn), (end1, 2));
+    assert_eq!(wal.next_lsn(), 2);
+}
