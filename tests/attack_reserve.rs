@@ -47,8 +47,10 @@ struct Model {
     truncated_below: u64,
 }
 
-/// A random workload; stops at the first failure (the simulated death).
-fn workload(seed: u64, shape: (usize, u64, u64, usize), sim: &SimStorage) -> Model {
+/// A random workload; at the first failure it stops (the simulated death),
+/// or, with `restart`, reopens the WAL as an application must after
+/// `Poisoned` and goes on.
+fn workload(seed: u64, shape: (usize, u64, u64, usize), sim: &SimStorage, restart: bool) -> Model {
     let mut m = Model::default();
     let mut rng = Rng(seed | 1);
     let open = |m: &mut Model| {
@@ -83,7 +85,15 @@ fn workload(seed: u64, shape: (usize, u64, u64, usize), sim: &SimStorage) -> Mod
             }
         };
         if r.is_err() {
-            break;
+            if !restart {
+                break;
+            }
+            wal.simulate_crash();
+            // An injected fault fires once; it may hit the reopen itself.
+            match open(&mut m).or_else(|| open(&mut m)) {
+                Some(w) => wal = w,
+                None => return m,
+            }
         }
     }
     wal.simulate_crash();
@@ -115,11 +125,11 @@ fn no_crash_image_of_any_shape_is_a_false_no_reserve() {
     for shape in SHAPES {
         for seed in 1..=6u64 {
             let full = SimStorage::new();
-            workload(seed, shape, &full);
+            workload(seed, shape, &full, false);
             for k in 0..=full.ops() {
                 let sim = SimStorage::new();
                 sim.crash_after(k);
-                let m = workload(seed, shape, &sim);
+                let m = workload(seed, shape, &sim, false);
                 let mut rng = Rng(seed.wrapping_mul(1_000_003) ^ k | 1);
                 let image = sim.crash_image(&mut || rng.next());
                 points += 1;
@@ -167,6 +177,36 @@ fn a_cut_within_a_block_of_the_records_end_in_a_4096_block_wal_is_caught() {
     }
     let check = directwal::check::check_dir(dir.path(), &Default::default(), &mut |_| {}).unwrap();
     assert!(check.problems().next().is_some_and(|p| p.to_string().contains("shortened")));
+}
+
+/// I26 and I3: a failed write, fdatasync (among them the reserve's, which
+/// these shapes issue often) or fallocate (EIO, ENOSPC) at any operation,
+/// in every shape: what was acknowledged survives, in the running process's
+/// view and after a power loss, and no image is refused as shortened.
+#[test]
+fn an_io_error_at_any_operation_of_any_shape_loses_nothing_acknowledged() {
+    let mut failures = Vec::new();
+    for shape in SHAPES {
+        for seed in 1..=3u64 {
+            let full = SimStorage::new();
+            workload(seed, shape, &full, true);
+            for k in 0..full.ops() {
+                for errno in [libc::EIO, libc::ENOSPC] {
+                    let sim = SimStorage::new();
+                    sim.fail_once_at(k, errno);
+                    let m = workload(seed, shape, &sim, true);
+                    let mut rng = Rng(seed ^ k.rotate_left(17) | 1);
+                    let image = sim.crash_image(&mut || rng.next());
+                    for (what, s) in [("running", &sim), ("power loss", &image)] {
+                        if let Err(e) = check(seed, shape, s, m) {
+                            failures.push(format!("shape {shape:?} seed {seed} errno {errno} at op {k}, {what}: {e}"));
+                        }
+                    }
+                }
+            }
+        }
+    }
+    assert!(failures.is_empty(), "{} failures, first: {}", failures.len(), failures[0]);
 }
 
 /// I26 beside a live writer, on real file systems (tmpfs refuses O_DIRECT
