@@ -344,7 +344,7 @@ impl fmt::Display for CorruptionKind {
             ),
             CorruptionKind::NoReserve { file_len, data_end } => write!(
                 f,
-                "records end at {data_end}, less than a block past their block before the end of the file ({file_len} bytes), where its writer keeps a durable block free: the file was shortened, acknowledged records may be gone"
+                "records end at {data_end} and the file at {file_len}, less than a block past the block holding them, where its writer keeps a durable block free: the file was shortened, acknowledged records may be gone"
             ),
             CorruptionKind::FirstLsnMismatch { header_lsn } => write!(f, "header says first LSN {header_lsn}"),
             CorruptionKind::Overlap { previous_last_lsn } => {
