@@ -380,9 +380,36 @@ fn seal_fault(first_lsn: u64, seal: &Seal, data_start: u64, file_len: u64) -> Op
     (!consistent || seal.data_end < data_start || seal.data_end > file_len).then_some(CorruptionKind::ImpossibleSeal)
 }
 
+/// Scans of a newest segment that found damage before the verdict stands.
+const SCAN_ATTEMPTS: usize = 4;
+
 /// The one scan of an unsealed newest segment (I5, I6): its image (at most
 /// `MAX_SEGMENT_FILE_LEN` bytes, I23) and where its valid records end.
+///
+/// I5, I26 beside a live writer: a directory reader (`open_dir`, `check`)
+/// reads the file while another process writes it, and one scan is not a
+/// snapshot: it can read a record's place before the writer's bytes land
+/// and a record of a later sync further on after they did, which looks
+/// like damage to durable data. Every write a later record depends on
+/// completed before that record was written, so a scan that starts after
+/// the first one saw the later record sees the earlier bytes too. Damage is
+/// therefore reported only when a fresh scan repeats the verdict exactly; a
+/// file that changed is scanned again, at most `SCAN_ATTEMPTS` times. A file
+/// nobody writes (`open` holds the lock) repeats it at once.
 pub fn scan_newest(storage: &dyn Storage, seg: &Seg) -> Result<(FileImage, ScanOutcome)> {
+    let mut last = scan_once(storage, seg);
+    for _ in 1..SCAN_ATTEMPTS {
+        let Err(damage @ WalError::Corruption { .. }) = &last else { break };
+        let again = scan_once(storage, seg);
+        if again.as_ref().err().is_some_and(|e| e.to_string() == damage.to_string()) {
+            break;
+        }
+        last = again;
+    }
+    last
+}
+
+fn scan_once(storage: &dyn Storage, seg: &Seg) -> Result<(FileImage, ScanOutcome)> {
     let header = seg.header.as_ref().expect("a segment with a readable header");
     let img = storage.read_image(&seg.path).map_err(|e| WalError::io("read", &seg.path, e))?;
     // I23: a file grown since the catalog measured it is not scanned whole either.

@@ -1,7 +1,9 @@
 //! Attacks on the durable reserve (DESIGN I26): no crash image of a healthy
 //! WAL may be refused as `NoReserve` (a false alarm), whatever the block
 //! size, prepare chunk, segment target or buffer, with recycled spares,
-//! rolls, truncation and restarts; and every acknowledged record survives.
+//! rolls, truncation and restarts; every acknowledged record survives; a
+//! cut the writer could not have left is caught; and directory readers
+//! beside a live writer report no damage that is not there.
 
 mod common;
 
@@ -326,7 +328,7 @@ fn spares_of_odd_trusted_lengths_keep_the_reserve() {
         let mut wal = SegmentedWal::open(cfg()).unwrap();
         for i in 1..=40u64 {
             wal.append(1, 0, 0, &common::payload(i, (i as usize * 379) % 3000)).unwrap();
-            if i % 3 == 0 {
+            if i.is_multiple_of(3) {
                 wal.sync().unwrap();
             }
         }
@@ -335,5 +337,86 @@ fn spares_of_odd_trusted_lengths_keep_the_reserve() {
         wal.simulate_crash();
         let wal = SegmentedWal::open(cfg()).unwrap_or_else(|e| panic!("spare of {len} bytes: {e}"));
         assert_eq!(wal.replay().unwrap().len(), 40, "spare of {len} bytes");
+    }
+}
+
+/// Runs two group-committing threads (truncating as they go) in `dir` for
+/// 1.5 s while this thread calls `check_dir` and `WalReader::open_dir` in a
+/// loop; `judge` gets every error `open_dir` returns. `check_dir` must find
+/// no problem.
+fn beside_group_commit(tmpfs: bool, judge: &mut dyn FnMut(directwal::WalError)) {
+    use directwal::check::{CheckOptions, check_dir};
+    use std::sync::atomic::{AtomicBool, Ordering};
+    let dir = if tmpfs { common::tmpfs_dir() } else { tempfile::tempdir().unwrap() };
+    let cfg = common::config(dir.path()).segment(64 << 10).chunk(4096).buffer(8192).recycle(2).build();
+    let handle = directwal::WalHandle::open(cfg).unwrap();
+    let stop = Arc::new(AtomicBool::new(false));
+    let writers: Vec<_> = (0..2u64)
+        .map(|t| {
+            let (h, stop) = (handle.clone(), stop.clone());
+            std::thread::spawn(move || {
+                let mut i = 0u64;
+                while !stop.load(Ordering::Relaxed) {
+                    i += 1;
+                    h.commit(1, 0, 0, &payload(t, i)).unwrap();
+                    if i.is_multiple_of(50) {
+                        h.truncate_before(h.durable_lsn()).unwrap();
+                    }
+                }
+            })
+        })
+        .collect();
+    let until = std::time::Instant::now() + std::time::Duration::from_millis(1500);
+    let mut rounds = 0;
+    while std::time::Instant::now() < until {
+        rounds += 1;
+        let check = check_dir(dir.path(), &CheckOptions::default(), &mut |_| {}).unwrap();
+        let problem = check.problems().next().map(|p| p.to_string());
+        assert!(problem.is_none(), "tmpfs {tmpfs}, round {rounds}: {problem:?}");
+        if let Err(e) = directwal::WalReader::open_dir(dir.path(), None) {
+            judge(e);
+        }
+    }
+    stop.store(true, Ordering::Relaxed);
+    writers.into_iter().for_each(|w| w.join().unwrap());
+    assert!(rounds > 5, "only {rounds} rounds");
+}
+
+/// I5, I26 beside a group-committing writer on the disk (O_DIRECT where the
+/// file system takes it) and on tmpfs: `check_dir` and `WalReader::open_dir`
+/// never report the growing WAL's newest segment as damaged or shortened.
+/// Before: within a second or two `open_dir` reported `Corruption` ("…
+/// belongs to a later sync, so this data was durable"): its one scan read a
+/// record's place before the writer's bytes landed and a record of a later
+/// sync after they did (`catalog::scan_newest` now rescans).
+#[test]
+fn verify_and_open_dir_beside_group_commit_never_report_false_damage() {
+    use directwal::{CorruptionKind, WalError};
+    for tmpfs in [false, true] {
+        beside_group_commit(tmpfs, &mut |e| {
+            if let WalError::Corruption {
+                kind: CorruptionKind::DurableRecord { .. } | CorruptionKind::NoReserve { .. },
+                ..
+            } = e
+            {
+                panic!("tmpfs {tmpfs}: open_dir: {e}");
+            }
+        });
+    }
+}
+
+/// Left open (not from today's changes): `WalReader::open_dir` beside a
+/// live writer that rolls and truncates also fails with an I/O error
+/// (`NotFound`: the newest segment it listed was truncated away before it
+/// read it) or `Corruption` "segment is not sealed although a newer segment
+/// exists"; `check_dir` tolerates both (`still_holds`, truncated while
+/// checked), `open_dir` should retry or answer `LsnTruncated`.
+#[test]
+#[ignore = "open_dir beside a rolling, truncating writer: NotFound and 'not sealed although a newer segment exists' races, not fixed yet"]
+fn open_dir_beside_a_rolling_truncating_writer_only_ever_says_truncated() {
+    for tmpfs in [false, true] {
+        beside_group_commit(tmpfs, &mut |e| {
+            assert!(matches!(e, directwal::WalError::LsnTruncated { .. }), "tmpfs {tmpfs}: open_dir: {e}");
+        });
     }
 }
