@@ -315,10 +315,11 @@ pub enum CorruptionKind {
         /// The unit.
         unit: u64,
     },
-    /// The newest segment's records end less than 512 bytes before the end
-    /// of its file, although its writer (format version 4 on) keeps a
-    /// durable block past every data write (DESIGN I26): the file was
-    /// shortened (at a record boundary, or inside the last record).
+    /// The newest segment's file ends less than a block (its header's block
+    /// size) past the block that holds the end of its records, although its
+    /// writer (format version 4 on) keeps a durable block past every data
+    /// write (DESIGN I26): the file was shortened (at a record boundary, or
+    /// inside a record after them).
     NoReserve {
         /// The file's length.
         file_len: u64,
@@ -359,7 +360,7 @@ impl fmt::Display for CorruptionKind {
             ),
             CorruptionKind::NoReserve { file_len, data_end } => write!(
                 f,
-                "records end at {data_end}, less than 512 bytes before the end of the file ({file_len} bytes), where its writer keeps a durable block free: the file was shortened, acknowledged records may be gone"
+                "records end at {data_end} and the file at {file_len}, less than a block past the block holding them, where its writer keeps a durable block free: the file was shortened, acknowledged records may be gone"
             ),
             CorruptionKind::FirstLsnMismatch { header_lsn } => write!(f, "header says first LSN {header_lsn}"),
             CorruptionKind::Overlap { previous_last_lsn } => {

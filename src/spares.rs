@@ -55,17 +55,23 @@ fn judge(links: u64, len: u64) -> Option<String> {
     }
 }
 
+/// A spare checked and opened for a new segment ([`open_spare`]).
+pub(crate) struct OpenSpare {
+    pub path: PathBuf,
+    pub file: Box<dyn StorageFile>,
+    /// Whether O_DIRECT is in effect.
+    pub direct: bool,
+    /// The file's length, as its descriptor gives it.
+    pub len: u64,
+}
+
 /// I17: opens the spare at `path` for a new segment, checked by path
 /// ([`distrust`]) and then again on the opened descriptor (fstat): a file
 /// swapped in under the name between the two (a hard link to someone else's
-/// file) is refused too. Returns the file, whether O_DIRECT is on and the
-/// file's length; None when refused (with a warning): the file is left
-/// untouched, never written or deleted, and the segment starts in a fresh file.
-pub(crate) fn open_spare(
-    storage: &dyn Storage,
-    path: &Path,
-    direct: bool,
-) -> Option<(Box<dyn StorageFile>, bool, u64)> {
+/// file) is refused too. None when refused (with a warning): the file is
+/// left untouched, never written or deleted, and the segment starts in a
+/// fresh file.
+fn open_spare(storage: &dyn Storage, path: &Path, direct: bool) -> Option<OpenSpare> {
     let refuse = |why: String| {
         warn!(spare = %path.display(), why, "not a spare the WAL could have made: never reused, left in place");
         None
@@ -90,7 +96,7 @@ pub(crate) fn open_spare(
         },
         Err(e) => return refuse(format!("cannot stat it: {e}")),
     };
-    Some((file, direct, len))
+    Some(OpenSpare { path: path.to_owned(), file, direct, len })
 }
 
 struct Spare {
@@ -140,10 +146,21 @@ impl SparePool {
 
     /// The newest spare a new segment may start in (I19: an encrypted one
     /// only in a plain-free file), and whether it is plain-free.
-    pub fn take(&mut self, encrypted: bool) -> Option<(PathBuf, bool)> {
+    fn take(&mut self, encrypted: bool) -> Option<(PathBuf, bool)> {
         let i = self.files.iter().rposition(|s| admits(s.plain_free, encrypted))?;
         let s = self.files.remove(i);
         Some((s.path, s.plain_free))
+    }
+
+    /// I17, I19: the newest spare a new segment may start in ([`take`](Self::take)),
+    /// checked again and opened ([`open_spare`]), and whether it is
+    /// plain-free. Opened before the segment's header is built, so the
+    /// header (and the MAC of its `encryption_off` flag, I11) says
+    /// `recycled` only of a file in use; a refused spare leaves the pool
+    /// and stays in place, and the segment starts in a fresh file.
+    pub fn take_open(&mut self, storage: &dyn Storage, encrypted: bool, direct: bool) -> Option<(OpenSpare, bool)> {
+        let (path, plain_free) = self.take(encrypted)?;
+        open_spare(storage, &path, direct).map(|s| (s, plain_free))
     }
 
     /// Notes the segment just started with `header`, in a spare that was

@@ -225,3 +225,32 @@ fn a_spare_swapped_between_its_check_and_its_open_is_left_untouched() {
         }
     }
 }
+
+/// A spare refused on its opened descriptor leaves the segment to a fresh
+/// file, whose header must then not claim to be recycled (flag bit 0 of
+/// byte 57): the header was built, and its `encryption_off` MAC made, on the
+/// assumption that the spare would be used. Before: the fresh file carried
+/// `recycled`, so its scan treated a bad record after the data as stale
+/// bytes of an older segment (I17) instead of a torn write, and `inspect`
+/// said recycled.
+#[test]
+fn a_segment_whose_spare_was_refused_at_open_is_not_flagged_recycled() {
+    let outside = tempfile::tempdir().unwrap();
+    let precious = outside.path().join("precious.db");
+    std::fs::write(&precious, vec![0x42u8; 8192]).unwrap();
+    let t = tempfile::tempdir().unwrap();
+    let dir = t.path();
+    drop(SegmentedWal::open(cfg(dir, RecoveryMode::Strict)).unwrap());
+    std::fs::write(dir.join(SPARE), vec![0u8; 8192]).unwrap();
+    let storage = SwapAtOpen { victim: precious, symlink: false, swapped: std::sync::atomic::AtomicBool::new(false) };
+    let storage = std::sync::Arc::new(storage);
+    let mut wal = SegmentedWal::open_with_storage(cfg(dir, RecoveryMode::Strict), storage.clone()).unwrap();
+    assert!(storage.swapped.load(std::sync::atomic::Ordering::SeqCst), "the spare was never opened");
+    wal.append(1, 0, 0, b"acknowledged").unwrap();
+    wal.sync().unwrap();
+    assert_eq!(wal.stats().segments_recycled, 0);
+    drop(wal);
+    let newest = common::segment_files(dir).pop().unwrap();
+    let flags = std::fs::read(&newest).unwrap()[57];
+    assert_eq!(flags & 1, 0, "{}: a fresh file flagged recycled", newest.display());
+}

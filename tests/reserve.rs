@@ -135,22 +135,37 @@ fn every_new_segment_is_written_as_version_4() {
 /// between (the writer fdatasyncs the extension itself before the data
 /// reaches it), and every crash image of it opens strictly with every
 /// acknowledged record. (The simulator rarely shortens a file's length, so
-/// the writer's side is checked at every write below.)
+/// the writer's side is checked at every write, by `Checked`, here too.)
 #[test]
 fn writes_past_the_prepared_space_without_syncs_keep_the_reserve_in_every_crash_image() {
-    let cfg = || common::config(Path::new("/wal")).segment(256 * 1024).buffer(8 * 1024).chunk(8 * 1024).build();
+    // Small epochs (zero-filled space) with fallocate; large ones (1 MiB and
+    // more: fallocated space, or, where fallocate is unsupported as on
+    // macOS, one zero block written at the new end) with and without it.
+    for (segment, max_len, per_sync, no_fallocate) in
+        [(256 << 10, 3000, 40, false), (4 << 20, 60_000, 40, false), (4 << 20, 60_000, 40, true)]
+    {
+        crash_images_keep_the_reserve(segment, max_len, per_sync, no_fallocate);
+    }
+}
+
+fn crash_images_keep_the_reserve(segment: u64, max_len: usize, per_sync: u64, no_fallocate: bool) {
+    // Large records go through a larger buffer: fewer operations to crash after.
+    let buffer = if max_len > 3000 { 64 << 10 } else { 8 << 10 };
+    let cfg = || common::config(Path::new("/wal")).segment(segment).buffer(buffer).chunk(8 * 1024).build();
     let run = |sim: &SimStorage| -> directwal::Result<(u64, u64)> {
-        let mut wal = SegmentedWal::open_with_storage(cfg(), Arc::new(sim.clone()))?;
+        let storage = Arc::new(Checked { inner: sim.clone(), no_fallocate });
+        let mut wal = SegmentedWal::open_with_storage(cfg(), storage)?;
         let mut acked = 0;
         for round in 0..3u64 {
-            for i in 0..40u64 {
-                // 250..3250 bytes: records end anywhere in a block.
-                wal.append(1, 0, 0, &payload(round * 100 + i, 250 + (i as usize * 77) % 3000))?;
+            for i in 0..per_sync {
+                // 250.. bytes: records end anywhere in a block.
+                wal.append(1, 0, 0, &payload(round * 100 + i, 250 + (i as usize * 7919) % max_len))?;
             }
             wal.sync()?;
             acked = wal.durable_lsn();
         }
-        Ok((acked, wal.stats_snapshot().reserve_fdatasyncs))
+        let st = wal.stats_snapshot();
+        Ok((acked, st.reserve_fdatasyncs))
     };
     let full = SimStorage::new();
     let (acked, reserve_syncs) = run(&full).unwrap();
@@ -169,20 +184,25 @@ fn writes_past_the_prepared_space_without_syncs_keep_the_reserve_in_every_crash_
             Ok(_) => acked,
             Err(_) => 0, // a lower bound is enough: what was acked is checked by the sweep
         };
-        for _ in 0..4 {
+        // Fewer images per point of the long runs (each is megabytes).
+        for _ in 0..if max_len > 3000 { 1 } else { 4 } {
             let img = sim.crash_image(&mut rand);
             let wal = SegmentedWal::open_with_storage(cfg(), Arc::new(img))
-                .unwrap_or_else(|e| panic!("crash after op {k}: strict open refused: {e}"));
+                .unwrap_or_else(|e| panic!("{max_len}/{no_fallocate}: crash after op {k}: strict open refused: {e}"));
             assert!(wal.replay().unwrap().len() as u64 >= acked_before);
             points += 1;
         }
     }
-    println!("I26 sim run: {total} operations, {points} crash images, {reserve_syncs} reserve fdatasyncs");
+    println!(
+        "I26 sim run (records up to {max_len} bytes, fallocate off {no_fallocate}): {total} operations, {points} crash images, {reserve_syncs} reserve fdatasyncs"
+    );
 }
 
 /// Checks I26 at every write: a write inside the file (a data write; the
-/// writer extends files only by preparing space) ends at least 512 bytes
-/// before the length the file's last completed fdatasync made durable.
+/// writer extends files only by preparing space) ends at least a block (the
+/// default 4096 of these tests' configs, which `catalog::check_reserve`
+/// relies on, not only 512 bytes) before the length the file's last
+/// completed fdatasync made durable.
 /// Optionally answers fallocate with `Unsupported`.
 #[derive(Debug)]
 struct Checked {
@@ -202,7 +222,7 @@ impl StorageFile for CheckedFile {
         let end = offset + buf.len() as u64;
         let mut l = self.len.lock().unwrap();
         if end <= l.0 {
-            assert!(end + 512 <= l.1, "I26: a write ending at {end} with the durable length at {}", l.1);
+            assert!(end + 4096 <= l.1, "I26: a write ending at {end} with the durable length at {}", l.1);
         }
         self.inner.write_all_at(buf, offset)?;
         l.0 = l.0.max(end);

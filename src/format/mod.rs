@@ -28,7 +28,8 @@ pub const FORMAT_VERSION: u16 = 4;
 
 /// First format version whose writer keeps, in an unsealed segment, at least
 /// one durable block of prepared space past every data write (DESIGN I26):
-/// such a file whose valid data ends within 512 bytes of its end was cut.
+/// such a file that ends less than a block past the block holding the end
+/// of its valid data was cut.
 pub const RESERVE_VERSION: u16 = 4;
 
 /// Header flag: the segment file is a recycled one, so the space past its

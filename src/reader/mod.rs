@@ -75,6 +75,9 @@ impl std::fmt::Debug for WalReader {
     }
 }
 
+/// Reads of a directory [`WalReader::open_dir`] makes before an error stands.
+const DIR_ATTEMPTS: usize = 4;
+
 impl WalReader {
     pub(crate) fn new(shared: Arc<Shared>) -> Self {
         shared.readers.fetch_add(1, Ordering::Relaxed);
@@ -84,10 +87,26 @@ impl WalReader {
     /// A read-only reader over a WAL directory that no writer in this process
     /// holds. Sealed segments are read up to their seal; an unsealed newest
     /// segment up to its last fully valid record (I10). Nothing is written.
+    ///
+    /// Beside a live writer (another process) the directory changes while it
+    /// is read: the newest segment listed may be truncated away before it is
+    /// read, or sealed and followed by a newer one in between. An error is
+    /// therefore returned only when a fresh read of the directory repeats it
+    /// (at most `DIR_ATTEMPTS` reads); a directory nobody writes repeats it
+    /// at once.
     pub fn open_dir(dir: &Path, ring: Option<KeyRing>) -> Result<Self> {
-        match Self::open_dir_prefix(dir, ring)? {
-            (_, Some(fault)) => Err(fault),
-            (reader, None) => Ok(reader),
+        let (mut seen, mut attempt): (Option<String>, usize) = (None, 1);
+        loop {
+            let err = match Self::open_dir_prefix(dir, ring.clone()) {
+                Ok((reader, None)) => return Ok(reader),
+                Ok((_, Some(fault))) => fault,
+                Err(e) => e,
+            };
+            let text = err.to_string();
+            if attempt == DIR_ATTEMPTS || seen.as_deref() == Some(text.as_str()) {
+                return Err(err);
+            }
+            (seen, attempt) = (Some(text), attempt + 1);
         }
     }
 

@@ -30,7 +30,7 @@
 //! | empty (no valid record: none written, or the first write torn) | no seal; the next segment replaces it under the same name | same |
 //! | no readable header (garbage, cut before its header, I2) | refuse: the header error | rename it to `.aside-{k}` (never deleted, I24); the log goes on after the previous segment (at its own first LSN when none precedes it); a ring or an explicit `disable_encryption` is required first (its cipher is unknown, I11) |
 //! | shortened (length not a multiple of 512, I22) | refuse: `Corruption` | keep what it holds (`dropped_corruption`), then as unsealed above |
-//! | shortened (version 4 on: records end less than 512 bytes before the file's end, I26) | refuse: `Corruption` | keep what it holds (`dropped_corruption`), seal at its end |
+//! | shortened (version 4 on: the file ends less than a block past the block holding the records' end, I26) | refuse: `Corruption` | keep what it holds (`dropped_corruption`), seal at its end |
 //! | over-long (longer than any segment, I23) | refuse: `Corruption` | set aside as a headerless one |
 //! | newer format version | refuse: `UnsupportedVersion` | same |
 //!

@@ -228,9 +228,11 @@ impl SegmentedWal {
         }
         let salt = recovery::random_u128();
         let cipher = self.ring.as_ref().map(|r| SegmentCipher::new(r.current(), self.wal_id, salt));
-        // I19: an encrypted segment starts only in a plain-free file.
-        let taken = self.spares.get_mut().unwrap_or_else(|p| p.into_inner()).take(cipher.is_some());
-        let (spare, spare_plain_free) = (taken.as_ref().map(|t| t.0.clone()), taken.map(|t| t.1));
+        // I19: an encrypted segment starts only in a plain-free file; I17:
+        // the spare is checked and opened before the header says `recycled`.
+        let pool = self.spares.get_mut().unwrap_or_else(|p| p.into_inner());
+        let taken = pool.take_open(&*self.storage, cipher.is_some(), self.cfg.use_direct_io);
+        let (spare, spare_plain_free) = taken.map_or((None, None), |(s, plain_free)| (Some(s), Some(plain_free)));
         let recycled = spare.is_some();
         let mut header = SegmentHeader {
             version: 0,

@@ -121,9 +121,9 @@ pub(crate) struct NewSegment<'a> {
     /// Size of the sync epochs the previous segment saw (0 at open): large
     /// ones are continued with reserved rather than zero-filled space.
     pub epoch_hint: u64,
-    /// A spare file to reuse instead of a new one (I17); `header.recycled`
-    /// must say so.
-    pub spare: Option<PathBuf>,
+    /// A spare file, checked and opened, to reuse instead of a new one
+    /// (I17); `header.recycled` must say so.
+    pub spare: Option<crate::spares::OpenSpare>,
     pub stats: Arc<Stats>,
 }
 
@@ -159,11 +159,10 @@ impl ActiveSegment {
         let block = n.header.block_size as usize;
         // A spare's written space is as good as zeros: its stale bytes never
         // validate under the new salt (it seeds the CRC), so it needs no preparing.
-        // I17: checked again right before use (by path and on the opened
-        // descriptor), not only when it was pooled; a refused one is left alone.
-        let spare = n.spare.take().and_then(|s| crate::spares::open_spare(n.storage, &s, n.direct).map(|f| (s, f)));
-        let (tmp, stale_end, (file, direct)) = match spare {
-            Some((spare, (file, direct, len))) => (spare, len / block as u64 * block as u64, (file, direct)),
+        // I17: it was checked again right before use (by path and on the
+        // opened descriptor), not only when it was pooled (`SparePool::take_open`).
+        let (tmp, stale_end, (file, direct)) = match n.spare.take() {
+            Some(s) => (s.path, s.len / block as u64 * block as u64, (s.file, s.direct)),
             None => {
                 let tmp = n.dir.join(format!("{name}{}", crate::segment::TMP_SUFFIX));
                 match open_file(n.storage, &tmp, true, n.direct) {

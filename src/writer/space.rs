@@ -101,7 +101,8 @@ impl ActiveSegment {
 
     /// I26: called before every data write that ends at `end` (block
     /// aligned): the file's durable length must reach a block past it, so
-    /// every crash image keeps at least 512 bytes after the last record.
+    /// every crash image keeps a block past the block holding the last
+    /// record's end (so at least 512 bytes after it; `catalog::check_reserve`).
     /// The space is prepared already (`ensure_space`); when no ordinary sync
     /// has made it durable yet, this fdatasyncs first (counted in the stats
     /// as a reserve fdatasync). A failure must poison, as for any fdatasync (I3).
