@@ -17,7 +17,7 @@
 use std::path::{Path, PathBuf};
 
 use crate::catalog;
-use crate::crypto::{KeyRing, SegmentCipher, Unproven, UnprovenOff};
+use crate::crypto::{KeyRing, SegmentCipher, UNFLAGGED_DOWNGRADE, Unproven, UnprovenOff};
 use crate::error::{Result, WalError};
 use crate::format::{self, FLAG_ENCRYPTED, SegmentHeader};
 use crate::io::{OsStorage, Storage};
@@ -231,9 +231,7 @@ fn encryption_problems(cat: &catalog::Catalog, ring: Option<&KeyRing>, segments:
     }
     let mut found = Vec::new();
     if let Some(i) = st.downgrade {
-        let what = "plain segment after encrypted ones without an explicit disable_encryption \
-                    (header flag encryption_off): the WAL still requires its key";
-        found.push((i, what.to_owned()));
+        found.push((i, UNFLAGGED_DOWNGRADE.to_owned()));
     }
     if let Some(u) = st.unproven.filter(|u| u.is_problem()) {
         found.push((u.index, u.to_string()));

@@ -264,10 +264,7 @@ fn set_aside(cx: &Ctx<'_>, seg: &catalog::Seg, taken: &[PathBuf]) -> Result<Path
 fn encryption_state(cat: &catalog::Catalog) -> crate::crypto::EncryptionState {
     let st = cat.encryption(None);
     if let Some(i) = st.downgrade {
-        warn!(
-            segment = %cat.segments[i].name,
-            "plain segment after encrypted ones without an explicit disable_encryption; a key is still required"
-        );
+        warn!(segment = %cat.segments[i].name, "{}", crate::crypto::UNFLAGGED_DOWNGRADE);
     }
     if let Some(u) = st.unproven {
         warn!(segment = %cat.segments[u.index].name, "{u}; set the ring (and disable_encryption to stay plain)");
