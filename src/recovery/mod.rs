@@ -286,9 +286,7 @@ fn scan_newest(cx: &Ctx<'_>, seg: &catalog::Seg, report: &mut RecoveryReport) ->
         Err(e @ WalError::Corruption { .. }) if cx.tolerant() => {
             error!(error = %e, "tolerant recovery: cutting the log at damaged durable data");
             report.dropped_corruption = Some(e.to_string());
-            let WalError::Corruption { offset, lsn, .. } = e else { unreachable!() };
-            let (records, last_lsn) = (lsn - seg.first_lsn, lsn - 1);
-            ScanOutcome { records, last_lsn, data_end: offset, torn: None }
+            ScanOutcome::before_damage(&e, seg.first_lsn).ok_or(e)?
         }
         Err(e) => {
             error!(error = %e, "corruption found during recovery");
