@@ -1,5 +1,6 @@
 //! A newest segment shortened to where its records end (DESIGN I26): what
-//! `verify` and `inspect` say about the records it still holds.
+//! `verify`, `inspect` and `repair` say about the records it still holds,
+//! and that repair describes only what it did.
 mod common;
 
 use std::fs::OpenOptions;
@@ -7,7 +8,7 @@ use std::path::PathBuf;
 
 use common::*;
 use directwal::layout::{RECORD_HEADER_LEN, data_start};
-use directwal::SegmentedWal;
+use directwal::{SegmentedWal, SegmentedWalConfig};
 
 /// One unsealed segment of 8 records of 512 bytes each, synced, cut right
 /// after LSN `keep` (a multiple of 512, on a record boundary).
@@ -47,4 +48,61 @@ fn verify_and_inspect_count_the_records_before_the_cut() {
     assert_eq!(counts, (&4.into(), &1.into(), &4.into(), &cut.into(), &"damaged".into()), "{v}");
     assert_eq!(v["records"], 4, "{v}");
     assert_eq!(seg["problems"][0]["lsn"], 5, "{v}");
+}
+
+#[test]
+fn repair_of_a_shortened_segment_says_it_kept_and_sealed_what_the_file_holds() {
+    let (dir, newest, cut) = shortened_after(4);
+    let (d, name) = (dir.path().to_str().unwrap(), newest.file_name().unwrap().to_str().unwrap());
+    let o = run(&["repair", d]);
+    let text = stdout(&o);
+    assert_eq!(o.status.code(), Some(1), "{text}");
+    assert!(
+        text.contains(&format!("would seal {name} at offset {cut}, where its file ends: the log would end at LSN 4"))
+            && text.contains("nothing would be dropped")
+            && !text.contains("on would be dropped"),
+        "{text}"
+    );
+
+    let o = run(&["repair", d, "--yes"]);
+    let text = stdout(&o);
+    assert_eq!(o.status.code(), Some(0), "{text}{}", stderr(&o));
+    assert!(
+        text.contains(&format!("sealed {name} at offset {cut}, where its file ends: kept LSNs 1..=4"))
+            && text.contains("nothing was dropped")
+            && text.contains("new records start at LSN 5")
+            && text.contains("verify after the cut: clean"),
+        "{text}"
+    );
+    assert!(!text.contains("dropped LSN") && !text.contains("remain in"), "{text}");
+    // It did what it says: the file is as long as before, sealed after LSN 4.
+    assert_eq!(std::fs::metadata(&newest).unwrap().len(), cut);
+    let wal = SegmentedWal::open(SegmentedWalConfig::new(dir.path().into())).unwrap();
+    assert_eq!((wal.next_lsn(), wal.replay().unwrap().len()), (5, 4));
+}
+
+#[test]
+fn repair_json_of_a_shortened_segment_drops_nothing() {
+    let (dir, _, cut) = shortened_after(4);
+    let o = run(&["repair", dir.path().to_str().unwrap(), "--yes", "--json"]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!((&v["cut"]["offset"], &v["bytes_after_cut"], &v["sealed"]), (&cut.into(), &0.into(), &true.into()));
+    assert!(v["dropped_first_lsn"].is_null() && v["dropped_last_lsn"].is_null(), "{v}");
+    assert_eq!(v["next_lsn"], 5);
+}
+
+/// Shortened to its data start: no record left, so the tolerant open
+/// replaces the segment rather than sealing it, and repair says so.
+#[test]
+fn repair_of_a_segment_shortened_to_no_record_says_it_was_replaced() {
+    let (dir, newest, _) = shortened_after(0);
+    let (d, name) = (dir.path().to_str().unwrap(), newest.file_name().unwrap().to_str().unwrap());
+    let o = run(&["repair", d]);
+    assert!(stdout(&o).contains(&format!("would replace {name}, which holds no record")), "{}", stdout(&o));
+    let o = run(&["repair", d, "--yes"]);
+    let text = stdout(&o);
+    assert_eq!(o.status.code(), Some(0), "{text}{}", stderr(&o));
+    assert!(text.contains(&format!("{name} held no record")) && text.contains("replaced by a new segment"), "{text}");
+    assert!(text.contains("nothing was dropped") && text.contains("new records start at LSN 1"), "{text}");
 }
