@@ -91,19 +91,35 @@ pub fn run(args: Args, ring: Option<KeyRing>) -> Result<(), Failure> {
             "the tolerant open dropped nothing although {p} was found; nothing was cut"
         )));
     };
-    // A newest segment with no record left is replaced under its name, not sealed.
-    let sealed = after.segments.iter().any(|s| s.name == p.segment && s.sealed);
-    let done = Done { report: dropped, sealed, next, clean: after.is_clean() };
+    // A newest segment with no record left is not sealed: the open replaces
+    // it under its name when it starts a new segment (an encrypted WAL only
+    // once a ring is set, which repair does not do).
+    let fate = match after.segments.iter().find(|s| s.name == p.segment) {
+        Some(s) if s.sealed => Fate::Sealed,
+        Some(s) if s.problems.is_empty() => Fate::Replaced,
+        _ => Fate::Left,
+    };
+    let done = Done { report: dropped, fate, next, clean: after.is_clean() };
     report_cut(&cut, &done, dir, json, &mut out)?;
     if done.clean { Ok(()) } else { Err(Failure::Damaged) }
 }
 
-/// What the tolerant open did to the newest segment.
+/// What the tolerant open did to the damaged newest segment.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Fate {
+    /// Sealed at the cut.
+    Sealed,
+    /// Holding no record before the cut: replaced by a new segment of its name.
+    Replaced,
+    /// Holding no record, and no new segment started: left as it was.
+    Left,
+}
+
+/// What the tolerant open did.
 struct Done {
     /// Its recovery report's words.
     report: String,
-    /// The segment was sealed at the cut (else, holding no record, replaced).
-    sealed: bool,
+    fate: Fate,
     /// The LSN new records start at.
     next: u64,
     /// A fresh verify found no problem.
@@ -120,7 +136,7 @@ fn report_cut(cut: &Cut<'_>, done: &Done, dir: &Path, json: bool, out: &mut impl
     if json {
         let v = json!({"dir": dir.display().to_string(), "damage": true, "repaired": true,
             "cut": {"segment": p.segment, "offset": p.offset, "lsn": p.lsn, "what": p.what},
-            "bytes_after_cut": after, "sealed": done.sealed,
+            "bytes_after_cut": after, "sealed": done.fate == Fate::Sealed, "replaced": done.fate == Fate::Replaced,
             "dropped_first_lsn": (after > 0).then_some(p.lsn), "dropped_last_lsn": last, "next_lsn": next,
             "report": done.report, "clean_after": done.clean});
         writeln!(out, "{v}")?;
@@ -128,21 +144,29 @@ fn report_cut(cut: &Cut<'_>, done: &Done, dir: &Path, json: bool, out: &mut impl
     }
     let upto = last.map_or(format!("LSN {} on", p.lsn), |l| format!("LSNs {}..={l}", p.lsn));
     let seg = &p.segment;
-    match (after, done.sealed) {
-        (0, true) => writeln!(
+    match (after, done.fate) {
+        (_, Fate::Left) => writeln!(
+            out,
+            "{seg} holds no record before offset {}: left as it was (no new segment was started to replace \
+             it: an encrypted WAL starts one once its ring is set)",
+            p.offset
+        )?,
+        (0, Fate::Sealed) => writeln!(
             out,
             "sealed {seg} at offset {}, where its file ends: kept LSNs {}..={kept}, all it holds; nothing was \
              dropped (the file was shortened before this repair); the log now ends at LSN {kept}",
             p.offset, cut.first_lsn
         )?,
-        (0, false) => writeln!(
+        (0, Fate::Replaced) => writeln!(
             out,
             "{seg} held no record (its file ends at offset {}): replaced by a new segment under its name; \
              nothing was dropped (the file was shortened before this repair)",
             p.offset
         )?,
-        (_, true) => writeln!(out, "cut {seg} at offset {}: dropped {upto}; the log now ends at LSN {kept}", p.offset)?,
-        (_, false) => writeln!(
+        (_, Fate::Sealed) => {
+            writeln!(out, "cut {seg} at offset {}: dropped {upto}; the log now ends at LSN {kept}", p.offset)?
+        }
+        (_, Fate::Replaced) => writeln!(
             out,
             "{seg} held no record before offset {}: replaced by a new segment under its name, which dropped \
              {upto} and its bytes",
@@ -150,7 +174,7 @@ fn report_cut(cut: &Cut<'_>, done: &Done, dir: &Path, json: bool, out: &mut impl
         )?,
     }
     writeln!(out, "  recovery report: {}", done.report)?;
-    if after > 0 && done.sealed {
+    if after > 0 && done.fate == Fate::Sealed {
         writeln!(out, "  the dropped bytes remain in {seg} after its seal; new records start at LSN {next}")?;
     } else {
         writeln!(out, "  new records start at LSN {next}")?;

@@ -106,3 +106,28 @@ fn repair_of_a_segment_shortened_to_no_record_says_it_was_replaced() {
     assert!(text.contains(&format!("{name} held no record")) && text.contains("replaced by a new segment"), "{text}");
     assert!(text.contains("nothing was dropped") && text.contains("new records start at LSN 1"), "{text}");
 }
+
+/// The same in an encrypted WAL: repair opens without a ring, so no new
+/// segment replaces the empty one; repair says it was left as it was.
+#[test]
+fn repair_of_an_encrypted_segment_shortened_to_no_record_says_it_was_left() {
+    let keys = tempfile::tempdir().unwrap();
+    let (key, ring) = key_file(keys.path(), 0x42);
+    let dir = tempfile::tempdir_in(env!("CARGO_TARGET_TMPDIR")).unwrap();
+    let mut wal = SegmentedWal::open(config(dir.path())).unwrap();
+    wal.set_encryption_ring(ring).unwrap();
+    wal.append(1, 0, 0, b"secret").unwrap();
+    wal.sync().unwrap();
+    wal.simulate_crash();
+    let newest = segments(dir.path()).pop().unwrap();
+    OpenOptions::new().write(true).open(&newest).unwrap().set_len(data_start(4096)).unwrap();
+    let (d, name) = (dir.path().to_str().unwrap(), newest.file_name().unwrap().to_str().unwrap());
+    let o = run(&["repair", d, "--yes", "--key-file", key.to_str().unwrap()]);
+    let text = stdout(&o);
+    assert_eq!(o.status.code(), Some(1), "{text}{}", stderr(&o));
+    assert!(
+        text.contains(&format!("{name} holds no record before offset")) && text.contains("left as it was"),
+        "{text}"
+    );
+    assert!(!text.contains("replaced") && text.contains("verify after the cut: DAMAGED"), "{text}");
+}
