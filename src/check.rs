@@ -17,11 +17,11 @@
 use std::path::{Path, PathBuf};
 
 use crate::catalog;
-use crate::crypto::{KeyRing, SegmentCipher, Unproven, UnprovenOff};
+use crate::crypto::{KeyRing, SegmentCipher, UNFLAGGED_DOWNGRADE, Unproven, UnprovenOff};
 use crate::error::{Result, WalError};
 use crate::format::{self, FLAG_ENCRYPTED, SegmentHeader};
-use crate::io::{OsStorage, Storage};
-use crate::recovery::TornTail;
+use crate::io::{FileImage, OsStorage, Storage};
+use crate::recovery::{ScanOutcome, TornTail};
 use crate::segment;
 
 /// What to check.
@@ -231,9 +231,7 @@ fn encryption_problems(cat: &catalog::Catalog, ring: Option<&KeyRing>, segments:
     }
     let mut found = Vec::new();
     if let Some(i) = st.downgrade {
-        let what = "plain segment after encrypted ones without an explicit disable_encryption \
-                    (header flag encryption_off): the WAL still requires its key";
-        found.push((i, what.to_owned()));
+        found.push((i, UNFLAGGED_DOWNGRADE.to_owned()));
     }
     if let Some(u) = st.unproven.filter(|u| u.is_problem()) {
         found.push((u.index, u.to_string()));
@@ -273,11 +271,7 @@ fn check_contents(
         }
         // Not sealed and not the newest: the catalog reported it (I7).
         None if !newest => return Ok(()),
-        None => catalog::scan_newest(storage, seg).map(|(img, scan)| {
-            (sc.records, sc.last_lsn, sc.used_bytes) = (scan.records, scan.last_lsn, scan.data_end);
-            sc.torn_tail = scan.torn;
-            img
-        }),
+        None => scan_newest(storage, seg, sc),
     };
     let img = match image {
         Ok(img) => img,
@@ -304,6 +298,24 @@ fn check_contents(
         }
     }
     Ok(())
+}
+
+/// The scan open makes of the unsealed newest segment (I5, I26), into
+/// `sc`. Damage it reports is a problem at its place, and the records before
+/// it still count (the same records tolerant recovery keeps): the image is
+/// read again for them.
+fn scan_newest(storage: &dyn Storage, seg: &catalog::Seg, sc: &mut SegmentCheck) -> Result<FileImage> {
+    let (img, scan) = match catalog::scan_newest(storage, seg) {
+        Ok(found) => found,
+        Err(e) => {
+            let Some(before) = ScanOutcome::before_damage(&e, seg.first_lsn) else { return Err(e) };
+            sc.problems.push(problem(seg, &e));
+            (storage.read_image(&seg.path).map_err(|e| WalError::io("read", &seg.path, e))?, before)
+        }
+    };
+    (sc.records, sc.last_lsn, sc.used_bytes) = (scan.records, scan.last_lsn, scan.data_end);
+    sc.torn_tail = scan.torn;
+    Ok(img)
 }
 
 /// A catalog fault (or scan error) as a problem of segment `seg`.

@@ -23,7 +23,7 @@ use crate::error::{Result, WalError};
 use crate::format::{Cipher, FLAG_ENCRYPTED, RecordFields};
 
 mod required;
-pub(crate) use required::{EncryptionState, TurnedOff, Unproven, UnprovenOff, encryption_state};
+pub(crate) use required::{EncryptionState, TurnedOff, UNFLAGGED_DOWNGRADE, Unproven, UnprovenOff, encryption_state};
 
 /// Bytes of the authentication tag appended to every encrypted payload.
 pub const TAG_LEN: usize = 16;

@@ -210,7 +210,7 @@ pub enum WalError {
     /// Also after an open of a WAL that turned encryption off while
     /// encrypted segments remain: set the ring, then call
     /// `disable_encryption` again.
-    #[error("the WAL is encrypted with key {key_id:08x}; set a key ring holding it before appending")]
+    #[error("{}", encryption_required(*key_id))]
     EncryptionRequired {
         /// Key id of the newest encrypted segment; 0 when unknown (a segment
         /// set aside by tolerant recovery may have been encrypted, I11).
@@ -277,6 +277,21 @@ impl WalError {
             Some(libc::ENOSPC) | Some(libc::EDQUOT) => WalError::NoSpace { op, path, source },
             _ => WalError::Io { op, path, source },
         }
+    }
+}
+
+/// `EncryptionRequired` in words: what is required, and what to do both to
+/// go on encrypted and to stay plain (DESIGN I11).
+fn encryption_required(key_id: u32) -> String {
+    match key_id {
+        0 => "a key ring is required (a set-aside segment may have been encrypted): set one to append \
+              encrypted, or call disable_encryption to write plain records"
+            .to_owned(),
+        k => format!(
+            "key {k:08x} is required: an encrypted segment needs it, also when plain segments follow it \
+             (encryption turned off); set a key ring holding it to append encrypted, or, to stay plain, \
+             set that ring and then call disable_encryption"
+        ),
     }
 }
 
@@ -378,6 +393,23 @@ mod tests {
 
     fn corruption(kind: CorruptionKind) -> String {
         WalError::Corruption { segment: "0000000000000003.wal".into(), offset: 8192, lsn: 3, kind }.to_string()
+    }
+
+    /// Both ways on are named: the ring to append encrypted, and the ring
+    /// then `disable_encryption` to stay plain (DESIGN I11).
+    #[test]
+    fn encryption_required_says_how_to_go_on_encrypted_or_plain() {
+        let known = WalError::EncryptionRequired { key_id: 0xabcd }.to_string();
+        assert!(
+            known.contains("key 0000abcd is required")
+                && known.contains("plain segments follow")
+                && known.contains("set a key ring holding it to append encrypted")
+                && known.contains("set that ring and then call disable_encryption"),
+            "{known}"
+        );
+        let unknown = WalError::EncryptionRequired { key_id: 0 }.to_string();
+        assert!(unknown.contains("set-aside") && unknown.contains("call disable_encryption"), "{unknown}");
+        assert!(!unknown.contains("00000000"), "{unknown}");
     }
 
     #[test]

@@ -137,7 +137,11 @@ fn a_plain_segment_after_encrypted_ones_requires_the_key_unless_encryption_was_t
         disabled_wal(dir.path(), plain, false);
         let problems_before = problems(dir.path(), false);
         assert_eq!(problems_before.len(), 1, "{problems_before:?}");
-        assert!(problems_before[0].contains("without an explicit disable_encryption"), "{problems_before:?}");
+        assert!(
+            problems_before[0]
+                .contains("no proven `encryption_off` flag (a forged header, or an older build's disable"),
+            "{problems_before:?}"
+        );
         let mut wal = SegmentedWal::open(cfg(dir.path())).unwrap();
         refused(wal.append(1, 0, 0, &marked("PLAINTEXT", 11 + plain)), "append");
         refused(wal.roll_segment(), "roll");
@@ -151,8 +155,9 @@ fn a_plain_segment_after_encrypted_ones_requires_the_key_unless_encryption_was_t
         wal.disable_encryption().unwrap();
         assert_eq!(wal.append(1, 0, 0, b"now plain by choice").unwrap(), 11 + plain);
         drop(wal);
-        // An empty downgraded segment was replaced by the flagged one; one with records stays reported.
-        assert_eq!(problems(dir.path(), true).len(), if plain == 0 { 0 } else { 1 });
+        // An empty downgraded segment was replaced by the flagged one; one
+        // with records is confirmed by the proven flag after it.
+        assert_eq!(problems(dir.path(), true), Vec::<String>::new());
         assert_eq!(files_holding(dir.path(), "PLAINTEXT"), Vec::<String>::new());
 
         // Explicitly turned off: verify is clean, with the ring or without
@@ -177,6 +182,43 @@ fn a_plain_segment_after_encrypted_ones_requires_the_key_unless_encryption_was_t
         assert_eq!(problems(dir.path(), true), Vec::<String>::new());
         assert_eq!(files_holding(dir.path(), "PLAINTEXT"), Vec::<String>::new());
     }
+}
+
+/// After an upgrade, the key holder's `set_encryption_ring` +
+/// `disable_encryption` (a proven flag) confirms the plain segment an older
+/// build wrote after encrypted ones without a flag: `check` no longer
+/// reports it, with the ring (`verify`) or without (`inspect`, which cannot
+/// check the MAC either way). Fail closed stays: every open still requires
+/// the ring, and behind a forged flag the segment stays reported.
+#[test]
+fn the_key_holders_disable_confirms_an_older_builds_unflagged_plain_segment() {
+    let older_build = |dir: &Path| {
+        disabled_wal(dir, 3, false);
+        assert_eq!((problems(dir, true).len(), problems(dir, false).len()), (1, 1));
+        let mut wal = SegmentedWal::open(cfg(dir)).unwrap();
+        wal.set_encryption_ring(ring()).unwrap();
+        wal.disable_encryption().unwrap();
+        wal.append(1, 0, 0, b"plain, by the key holder's choice").unwrap();
+        wal.sync().unwrap();
+    };
+    let dir = tempfile::tempdir().unwrap();
+    older_build(dir.path());
+    assert_eq!((problems(dir.path(), true), problems(dir.path(), false)), (vec![], vec![]));
+    let mut wal = SegmentedWal::open(cfg(dir.path())).unwrap();
+    refused(wal.append(1, 0, 0, &marked("PLAINTEXT", 15)), "append after reopen");
+    drop(wal);
+
+    // The same history with the proven flag's MAC altered: both reported.
+    let dir = tempfile::tempdir().unwrap();
+    older_build(dir.path());
+    edit_header(&segment_files(dir.path()).pop().unwrap(), |h| h[72] ^= 1);
+    let found = problems(dir.path(), true);
+    assert_eq!(found.len(), 2, "{found:?}");
+    assert!(found[0].contains("no proven `encryption_off` flag") && found[1].contains("MAC fails"), "{found:?}");
+    let mut wal = SegmentedWal::open(cfg(dir.path())).unwrap();
+    refused(wal.append(1, 0, 0, &marked("PLAINTEXT", 15)), "append behind a forged flag");
+    drop(wal);
+    assert_eq!(files_holding(dir.path(), "PLAINTEXT"), Vec::<String>::new());
 }
 
 #[test]

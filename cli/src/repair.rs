@@ -39,6 +39,18 @@ struct Cut<'a> {
     set_aside: bool,
     /// First LSN of the newest segment (from its name).
     first_lsn: u64,
+    /// Its valid records before the damage (the tolerant open keeps them).
+    records: u64,
+    /// Its file's length before the repair.
+    file_len: u64,
+}
+
+impl Cut<'_> {
+    /// Bytes of the file after the cut: none when the file was shortened
+    /// to where its records end (I26), so the cut drops nothing.
+    fn bytes_after(&self) -> u64 {
+        self.file_len.saturating_sub(self.problem.offset)
+    }
 }
 
 pub fn run(args: Args, ring: Option<KeyRing>) -> Result<(), Failure> {
@@ -79,27 +91,96 @@ pub fn run(args: Args, ring: Option<KeyRing>) -> Result<(), Failure> {
             "the tolerant open dropped nothing although {p} was found; nothing was cut"
         )));
     };
-    let last = last_lsn_after(&cut.path, p.offset, p.lsn);
+    // A newest segment with no record left is not sealed: the open replaces
+    // it under its name when it starts a new segment (an encrypted WAL only
+    // once a ring is set, which repair does not do).
+    let fate = match after.segments.iter().find(|s| s.name == p.segment) {
+        Some(s) if s.sealed => Fate::Sealed,
+        Some(s) if s.problems.is_empty() => Fate::Replaced,
+        _ => Fate::Left,
+    };
+    let done = Done { report: dropped, fate, next, clean: after.is_clean() };
+    report_cut(&cut, &done, dir, json, &mut out)?;
+    if done.clean { Ok(()) } else { Err(Failure::Damaged) }
+}
+
+/// What the tolerant open did to the damaged newest segment.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Fate {
+    /// Sealed at the cut.
+    Sealed,
+    /// Holding no record before the cut: replaced by a new segment of its name.
+    Replaced,
+    /// Holding no record, and no new segment started: left as it was.
+    Left,
+}
+
+/// What the tolerant open did.
+struct Done {
+    /// Its recovery report's words.
+    report: String,
+    fate: Fate,
+    /// The LSN new records start at.
+    next: u64,
+    /// A fresh verify found no problem.
+    clean: bool,
+}
+
+/// After `--yes`: what the tolerant open did at the cut, and only that. A
+/// file shortened to where its records end held nothing after them: its
+/// records were kept and sealed, and nothing was dropped.
+fn report_cut(cut: &Cut<'_>, done: &Done, dir: &Path, json: bool, out: &mut impl Write) -> Result<(), Failure> {
+    let (p, after) = (cut.problem, cut.bytes_after());
+    let last = (after > 0).then(|| last_lsn_after(&cut.path, p.offset, p.lsn)).flatten();
+    let (kept, next) = (p.lsn.saturating_sub(1), done.next);
     if json {
         let v = json!({"dir": dir.display().to_string(), "damage": true, "repaired": true,
             "cut": {"segment": p.segment, "offset": p.offset, "lsn": p.lsn, "what": p.what},
-            "dropped_first_lsn": p.lsn, "dropped_last_lsn": last, "next_lsn": next,
-            "report": dropped, "clean_after": after.is_clean()});
+            "bytes_after_cut": after, "sealed": done.fate == Fate::Sealed, "replaced": done.fate == Fate::Replaced,
+            "dropped_first_lsn": (after > 0).then_some(p.lsn), "dropped_last_lsn": last, "next_lsn": next,
+            "report": done.report, "clean_after": done.clean});
         writeln!(out, "{v}")?;
-    } else {
-        let upto = last.map_or(format!("LSN {} on", p.lsn), |l| format!("LSNs {}..={l}", p.lsn));
-        writeln!(
-            out,
-            "cut {} at offset {}: dropped {upto}; the log now ends at LSN {}",
-            p.segment,
-            p.offset,
-            p.lsn.saturating_sub(1)
-        )?;
-        writeln!(out, "  recovery report: {dropped}")?;
-        writeln!(out, "  the dropped bytes remain in {} after its seal; new records start at LSN {next}", p.segment)?;
-        writeln!(out, "  verify after the cut: {}", if after.is_clean() { "clean" } else { "DAMAGED" })?;
+        return Ok(());
     }
-    if after.is_clean() { Ok(()) } else { Err(Failure::Damaged) }
+    let upto = last.map_or(format!("LSN {} on", p.lsn), |l| format!("LSNs {}..={l}", p.lsn));
+    let seg = &p.segment;
+    match (after, done.fate) {
+        (_, Fate::Left) => writeln!(
+            out,
+            "{seg} holds no record before offset {}: left as it was (no new segment was started to replace \
+             it: an encrypted WAL starts one once its ring is set)",
+            p.offset
+        )?,
+        (0, Fate::Sealed) => writeln!(
+            out,
+            "sealed {seg} at offset {}, where its file ends: kept LSNs {}..={kept}, all it holds; nothing was \
+             dropped (the file was shortened before this repair); the log now ends at LSN {kept}",
+            p.offset, cut.first_lsn
+        )?,
+        (0, Fate::Replaced) => writeln!(
+            out,
+            "{seg} held no record (its file ends at offset {}): replaced by a new segment under its name; \
+             nothing was dropped (the file was shortened before this repair)",
+            p.offset
+        )?,
+        (_, Fate::Sealed) => {
+            writeln!(out, "cut {seg} at offset {}: dropped {upto}; the log now ends at LSN {kept}", p.offset)?
+        }
+        (_, Fate::Replaced) => writeln!(
+            out,
+            "{seg} held no record before offset {}: replaced by a new segment under its name, which dropped \
+             {upto} and its bytes",
+            p.offset
+        )?,
+    }
+    writeln!(out, "  recovery report: {}", done.report)?;
+    if after > 0 && done.fate == Fate::Sealed {
+        writeln!(out, "  the dropped bytes remain in {seg} after its seal; new records start at LSN {next}")?;
+    } else {
+        writeln!(out, "  new records start at LSN {next}")?;
+    }
+    writeln!(out, "  verify after the cut: {}", if done.clean { "clean" } else { "DAMAGED" })?;
+    Ok(())
 }
 
 /// Without `--yes`: what the tolerant open would do, nothing changed.
@@ -121,15 +202,19 @@ fn dry_run(cut: &Cut<'_>, dir: &Path, json: bool, out: &mut impl Write) -> Resul
             p.segment, p.segment, cut.first_lsn
         )?;
     } else {
-        writeln!(
-            out,
-            "would cut {} at offset {}: the log would end at LSN {} and LSN {} on would be dropped \
-             (the bytes stay in the file); nothing changed: run again with --yes to cut",
-            p.segment,
-            p.offset,
-            p.lsn.saturating_sub(1),
-            p.lsn
-        )?;
+        let (seg, o, kept) = (&p.segment, p.offset, p.lsn.saturating_sub(1));
+        let act = match (cut.bytes_after(), cut.records) {
+            (0, 0) => format!("would replace {seg}, which holds no record, by a new segment under its name"),
+            (0, _) => format!("would seal {seg} at offset {o}, where its file ends: the log would end at LSN {kept}"),
+            (_, 0) => format!("would replace {seg}, which holds no record before offset {o}, by a new segment"),
+            _ => format!("would cut {seg} at offset {o}: the log would end at LSN {kept}"),
+        };
+        let drop = match (cut.bytes_after(), cut.records) {
+            (0, _) => "nothing would be dropped (the file holds nothing after it)".to_owned(),
+            (_, 0) => format!("LSN {} on would be dropped with the file's bytes", p.lsn),
+            _ => format!("LSN {} on would be dropped (the bytes stay in the file)", p.lsn),
+        };
+        writeln!(out, "{act}; {drop}; nothing changed: run again with --yes")?;
     }
     Ok(())
 }
@@ -199,7 +284,14 @@ fn plan<'a>(check: &'a DirCheck, out: &mut impl Write) -> Result<Option<Cut<'a>>
         return Err(Failure::Damaged);
     }
     let set_aside = newest.wal_id.is_none();
-    Ok(Some(Cut { problem: first, path: newest.path.clone(), set_aside, first_lsn: newest.first_lsn }))
+    Ok(Some(Cut {
+        problem: first,
+        path: newest.path.clone(),
+        set_aside,
+        first_lsn: newest.first_lsn,
+        records: newest.records,
+        file_len: newest.file_size,
+    }))
 }
 
 /// The last LSN of the record chain that follows the damage at `offset`,

@@ -88,6 +88,12 @@ impl TurnedOff {
     }
 }
 
+/// I11: what `check` reports, and open warns, of a plain segment after
+/// encrypted ones without the `encryption_off` flag (`EncryptionState::downgrade`).
+pub(crate) const UNFLAGGED_DOWNGRADE: &str = "plain segment after encrypted ones with no proven `encryption_off` flag \
+     (a forged header, or an older build's disable: confirm with set_encryption_ring + disable_encryption): \
+     the WAL still requires its key";
+
 /// Why an `encryption_off` header did not lift the requirement (I11).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Unproven {
@@ -162,7 +168,8 @@ pub(crate) struct EncryptionState {
     pub turned_off: bool,
     /// Index (in the order given) of the first plain segment that follows an
     /// encrypted one without the `encryption_off` flag: an unexplained
-    /// downgrade, which `verify` reports and which requires the key anyway.
+    /// downgrade, which `verify` reports and which requires the key anyway,
+    /// unless a proven flag follows it (`confirm_older`).
     pub downgrade: Option<usize>,
     /// The first `encryption_off` flag that lifted nothing, while the
     /// requirement still stands at it.
@@ -180,7 +187,9 @@ pub(crate) struct EncryptionState {
 /// Only an explicit `disable_encryption` lifts the requirement an encrypted
 /// segment sets: a plain segment flagged `encryption_off` whose MAC verifies
 /// under the key required there ([`prove_off`]). A plain or empty segment
-/// after it without that proof does not, whichever segment is newest. A WAL
+/// after it without that proof does not, whichever segment is newest; such
+/// a segment of an older build is no longer reported once a proof follows
+/// it (`EncryptionState::confirm_older`). A WAL
 /// that never held an encrypted segment (such as any version 2 plain WAL)
 /// requires nothing.
 pub(crate) fn encryption_state<'a>(
@@ -194,11 +203,10 @@ pub(crate) fn encryption_state<'a>(
             (Cipher::None, Some(required)) if h.encryption_off => match prove_off(h, required, ring) {
                 Ok(()) => {
                     (st.required_key, st.turned_off) = (None, true);
-                    // A version 3 flag is confirmed by the key holder's proof after it.
-                    if st.unproven.is_some_and(|u| matches!(u.why, Unproven::NoMac { version: 3 })) {
-                        st.unproven = None;
-                    }
+                    st.confirm_older(None);
                 }
+                // Unchecked: it stands for the older ones, as it would be checked.
+                Err(why @ Unproven::NoRing) => st.confirm_older(Some(UnprovenOff { index, required, why })),
                 Err(why) => _ = st.unproven.get_or_insert(UnprovenOff { index, required, why }),
             },
             (Cipher::None, Some(_)) => _ = st.downgrade.get_or_insert(index),
@@ -207,6 +215,25 @@ pub(crate) fn encryption_state<'a>(
         }
     }
     st
+}
+
+impl EncryptionState {
+    /// I11: an `encryption_off` flag with a MAC under the required key
+    /// confirms the plain segments an older build wrote after encrypted ones
+    /// before it: the one without a flag (a 0.1 `disable_encryption`) and one
+    /// flagged without a MAC (version 3). Only the key holder makes that MAC
+    /// (`disable_encryption` with the ring set), so they are no longer
+    /// reported once it is proven. Without a ring it cannot be checked:
+    /// `later` (its `NoRing`) then stands in their place, not a problem for
+    /// `check` but unproven, so the key stays required; `verify` with the
+    /// ring checks it. A forged flag (another key's MAC, or one that fails)
+    /// never gets here, and a flag damaged otherwise stays reported.
+    fn confirm_older(&mut self, later: Option<UnprovenOff>) {
+        self.downgrade = None;
+        if self.unproven.is_none_or(|u| matches!(u.why, Unproven::NoMac { version: 3 })) {
+            self.unproven = later;
+        }
+    }
 }
 
 /// I11: whether an `encryption_off` header proves the downgrade from key
@@ -318,6 +345,48 @@ mod tests {
         assert_eq!((st.required_key, st.turned_off, st.unproven), (None, true, None));
         let text = encryption_state([&enc, &v3], None).unproven.unwrap().to_string();
         assert!(text.contains("version 3") && text.contains(&format!("{k:08x}")), "{text}");
+    }
+
+    /// I11: the key holder's proven flag confirms the plain segment an older
+    /// build wrote without a flag before it; with no flag after it, or a
+    /// forged one, that segment stays reported and the key required.
+    #[test]
+    fn a_proven_flag_confirms_an_older_builds_unflagged_plain_segment() {
+        let (key, other) = (WalEncryptionKey::from_bytes(&[5; 32]), WalEncryptionKey::from_bytes(&[6; 32]));
+        let (ring, k) = (KeyRing::new(key.clone()), key.key_id());
+        let (enc, plain) = (header(Cipher::Aes256Gcm { key_id: k }, false, 1), header(Cipher::None, false, 2));
+        let signed = |by: &WalEncryptionKey| {
+            let mut h = header(Cipher::None, true, 3);
+            HeaderMacKey::new(by).sign(&mut h);
+            h
+        };
+        let proven = signed(&key);
+        let off = EncryptionState { turned_off: true, ..Default::default() };
+        assert_eq!(encryption_state([&enc, &plain, &proven], Some(&ring)), off);
+        assert_eq!(encryption_state([&enc, &plain, &proven, &plain], Some(&ring)), off);
+        // Fail closed stays: no proof after it, or a forged one.
+        let reported = EncryptionState { required_key: Some(k), downgrade: Some(1), ..Default::default() };
+        assert_eq!(encryption_state([&enc, &plain, &plain], Some(&ring)), reported);
+        let mut bad = signed(&key);
+        bad.mac.as_mut().unwrap().tag[0] ^= 1;
+        for (forged, why) in
+            [(bad, Unproven::BadMac { mac_key: k }), (signed(&other), Unproven::OtherKey { mac_key: other.key_id() })]
+        {
+            let unproven = Some(UnprovenOff { index: 2, required: k, why });
+            assert_eq!(
+                encryption_state([&enc, &plain, &forged], Some(&ring)),
+                EncryptionState { unproven, ..reported }
+            );
+        }
+        // A proof of an older era confirms nothing after a newer encrypted segment.
+        let later = [&enc, &plain, &proven, &enc, &plain];
+        assert_eq!(encryption_state(later, Some(&ring)), EncryptionState { downgrade: Some(4), ..reported });
+        // Without a ring the flag stands unchecked in its place: not a problem
+        // for `check`, and the key is still required.
+        let st = encryption_state([&enc, &plain, &proven], None);
+        let unchecked = UnprovenOff { index: 2, required: k, why: Unproven::NoRing };
+        assert_eq!(st, EncryptionState { required_key: Some(k), unproven: Some(unchecked), ..Default::default() });
+        assert!(!unchecked.is_problem());
     }
 
     #[test]

@@ -264,10 +264,7 @@ fn set_aside(cx: &Ctx<'_>, seg: &catalog::Seg, taken: &[PathBuf]) -> Result<Path
 fn encryption_state(cat: &catalog::Catalog) -> crate::crypto::EncryptionState {
     let st = cat.encryption(None);
     if let Some(i) = st.downgrade {
-        warn!(
-            segment = %cat.segments[i].name,
-            "plain segment after encrypted ones without an explicit disable_encryption; a key is still required"
-        );
+        warn!(segment = %cat.segments[i].name, "{}", crate::crypto::UNFLAGGED_DOWNGRADE);
     }
     if let Some(u) = st.unproven {
         warn!(segment = %cat.segments[u.index].name, "{u}; set the ring (and disable_encryption to stay plain)");
@@ -289,9 +286,7 @@ fn scan_newest(cx: &Ctx<'_>, seg: &catalog::Seg, report: &mut RecoveryReport) ->
         Err(e @ WalError::Corruption { .. }) if cx.tolerant() => {
             error!(error = %e, "tolerant recovery: cutting the log at damaged durable data");
             report.dropped_corruption = Some(e.to_string());
-            let WalError::Corruption { offset, lsn, .. } = e else { unreachable!() };
-            let (records, last_lsn) = (lsn - seg.first_lsn, lsn - 1);
-            ScanOutcome { records, last_lsn, data_end: offset, torn: None }
+            ScanOutcome::before_damage(&e, seg.first_lsn).ok_or(e)?
         }
         Err(e) => {
             error!(error = %e, "corruption found during recovery");

@@ -18,6 +18,19 @@ pub struct ScanOutcome {
     pub torn: Option<TornTail>,
 }
 
+impl ScanOutcome {
+    /// The valid records before the damage the scan of an unsealed segment
+    /// that starts at `first_lsn` reported: its `Corruption` (a record of
+    /// an earlier sync damaged, I5; the file shortened, I26) sits where
+    /// they end and names the LSN that would come next. None for any other
+    /// error. Tolerant recovery seals there; `check` counts them.
+    pub fn before_damage(e: &WalError, first_lsn: u64) -> Option<ScanOutcome> {
+        let &WalError::Corruption { offset, lsn, .. } = e else { return None };
+        let (records, last_lsn) = (lsn.checked_sub(first_lsn)?, lsn.checked_sub(1)?);
+        Some(ScanOutcome { records, last_lsn, data_end: offset, torn: None })
+    }
+}
+
 /// A torn final write that recovery cut off.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TornTail {
