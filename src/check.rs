@@ -221,7 +221,7 @@ pub fn check_dir(dir: &Path, opts: &CheckOptions, progress: &mut dyn FnMut(u64))
 /// given ring lacks is `UnknownKey`, as for records; without a ring a MAC
 /// cannot be checked, which is not a problem.
 fn encryption_problems(cat: &catalog::Catalog, ring: Option<&KeyRing>, segments: &mut [SegmentCheck]) -> Result<()> {
-    let st = cat.encryption(ring);
+    let st = cat.encryption(&OsStorage, ring);
     let live = |i: usize| segments.get(i).is_some_and(|sc| !sc.truncated);
     if let Some(UnprovenOff { index, why: Unproven::UnknownKey { mac_key }, .. }) = st.unproven
         && live(index)

@@ -47,7 +47,7 @@ use tracing::{error, warn};
 pub use scan::{ScanOutcome, TornTail, scan_unsealed};
 
 use crate::catalog::{self, Remedy};
-use crate::error::{Result, WalError};
+use crate::error::{CorruptionKind, Result, WalError};
 use crate::format::{Seal, SegmentHeader};
 use crate::io::Storage;
 use crate::segment;
@@ -101,7 +101,7 @@ pub(crate) fn recover(storage: &dyn Storage, dir: &Path, cfg: &WalWriterConfig, 
     let aside_lsn = settle_faults(&cx, &mut cat, &mut report)?;
     let wal_id = cat.wal_id.unwrap_or_else(random_u128);
     // I11: the key new records need (one rule over all headers).
-    let crate::crypto::EncryptionState { required_key, cipher_unknown, .. } = encryption_state(&cat);
+    let crate::crypto::EncryptionState { required_key, cipher_unknown, .. } = encryption_state(storage, &cat);
     // I24: where the log goes on after a segment set aside.
     let mut next_lsn = aside_lsn.unwrap_or(1);
     let newest = cat.segments.pop();
@@ -115,16 +115,18 @@ pub(crate) fn recover(storage: &dyn Storage, dir: &Path, cfg: &WalWriterConfig, 
     }
     let mut replace_newest = false;
     if let Some(seg) = newest {
-        match settle_newest(&cx, &seg, &mut report)? {
-            Some(seal) => {
+        match settle_newest(&cx, &seg, &mut cat.aside, &mut report)? {
+            Newest::Sealed(seal) => {
                 next_lsn = next_lsn.max(seal.last_lsn + 1);
                 sealed.push(sealed_seg(&seg, seal)?);
             }
-            None => {
+            Newest::Empty => {
                 // Empty: the next segment takes its name (and its first LSN).
                 next_lsn = next_lsn.max(seg.first_lsn);
                 replace_newest = true;
             }
+            // I24: moved away, nothing left to replace: the log goes on at its first LSN.
+            Newest::SetAside => next_lsn = next_lsn.max(seg.first_lsn),
         }
     }
     // Only now that the directory was accepted: a refused open deletes nothing.
@@ -147,10 +149,26 @@ fn sealed_seg(seg: &catalog::Seg, seal: Seal) -> Result<Arc<SealedSeg>> {
     Ok(Arc::new(SealedSeg::new(seg.name.clone(), seg.path.clone(), header, seal, None)))
 }
 
+/// What became of the newest segment.
+enum Newest {
+    /// Sealed (again, or at the end of what recovery kept).
+    Sealed(Seal),
+    /// No record and nothing dropped: the next segment replaces it.
+    Empty,
+    /// No record before damaged durable data: set aside (I24).
+    SetAside,
+}
+
 /// Settles the newest segment: its seal made durable, or, unsealed, its
-/// records scanned and sealed at their end. None when it holds no record
-/// and gets no seal (it is replaced).
-fn settle_newest(cx: &Ctx<'_>, seg: &catalog::Seg, report: &mut RecoveryReport) -> Result<Option<Seal>> {
+/// records scanned and sealed at their end. A segment with no record gets
+/// no seal: it is replaced, unless tolerant recovery cut damaged durable
+/// data at its first record (I24: then it is set aside, never replaced).
+fn settle_newest(
+    cx: &Ctx<'_>,
+    seg: &catalog::Seg,
+    aside: &mut Vec<PathBuf>,
+    report: &mut RecoveryReport,
+) -> Result<Newest> {
     present(seg)?;
     let header = seg.header.as_ref().expect("a segment without faults has a header");
     if let Some(seal) = seg.seal {
@@ -158,17 +176,28 @@ fn settle_newest(cx: &Ctx<'_>, seg: &catalog::Seg, report: &mut RecoveryReport) 
         // failed or never ran; make it durable before a newer segment builds on it.
         let (file, _) = writer::open_file(cx.storage, &seg.path, false, cx.cfg.use_direct_io)?;
         file.sync_data().map_err(|e| WalError::io("fdatasync", &seg.path, e))?;
-        return Ok(Some(seal));
+        return Ok(Newest::Sealed(seal));
     }
     if let Some(e) = &seg.torn_seal {
         warn!(segment = %seg.name, error = %e, "unreadable seal on the newest segment; rescanning it");
     }
-    let seal = scan_newest(cx, seg, report)?;
+    let (seal, damage) = scan_newest(cx, seg, report)?;
     if seal.records == 0 {
-        return Ok(None);
+        return Ok(match damage {
+            // I5, I24: damaged durable data at its first record: the file's
+            // bytes are the evidence of what was dropped, and replacing it
+            // under its name would destroy them.
+            Some(e @ WalError::Corruption { kind: CorruptionKind::DurableRecord { .. }, .. }) => {
+                set_aside(cx, seg, aside, &e, report)?;
+                Newest::SetAside
+            }
+            // Nothing written, a torn first write, or a file shortened to
+            // no record (I26, nothing past where its records end): replaced.
+            _ => Newest::Empty,
+        });
     }
     write_recovered_seal(cx, seg, header, &seal)?;
-    Ok(Some(seal))
+    Ok(Newest::Sealed(seal))
 }
 
 /// I2, I17, I21: deletes the WAL's own leftover temporary files
@@ -218,18 +247,13 @@ fn settle_faults(cx: &Ctx<'_>, cat: &mut catalog::Catalog, report: &mut Recovery
             Remedy::SetAside if tolerant => {
                 let seg = cat.segments.pop().expect("the newest segment");
                 debug_assert_eq!(fault.segment, Some(cat.segments.len()));
-                let moved_to = set_aside(cx, &seg, &cat.aside)?;
-                error!(segment = %seg.name, moved_to = %moved_to.display(), error = %fault.error,
-                    "tolerant recovery: set the newest segment aside");
-                // I11: the set-aside file now counts for the encryption rule.
-                cat.aside.push(moved_to.clone());
+                set_aside(cx, &seg, &mut cat.aside, &fault.error, report)?;
                 // I24: the log goes on after the previous segment's seal,
                 // else at the set-aside name's LSN.
                 aside_lsn = Some(match cat.segments.last().and_then(|s| s.seal) {
                     Some(seal) => seal.last_lsn + 1,
                     None => seg.first_lsn,
                 });
-                report.set_aside = Some(SetAside { segment: seg.name, moved_to, reason: fault.error.to_string() });
             }
             Remedy::KeepShortened if tolerant => {
                 error!(error = %fault.error, "tolerant recovery: keeping what a shortened segment holds");
@@ -245,15 +269,29 @@ fn settle_faults(cx: &Ctx<'_>, cat: &mut catalog::Catalog, report: &mut Recovery
 }
 
 /// I24: renames a damaged newest segment to a free `.aside-{k}` name,
-/// durably, never deleting it.
-fn set_aside(cx: &Ctx<'_>, seg: &catalog::Seg, taken: &[PathBuf]) -> Result<PathBuf> {
+/// durably, never deleting it, and reports it (`why`: the damage). The
+/// one place tolerant recovery sets a segment aside.
+fn set_aside(
+    cx: &Ctx<'_>,
+    seg: &catalog::Seg,
+    aside: &mut Vec<PathBuf>,
+    why: &WalError,
+    report: &mut RecoveryReport,
+) -> Result<()> {
+    // One open sets aside at most one segment: only the newest has a remedy.
+    debug_assert!(report.set_aside.is_none(), "a second segment set aside");
     let to = (1u32..)
         .map(|k| cx.dir.join(segment::aside_file_name(&seg.name, k)))
-        .find(|p| !taken.contains(p))
+        .find(|p| !aside.contains(p))
         .expect("a free name");
     cx.storage.rename(&seg.path, &to).map_err(|e| WalError::io("rename", &seg.path, e))?;
     cx.storage.sync_dir(cx.dir).map_err(|e| WalError::io("fsync directory", cx.dir, e))?;
-    Ok(to)
+    error!(segment = %seg.name, moved_to = %to.display(), error = %why,
+        "tolerant recovery: set the newest segment aside");
+    // I11: the set-aside file now counts for the encryption rule.
+    aside.push(to.clone());
+    report.set_aside = Some(SetAside { segment: seg.name.clone(), moved_to: to, reason: why.to_string() });
+    Ok(())
 }
 
 /// I11: the encryption requirement the segments on disk set: the key new
@@ -261,8 +299,8 @@ fn set_aside(cx: &Ctx<'_>, seg: &catalog::Seg, taken: &[PathBuf]) -> Result<Path
 /// Open has no ring, so no `encryption_off` flag is proven here: the key
 /// stays required until a ring is set (then `disable_encryption` proves the
 /// decision again in the next segment's header).
-fn encryption_state(cat: &catalog::Catalog) -> crate::crypto::EncryptionState {
-    let st = cat.encryption(None);
+fn encryption_state(storage: &dyn Storage, cat: &catalog::Catalog) -> crate::crypto::EncryptionState {
+    let st = cat.encryption(storage, None);
     if let Some(i) = st.downgrade {
         warn!(segment = %cat.segments[i].name, "{}", crate::crypto::UNFLAGGED_DOWNGRADE);
     }
@@ -276,17 +314,21 @@ fn encryption_state(cat: &catalog::Catalog) -> crate::crypto::EncryptionState {
 }
 
 /// Scans the unsealed newest segment and decides where it ends (cutting a
-/// torn tail, I5); returns the seal to write. A segment with no record is
-/// left for replacement and gets no seal.
-fn scan_newest(cx: &Ctx<'_>, seg: &catalog::Seg, report: &mut RecoveryReport) -> Result<Seal> {
-    let outcome = match catalog::scan_newest(cx.storage, seg) {
+/// torn tail, I5); returns the seal to write and, when tolerant recovery
+/// cut damaged durable data, the damage. A segment with no record gets no
+/// seal.
+fn scan_newest(cx: &Ctx<'_>, seg: &catalog::Seg, report: &mut RecoveryReport) -> Result<(Seal, Option<WalError>)> {
+    let (outcome, damage) = match catalog::scan_newest(cx.storage, seg) {
         // No mapping of the file may be alive while it is written with
         // O_DIRECT (the seal): the image goes at once.
-        Ok((_img, o)) => o,
+        Ok((_img, o)) => (o, None),
         Err(e @ WalError::Corruption { .. }) if cx.tolerant() => {
             error!(error = %e, "tolerant recovery: cutting the log at damaged durable data");
             report.dropped_corruption = Some(e.to_string());
-            ScanOutcome::before_damage(&e, seg.first_lsn).ok_or(e)?
+            match ScanOutcome::before_damage(&e, seg.first_lsn) {
+                Some(o) => (o, Some(e)),
+                None => return Err(e),
+            }
         }
         Err(e) => {
             error!(error = %e, "corruption found during recovery");
@@ -306,12 +348,13 @@ fn scan_newest(cx: &Ctx<'_>, seg: &catalog::Seg, report: &mut RecoveryReport) ->
     }
     report.recovered_records = outcome.records;
     report.torn_tail = outcome.torn.clone();
-    Ok(Seal {
+    let seal = Seal {
         last_lsn: outcome.last_lsn,
         records: outcome.records,
         data_end: outcome.data_end,
         sealed_ms: writer::now_ms(),
-    })
+    };
+    Ok((seal, damage))
 }
 
 /// I6: makes what recovery kept durable, then seals the segment there.
