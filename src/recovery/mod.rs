@@ -47,7 +47,7 @@ use tracing::{error, warn};
 pub use scan::{ScanOutcome, TornTail, scan_unsealed};
 
 use crate::catalog::{self, Remedy};
-use crate::error::{CorruptionKind, Result, WalError};
+use crate::error::{Result, WalError};
 use crate::format::{Seal, SegmentHeader};
 use crate::io::Storage;
 use crate::segment;
@@ -181,20 +181,21 @@ fn settle_newest(
     if let Some(e) = &seg.torn_seal {
         warn!(segment = %seg.name, error = %e, "unreadable seal on the newest segment; rescanning it");
     }
-    let (seal, damage) = scan_newest(cx, seg, report)?;
+    let (outcome, damage) = scan_newest(cx, seg, report)?;
+    if let Some(e) = damage.filter(|e| outcome.sets_aside(e)) {
+        // I24: replacing the file under its name would destroy the
+        // evidence of the durable data dropped.
+        set_aside(cx, seg, aside, &e, report)?;
+        return Ok(Newest::SetAside);
+    }
+    let seal = Seal {
+        last_lsn: outcome.last_lsn,
+        records: outcome.records,
+        data_end: outcome.data_end,
+        sealed_ms: writer::now_ms(),
+    };
     if seal.records == 0 {
-        return Ok(match damage {
-            // I5, I24: damaged durable data at its first record: the file's
-            // bytes are the evidence of what was dropped, and replacing it
-            // under its name would destroy them.
-            Some(e @ WalError::Corruption { kind: CorruptionKind::DurableRecord { .. }, .. }) => {
-                set_aside(cx, seg, aside, &e, report)?;
-                Newest::SetAside
-            }
-            // Nothing written, a torn first write, or a file shortened to
-            // no record (I26, nothing past where its records end): replaced.
-            _ => Newest::Empty,
-        });
+        return Ok(Newest::Empty);
     }
     write_recovered_seal(cx, seg, header, &seal)?;
     Ok(Newest::Sealed(seal))
@@ -314,10 +315,13 @@ fn encryption_state(storage: &dyn Storage, cat: &catalog::Catalog) -> crate::cry
 }
 
 /// Scans the unsealed newest segment and decides where it ends (cutting a
-/// torn tail, I5); returns the seal to write and, when tolerant recovery
-/// cut damaged durable data, the damage. A segment with no record gets no
-/// seal.
-fn scan_newest(cx: &Ctx<'_>, seg: &catalog::Seg, report: &mut RecoveryReport) -> Result<(Seal, Option<WalError>)> {
+/// torn tail, I5); returns what it keeps and, when tolerant recovery cut
+/// damage, the damage.
+fn scan_newest(
+    cx: &Ctx<'_>,
+    seg: &catalog::Seg,
+    report: &mut RecoveryReport,
+) -> Result<(ScanOutcome, Option<WalError>)> {
     let (outcome, damage) = match catalog::scan_newest(cx.storage, seg) {
         // No mapping of the file may be alive while it is written with
         // O_DIRECT (the seal): the image goes at once.
@@ -348,13 +352,7 @@ fn scan_newest(cx: &Ctx<'_>, seg: &catalog::Seg, report: &mut RecoveryReport) ->
     }
     report.recovered_records = outcome.records;
     report.torn_tail = outcome.torn.clone();
-    let seal = Seal {
-        last_lsn: outcome.last_lsn,
-        records: outcome.records,
-        data_end: outcome.data_end,
-        sealed_ms: writer::now_ms(),
-    };
-    Ok((seal, damage))
+    Ok((outcome, damage))
 }
 
 /// I6: makes what recovery kept durable, then seals the segment there.
