@@ -3,7 +3,8 @@
 //! open takes the directory lock, seals the newest segment just before its
 //! first damaged record and starts a new segment there. It deletes and
 //! rewrites no record: the dropped bytes stay in the file after the seal, as
-//! evidence. Like every open it deletes leftover `.tmp` files, which never
+//! evidence (or, when the damage is at the first record, in the whole file,
+//! set aside as `.aside-{k}`: I24). Like every open it deletes leftover `.tmp` files, which never
 //! held an acknowledged record (I2). Without `--yes` nothing is opened for
 //! writing.
 

@@ -5,11 +5,12 @@
 //! 2. settle the catalog's faults: refuse the first one, unless tolerant
 //!    mode has a remedy for it (I24);
 //! 3. take the WAL id and the encryption requirement from the headers and
-//!    from segments set aside, whose cipher is unknown (I11);
+//!    from segments set aside whose cipher is unknown or encrypted (I11);
 //! 4. settle the newest segment (table below); every older one is sealed
 //!    and its seal checked by the catalog;
 //! 5. decide where the next segment starts: past the last record kept, or
-//!    at the first LSN of an empty newest segment, or, after a segment set
+//!    at the first LSN of an empty newest segment or of one set aside for
+//!    damage at its first record, or, after a segment set
 //!    aside, past the previous segment's seal (its own name's LSN when none
 //!    precedes it). The writer never appends into a segment of an earlier
 //!    process (I6);
@@ -27,7 +28,8 @@
 //! | unsealed, clean (data ends in never-written space) | fdatasync, seal at the end of the data (I6, I7); next segment after it | same |
 //! | unsealed, torn tail (the last write did not fully land) | cut at the first invalid record, report it (`torn_tail`), seal at the cut (I5) | same |
 //! | unsealed, damage to durable data (a record of a later sync validates after the damage, I5) | refuse: `Corruption` | cut at the damage, report it (`dropped_corruption`), seal there |
-//! | empty (no valid record: none written, or the first write torn) | no seal; the next segment replaces it under the same name | same |
+//! | unsealed, damage to durable data at its first record (no record before it) | refuse: `Corruption` | report it (`dropped_corruption`), rename it to `.aside-{k}` as it is (`set_aside`, never replaced: the evidence, I24); the log goes on at its first LSN; a ring is asked for only if its header names a cipher (I11) |
+//! | empty (no valid record: none written, the first write torn, or shortened to no record) | no seal; the next segment replaces it under the same name | same |
 //! | no readable header (garbage, cut before its header, I2) | refuse: the header error | rename it to `.aside-{k}` (never deleted, I24); the log goes on after the previous segment (at its own first LSN when none precedes it); a ring or an explicit `disable_encryption` is required first (its cipher is unknown, I11) |
 //! | shortened (length not a multiple of 512, I22) | refuse: `Corruption` | keep what it holds (`dropped_corruption`), then as unsealed above |
 //! | shortened (version 4 on: the file ends less than a block past the block holding the records' end, I26) | refuse: `Corruption` | keep what it holds (`dropped_corruption`), seal at its end |
