@@ -177,13 +177,13 @@ impl Catalog {
     /// none: nothing is proven there). The state's indices (an unexplained
     /// downgrade, an unproven flag) are indices in `segments`. Segments
     /// that vanished while the directory was read (truncated by a live
-    /// writer) take no part.
-    pub fn encryption(&self, ring: Option<&KeyRing>) -> crypto::EncryptionState {
+    /// writer) take no part. `storage` reads the headers of set-aside files.
+    pub fn encryption(&self, storage: &dyn Storage, ring: Option<&KeyRing>) -> crypto::EncryptionState {
         let live: Vec<usize> = (0..self.segments.len())
             .filter(|&i| self.segments[i].header.is_some() && !self.segments[i].vanished)
             .collect();
         let mut st = crypto::encryption_state(live.iter().filter_map(|&i| self.segments[i].header.as_ref()), ring);
-        st.cipher_unknown = st.required_key.is_none() && self.aside_pending();
+        st.cipher_unknown = st.required_key.is_none() && self.aside_pending(storage);
         st.downgrade = st.downgrade.map(|d| live[d]);
         if let Some(u) = st.unproven.as_mut() {
             u.index = live[u.index];
@@ -196,14 +196,34 @@ impl Catalog {
     /// name's LSN is above the newest segment's first LSN, or equal to it
     /// unless that segment is encrypted or flagged `encryption_off` (the
     /// segment written at that LSN once a ring was set or encryption turned
-    /// off explicitly after the set-aside).
-    fn aside_pending(&self) -> bool {
-        let Some(newest) = self.segments.last() else { return !self.aside.is_empty() };
-        let decided = newest.header.as_ref().is_some_and(|h| h.cipher != Cipher::None || h.encryption_off);
-        self.aside
-            .iter()
-            .filter_map(|p| segment::aside_first_lsn(&p.file_name()?.to_string_lossy()))
-            .any(|lsn| lsn > newest.first_lsn || (lsn == newest.first_lsn && !decided))
+    /// off explicitly after the set-aside). Only a file whose cipher may be
+    /// encrypted counts ([`aside_may_be_encrypted`]).
+    fn aside_pending(&self, storage: &dyn Storage) -> bool {
+        let newest = self.segments.last().map(|s| {
+            let decided = s.header.as_ref().is_some_and(|h| h.cipher != Cipher::None || h.encryption_off);
+            (s.first_lsn, decided)
+        });
+        self.aside.iter().any(|p| {
+            let lsn = p.file_name().and_then(|n| segment::aside_first_lsn(&n.to_string_lossy()));
+            let after_newest = match (lsn, newest) {
+                (_, None) => true,
+                (None, Some(_)) => false,
+                (Some(lsn), Some((first, decided))) => lsn > first || (lsn == first && !decided),
+            };
+            after_newest && aside_may_be_encrypted(storage, p)
+        })
+    }
+}
+
+/// I11, I24: whether a set-aside file may hold encrypted records: its
+/// header cannot be read (no header, garbage, a newer version, the file
+/// cannot be opened or read: fail closed) or names a cipher. A file set
+/// aside for damaged records has a readable header that says plain: it
+/// asks for no ring. Reads at most the header's bytes (within block 0).
+fn aside_may_be_encrypted(storage: &dyn Storage, path: &Path) -> bool {
+    match storage.read_range(path, 0, format::SEGMENT_HEADER_LEN, false) {
+        Ok(head) => SegmentHeader::decode(&head).map_or(true, |h| h.cipher != Cipher::None),
+        Err(_) => true,
     }
 }
 

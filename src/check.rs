@@ -90,6 +90,9 @@ pub struct SegmentCheck {
     /// is gone, or was recycled into a newer segment (DESIGN I17). What the
     /// check saw of it does not count; its records are not in the log any more.
     pub truncated: bool,
+    /// A tolerant open sets this newest segment aside (I24): damaged
+    /// durable data at its first record (`ScanOutcome::sets_aside`).
+    pub sets_aside: bool,
 }
 
 impl SegmentCheck {
@@ -193,6 +196,7 @@ pub fn check_dir(dir: &Path, opts: &CheckOptions, progress: &mut dyn FnMut(u64))
             torn_tail: None,
             problems: Vec::new(),
             truncated: seg.vanished,
+            sets_aside: false,
         };
         for fault in cat.faults.iter().filter(|f| f.segment == Some(i)) {
             sc.problems.push(problem(seg, &fault.error));
@@ -221,7 +225,7 @@ pub fn check_dir(dir: &Path, opts: &CheckOptions, progress: &mut dyn FnMut(u64))
 /// given ring lacks is `UnknownKey`, as for records; without a ring a MAC
 /// cannot be checked, which is not a problem.
 fn encryption_problems(cat: &catalog::Catalog, ring: Option<&KeyRing>, segments: &mut [SegmentCheck]) -> Result<()> {
-    let st = cat.encryption(ring);
+    let st = cat.encryption(&OsStorage, ring);
     let live = |i: usize| segments.get(i).is_some_and(|sc| !sc.truncated);
     if let Some(UnprovenOff { index, why: Unproven::UnknownKey { mac_key }, .. }) = st.unproven
         && live(index)
@@ -310,6 +314,7 @@ fn scan_newest(storage: &dyn Storage, seg: &catalog::Seg, sc: &mut SegmentCheck)
         Err(e) => {
             let Some(before) = ScanOutcome::before_damage(&e, seg.first_lsn) else { return Err(e) };
             sc.problems.push(problem(seg, &e));
+            sc.sets_aside = before.sets_aside(&e);
             (storage.read_image(&seg.path).map_err(|e| WalError::io("read", &seg.path, e))?, before)
         }
     };

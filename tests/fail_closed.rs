@@ -357,3 +357,35 @@ fn a_decision_after_a_set_aside_supersedes_it_across_reopens() {
         }
     }
 }
+
+/// I11, I24: an encrypted segment set aside for damage at its first record
+/// (its header names its key) keeps the WAL asking for a ring across
+/// reopens, as an unreadable one does: no plain record follows it unasked.
+#[test]
+fn an_encrypted_segment_set_aside_for_damaged_data_still_requires_a_ring() {
+    let t = tempfile::tempdir().unwrap();
+    let dir = t.path();
+    let mut wal = SegmentedWal::open(cfg(dir)).unwrap();
+    wal.set_encryption_ring(ring()).unwrap();
+    for i in 0..3 {
+        wal.append(1, 0, 0, &marked("SECRET", i)).unwrap();
+        wal.sync().unwrap();
+    }
+    wal.simulate_crash();
+    let files = segment_files(dir);
+    let newest = files.last().unwrap();
+    let mut image = std::fs::read(newest).unwrap();
+    image[directwal::layout::data_start(4096) as usize] ^= 0x10;
+    std::fs::write(newest, &image).unwrap();
+    let mut tolerant = cfg(dir);
+    tolerant.writer_config.recovery_mode = directwal::RecoveryMode::Tolerant;
+    let mut wal = SegmentedWal::open(tolerant).unwrap();
+    let aside = wal.recovery_report().set_aside.clone().expect("set aside");
+    assert_eq!(std::fs::read(&aside.moved_to).unwrap(), image);
+    assert!(matches!(wal.append(1, 0, 0, b"x"), Err(WalError::EncryptionRequired { .. })));
+    drop(wal);
+    let mut wal = SegmentedWal::open(cfg(dir)).unwrap();
+    assert!(matches!(wal.append(1, 0, 0, b"x"), Err(WalError::EncryptionRequired { .. })), "{files:?}");
+    wal.set_encryption_ring(ring()).unwrap();
+    assert_eq!(wal.append(1, 0, 0, b"after").unwrap(), 1);
+}

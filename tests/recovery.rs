@@ -387,3 +387,47 @@ fn tolerant_open_sets_a_headerless_newest_segment_aside_and_never_deletes_it() {
         assert_eq!((wal.replay().unwrap().len(), wal.recovery_report().set_aside.clone()), (5, None));
     }
 }
+
+/// Issue 15 item 10 (DESIGN I24): damage to durable data at the newest
+/// segment's FIRST record leaves no record to keep; tolerant recovery sets
+/// the segment aside as it was (the evidence of what it dropped), never
+/// replaces it, and goes on at its first LSN. A plain WAL is then asked for
+/// no ring (I11: the set-aside file's header says plain). Strict mode refuses.
+#[test]
+fn tolerant_open_sets_aside_a_newest_segment_damaged_at_its_first_record() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut wal = SegmentedWal::open(cfg(dir.path())).unwrap();
+    append_sync(&mut wal, 4);
+    wal.roll_segment().unwrap();
+    for _ in 0..3 {
+        append_sync(&mut wal, 2);
+    }
+    wal.simulate_crash();
+    let newest = segment_files(dir.path())[1].clone();
+    let mut image = std::fs::read(&newest).unwrap();
+    // Record 1 (LSN 5) was followed by two later syncs: durable data.
+    image[directwal::layout::data_start(4096) as usize + 40] ^= 0x10;
+    std::fs::write(&newest, &image).unwrap();
+    assert!(matches!(SegmentedWal::open(cfg(dir.path())), Err(WalError::Corruption { lsn: 5, .. })));
+    let mut c = cfg(dir.path());
+    c.writer_config.recovery_mode = RecoveryMode::Tolerant;
+    let mut wal = SegmentedWal::open(c).unwrap();
+    let report = wal.recovery_report().clone();
+    assert!(report.dropped_corruption.as_deref().is_some_and(|d| d.contains("LSN 5")), "{report:?}");
+    let aside = report.set_aside.expect("the damaged segment is set aside");
+    assert_eq!(aside.segment, newest.file_name().unwrap().to_str().unwrap());
+    assert!(aside.moved_to.to_str().unwrap().ends_with(".seg.aside-1"), "{}", aside.moved_to.display());
+    assert_eq!(std::fs::read(&aside.moved_to).unwrap(), image, "the evidence is kept byte for byte");
+    assert_eq!((wal.replay().unwrap().len(), wal.next_lsn()), (4, 5));
+    wal.append(1, 0, 0, &payload(5, LEN)).unwrap();
+    wal.sync().unwrap();
+    drop(wal);
+    // I11: the set-aside file is plain: no ring is asked after a reopen.
+    let mut wal = SegmentedWal::open(cfg(dir.path())).unwrap();
+    assert_eq!(wal.append(1, 0, 0, &payload(6, LEN)).unwrap(), 6);
+    wal.sync().unwrap();
+    drop(wal);
+    let check = directwal::check::check_dir(dir.path(), &Default::default(), &mut |_| {}).unwrap();
+    assert!(check.is_clean() && check.aside_files == vec![aside.moved_to.clone()]);
+    assert_eq!(std::fs::read(&aside.moved_to).unwrap(), image);
+}

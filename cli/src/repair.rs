@@ -3,7 +3,8 @@
 //! open takes the directory lock, seals the newest segment just before its
 //! first damaged record and starts a new segment there. It deletes and
 //! rewrites no record: the dropped bytes stay in the file after the seal, as
-//! evidence. Like every open it deletes leftover `.tmp` files, which never
+//! evidence (or, when the damage is at the first record, in the whole file,
+//! set aside as `.aside-{k}`: I24). Like every open it deletes leftover `.tmp` files, which never
 //! held an acknowledged record (I2). Without `--yes` nothing is opened for
 //! writing.
 
@@ -34,15 +35,27 @@ pub struct Args {
 struct Cut<'a> {
     problem: &'a Problem,
     path: PathBuf,
-    /// The newest segment has no readable header: the tolerant open sets it
-    /// aside whole (I24) instead of cutting it.
-    set_aside: bool,
+    /// Why the tolerant open sets the newest segment aside whole (I24)
+    /// instead of cutting it; None when it cuts.
+    aside: Option<Aside>,
+    /// Key id of the newest segment's header, when it names one.
+    key_id: Option<u32>,
     /// First LSN of the newest segment (from its name).
     first_lsn: u64,
     /// Its valid records before the damage (the tolerant open keeps them).
     records: u64,
     /// Its file's length before the repair.
     file_len: u64,
+}
+
+/// Why the newest segment is set aside (I24).
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Aside {
+    /// It has no readable header: its cipher is unknown.
+    NoHeader,
+    /// Its first record is damaged durable data: it holds no record to
+    /// keep, and its bytes are the evidence of what is dropped.
+    DamagedFirst,
 }
 
 impl Cut<'_> {
@@ -187,19 +200,27 @@ fn report_cut(cut: &Cut<'_>, done: &Done, dir: &Path, json: bool, out: &mut impl
 fn dry_run(cut: &Cut<'_>, dir: &Path, json: bool, out: &mut impl Write) -> Result<(), Failure> {
     let p = cut.problem;
     if json {
-        let action = if cut.set_aside { "set aside" } else { "cut" };
+        let action = if cut.aside.is_some() { "set aside" } else { "cut" };
         let v = json!({"dir": dir.display().to_string(), "damage": true, "repaired": false, "action": action,
             "cut": {"segment": p.segment, "offset": p.offset, "lsn": p.lsn, "what": p.what}});
         writeln!(out, "{v}")?;
         return Ok(());
     }
     writeln!(out, "PROBLEM {p}")?;
-    if cut.set_aside {
+    if cut.aside == Some(Aside::NoHeader) {
         writeln!(
             out,
             "would set {} aside (renamed to {}.aside-N, kept as it is): it has no readable header, so its \
              records (LSN {} on) would be out of the log; nothing changed: run again with --yes",
             p.segment, p.segment, cut.first_lsn
+        )?;
+    } else if cut.aside == Some(Aside::DamagedFirst) {
+        writeln!(
+            out,
+            "would set {} aside (renamed to {}.aside-N, kept as it is, the evidence): its first record is \
+             damaged durable data, so it holds no record to keep; LSN {} on would be out of the log; nothing \
+             changed: run again with --yes",
+            p.segment, p.segment, p.lsn
         )?;
     } else {
         let (seg, o, kept) = (&p.segment, p.offset, p.lsn.saturating_sub(1));
@@ -229,9 +250,14 @@ fn report_set_aside(
     json: bool,
     out: &mut impl Write,
 ) -> Result<(), Failure> {
-    let first = cut.first_lsn;
-    // The records in it, as their headers say (the block size is unknown: scan from 0).
-    let last = last_lsn_after(&aside.moved_to, 0, first.saturating_sub(1));
+    let (first, last) = match cut.aside {
+        // From the damage on, as the record headers after it say.
+        Some(Aside::DamagedFirst) => {
+            (cut.problem.lsn, last_lsn_after(&aside.moved_to, cut.problem.offset, cut.problem.lsn))
+        }
+        // The records in it, as their headers say (the block size is unknown: scan from 0).
+        _ => (cut.first_lsn, last_lsn_after(&aside.moved_to, 0, cut.first_lsn.saturating_sub(1))),
+    };
     let moved_to =
         aside.moved_to.file_name().map_or(aside.moved_to.display().to_string(), |n| n.to_string_lossy().into());
     if json {
@@ -246,11 +272,20 @@ fn report_set_aside(
     writeln!(out, "set aside {} as {moved_to}; {range} of it are out of the log", aside.segment)?;
     writeln!(out, "  reason: {}", aside.reason)?;
     writeln!(out, "  new records start at LSN {next}")?;
-    writeln!(
-        out,
-        "  its cipher is unknown, so the WAL now requires a key ring until one is set or encryption is \
-         turned off explicitly (disable_encryption)"
-    )?;
+    // I11: as the library's rule over set-aside files decides.
+    let ring_for = match (cut.aside, cut.key_id) {
+        (Some(Aside::DamagedFirst), None) => None,
+        (Some(Aside::DamagedFirst), Some(k)) => Some(format!("it is encrypted (key {k})")),
+        _ => Some("its cipher is unknown".to_owned()),
+    };
+    match ring_for {
+        None => writeln!(out, "  its header says plain: it asks for no key ring")?,
+        Some(why) => writeln!(
+            out,
+            "  {why}, so the WAL now requires a key ring until one is set or encryption is turned off \
+             explicitly (disable_encryption)"
+        )?,
+    }
     writeln!(out, "  verify after the repair: {}", if clean { "clean" } else { "DAMAGED" })?;
     Ok(())
 }
@@ -283,11 +318,13 @@ fn plan<'a>(check: &'a DirCheck, out: &mut impl Write) -> Result<Option<Cut<'a>>
         )?;
         return Err(Failure::Damaged);
     }
-    let set_aside = newest.wal_id.is_none();
+    let aside =
+        if newest.wal_id.is_none() { Some(Aside::NoHeader) } else { newest.sets_aside.then_some(Aside::DamagedFirst) };
     Ok(Some(Cut {
         problem: first,
         path: newest.path.clone(),
-        set_aside,
+        aside,
+        key_id: newest.key_id,
         first_lsn: newest.first_lsn,
         records: newest.records,
         file_len: newest.file_size,

@@ -14,6 +14,11 @@ use directwal::{SegmentedWal, SegmentedWalConfig, WalError};
 /// One unsealed segment of 30 records in three syncs, LSN 15's payload
 /// flipped: durable data damaged before a later sync (strict open refuses).
 fn damaged_mid_log() -> (tempfile::TempDir, std::path::PathBuf, u64) {
+    damaged_at(15)
+}
+
+/// As `damaged_mid_log`, the payload of LSN `lsn` (in the first sync) flipped.
+fn damaged_at(lsn: u64) -> (tempfile::TempDir, std::path::PathBuf, u64) {
     let dir = tempfile::tempdir_in(env!("CARGO_TARGET_TMPDIR")).unwrap();
     let mut wal = SegmentedWal::open(SegmentedWalConfig::new(dir.path().into())).unwrap();
     for i in 1..=30u64 {
@@ -24,7 +29,7 @@ fn damaged_mid_log() -> (tempfile::TempDir, std::path::PathBuf, u64) {
     }
     wal.simulate_crash();
     let seg = segments(dir.path()).pop().unwrap();
-    let offset = data_start(4096) + 14 * record_size(PAYLOAD_LEN) as u64;
+    let offset = data_start(4096) + (lsn - 1) * record_size(PAYLOAD_LEN) as u64;
     let f = OpenOptions::new().read(true).write(true).open(&seg).unwrap();
     let mut b = [0u8; 1];
     f.read_exact_at(&mut b, offset + 40).unwrap();
@@ -124,4 +129,28 @@ fn repair_of_a_wal_a_writer_holds_is_refused() {
     let o = run(&["repair", dir.path().to_str().unwrap(), "--yes"]);
     assert_eq!(o.status.code(), Some(2), "{}{}", stdout(&o), stderr(&o));
     assert!(stderr(&o).contains("locked"), "{}", stderr(&o));
+}
+
+/// Damage to durable data at the segment's first record (I24): the
+/// tolerant open keeps no record of it and sets the file aside, byte for
+/// byte, instead of replacing it; repair says so, dry run and --yes alike,
+/// and asks for no key ring (its header says plain).
+#[test]
+fn repair_sets_aside_a_segment_damaged_at_its_first_record() {
+    let (dir, seg, _) = damaged_at(1);
+    let (d, name) = (dir.path().to_str().unwrap(), seg.file_name().unwrap().to_str().unwrap());
+    let before = std::fs::read(&seg).unwrap();
+    let o = run(&["repair", d]);
+    assert_eq!(o.status.code(), Some(1), "{}{}", stdout(&o), stderr(&o));
+    assert!(stdout(&o).contains(&format!("would set {name} aside")), "{}", stdout(&o));
+    assert_eq!(std::fs::read(&seg).unwrap(), before);
+    let o = run(&["repair", d, "--yes"]);
+    let text = stdout(&o);
+    assert_eq!(o.status.code(), Some(0), "{text}{}", stderr(&o));
+    assert!(text.contains(&format!("set aside {name} as {name}.aside-1; LSNs 1..=30")), "{text}");
+    assert!(text.contains("new records start at LSN 1") && text.contains("asks for no key ring"), "{text}");
+    assert!(!text.contains("requires a key ring") && text.contains("verify after the repair: clean"), "{text}");
+    assert_eq!(std::fs::read(dir.path().join(format!("{name}.aside-1"))).unwrap(), before, "the evidence");
+    let mut wal = SegmentedWal::open(SegmentedWalConfig::new(dir.path().into())).unwrap();
+    assert_eq!((wal.next_lsn(), wal.append(1, 0, 0, b"plain").unwrap()), (1, 1));
 }

@@ -5,11 +5,12 @@
 //! 2. settle the catalog's faults: refuse the first one, unless tolerant
 //!    mode has a remedy for it (I24);
 //! 3. take the WAL id and the encryption requirement from the headers and
-//!    from segments set aside, whose cipher is unknown (I11);
+//!    from segments set aside whose cipher is unknown or encrypted (I11);
 //! 4. settle the newest segment (table below); every older one is sealed
 //!    and its seal checked by the catalog;
 //! 5. decide where the next segment starts: past the last record kept, or
-//!    at the first LSN of an empty newest segment, or, after a segment set
+//!    at the first LSN of an empty newest segment or of one set aside for
+//!    damage at its first record, or, after a segment set
 //!    aside, past the previous segment's seal (its own name's LSN when none
 //!    precedes it). The writer never appends into a segment of an earlier
 //!    process (I6);
@@ -27,7 +28,8 @@
 //! | unsealed, clean (data ends in never-written space) | fdatasync, seal at the end of the data (I6, I7); next segment after it | same |
 //! | unsealed, torn tail (the last write did not fully land) | cut at the first invalid record, report it (`torn_tail`), seal at the cut (I5) | same |
 //! | unsealed, damage to durable data (a record of a later sync validates after the damage, I5) | refuse: `Corruption` | cut at the damage, report it (`dropped_corruption`), seal there |
-//! | empty (no valid record: none written, or the first write torn) | no seal; the next segment replaces it under the same name | same |
+//! | unsealed, damage to durable data at its first record (no record before it) | refuse: `Corruption` | report it (`dropped_corruption`), rename it to `.aside-{k}` as it is (`set_aside`, never replaced: the evidence, I24); the log goes on at its first LSN; a ring is asked for only if its header names a cipher (I11) |
+//! | empty (no valid record: none written, the first write torn, or shortened to no record) | no seal; the next segment replaces it under the same name | same |
 //! | no readable header (garbage, cut before its header, I2) | refuse: the header error | rename it to `.aside-{k}` (never deleted, I24); the log goes on after the previous segment (at its own first LSN when none precedes it); a ring or an explicit `disable_encryption` is required first (its cipher is unknown, I11) |
 //! | shortened (length not a multiple of 512, I22) | refuse: `Corruption` | keep what it holds (`dropped_corruption`), then as unsealed above |
 //! | shortened (version 4 on: the file ends less than a block past the block holding the records' end, I26) | refuse: `Corruption` | keep what it holds (`dropped_corruption`), seal at its end |
@@ -101,7 +103,7 @@ pub(crate) fn recover(storage: &dyn Storage, dir: &Path, cfg: &WalWriterConfig, 
     let aside_lsn = settle_faults(&cx, &mut cat, &mut report)?;
     let wal_id = cat.wal_id.unwrap_or_else(random_u128);
     // I11: the key new records need (one rule over all headers).
-    let crate::crypto::EncryptionState { required_key, cipher_unknown, .. } = encryption_state(&cat);
+    let crate::crypto::EncryptionState { required_key, cipher_unknown, .. } = encryption_state(storage, &cat);
     // I24: where the log goes on after a segment set aside.
     let mut next_lsn = aside_lsn.unwrap_or(1);
     let newest = cat.segments.pop();
@@ -115,16 +117,18 @@ pub(crate) fn recover(storage: &dyn Storage, dir: &Path, cfg: &WalWriterConfig, 
     }
     let mut replace_newest = false;
     if let Some(seg) = newest {
-        match settle_newest(&cx, &seg, &mut report)? {
-            Some(seal) => {
+        match settle_newest(&cx, &seg, &mut cat.aside, &mut report)? {
+            Newest::Sealed(seal) => {
                 next_lsn = next_lsn.max(seal.last_lsn + 1);
                 sealed.push(sealed_seg(&seg, seal)?);
             }
-            None => {
+            Newest::Empty => {
                 // Empty: the next segment takes its name (and its first LSN).
                 next_lsn = next_lsn.max(seg.first_lsn);
                 replace_newest = true;
             }
+            // I24: moved away, nothing left to replace: the log goes on at its first LSN.
+            Newest::SetAside => next_lsn = next_lsn.max(seg.first_lsn),
         }
     }
     // Only now that the directory was accepted: a refused open deletes nothing.
@@ -147,10 +151,26 @@ fn sealed_seg(seg: &catalog::Seg, seal: Seal) -> Result<Arc<SealedSeg>> {
     Ok(Arc::new(SealedSeg::new(seg.name.clone(), seg.path.clone(), header, seal, None)))
 }
 
+/// What became of the newest segment.
+enum Newest {
+    /// Sealed (again, or at the end of what recovery kept).
+    Sealed(Seal),
+    /// No record and nothing dropped: the next segment replaces it.
+    Empty,
+    /// No record before damaged durable data: set aside (I24).
+    SetAside,
+}
+
 /// Settles the newest segment: its seal made durable, or, unsealed, its
-/// records scanned and sealed at their end. None when it holds no record
-/// and gets no seal (it is replaced).
-fn settle_newest(cx: &Ctx<'_>, seg: &catalog::Seg, report: &mut RecoveryReport) -> Result<Option<Seal>> {
+/// records scanned and sealed at their end. A segment with no record gets
+/// no seal: it is replaced, unless tolerant recovery cut damaged durable
+/// data at its first record (I24: then it is set aside, never replaced).
+fn settle_newest(
+    cx: &Ctx<'_>,
+    seg: &catalog::Seg,
+    aside: &mut Vec<PathBuf>,
+    report: &mut RecoveryReport,
+) -> Result<Newest> {
     present(seg)?;
     let header = seg.header.as_ref().expect("a segment without faults has a header");
     if let Some(seal) = seg.seal {
@@ -158,17 +178,29 @@ fn settle_newest(cx: &Ctx<'_>, seg: &catalog::Seg, report: &mut RecoveryReport) 
         // failed or never ran; make it durable before a newer segment builds on it.
         let (file, _) = writer::open_file(cx.storage, &seg.path, false, cx.cfg.use_direct_io)?;
         file.sync_data().map_err(|e| WalError::io("fdatasync", &seg.path, e))?;
-        return Ok(Some(seal));
+        return Ok(Newest::Sealed(seal));
     }
     if let Some(e) = &seg.torn_seal {
         warn!(segment = %seg.name, error = %e, "unreadable seal on the newest segment; rescanning it");
     }
-    let seal = scan_newest(cx, seg, report)?;
+    let (outcome, damage) = scan_newest(cx, seg, report)?;
+    if let Some(e) = damage.filter(|e| outcome.sets_aside(e)) {
+        // I24: replacing the file under its name would destroy the
+        // evidence of the durable data dropped.
+        set_aside(cx, seg, aside, &e, report)?;
+        return Ok(Newest::SetAside);
+    }
+    let seal = Seal {
+        last_lsn: outcome.last_lsn,
+        records: outcome.records,
+        data_end: outcome.data_end,
+        sealed_ms: writer::now_ms(),
+    };
     if seal.records == 0 {
-        return Ok(None);
+        return Ok(Newest::Empty);
     }
     write_recovered_seal(cx, seg, header, &seal)?;
-    Ok(Some(seal))
+    Ok(Newest::Sealed(seal))
 }
 
 /// I2, I17, I21: deletes the WAL's own leftover temporary files
@@ -218,18 +250,13 @@ fn settle_faults(cx: &Ctx<'_>, cat: &mut catalog::Catalog, report: &mut Recovery
             Remedy::SetAside if tolerant => {
                 let seg = cat.segments.pop().expect("the newest segment");
                 debug_assert_eq!(fault.segment, Some(cat.segments.len()));
-                let moved_to = set_aside(cx, &seg, &cat.aside)?;
-                error!(segment = %seg.name, moved_to = %moved_to.display(), error = %fault.error,
-                    "tolerant recovery: set the newest segment aside");
-                // I11: the set-aside file now counts for the encryption rule.
-                cat.aside.push(moved_to.clone());
+                set_aside(cx, &seg, &mut cat.aside, &fault.error, report)?;
                 // I24: the log goes on after the previous segment's seal,
                 // else at the set-aside name's LSN.
                 aside_lsn = Some(match cat.segments.last().and_then(|s| s.seal) {
                     Some(seal) => seal.last_lsn + 1,
                     None => seg.first_lsn,
                 });
-                report.set_aside = Some(SetAside { segment: seg.name, moved_to, reason: fault.error.to_string() });
             }
             Remedy::KeepShortened if tolerant => {
                 error!(error = %fault.error, "tolerant recovery: keeping what a shortened segment holds");
@@ -245,15 +272,29 @@ fn settle_faults(cx: &Ctx<'_>, cat: &mut catalog::Catalog, report: &mut Recovery
 }
 
 /// I24: renames a damaged newest segment to a free `.aside-{k}` name,
-/// durably, never deleting it.
-fn set_aside(cx: &Ctx<'_>, seg: &catalog::Seg, taken: &[PathBuf]) -> Result<PathBuf> {
+/// durably, never deleting it, and reports it (`why`: the damage). The
+/// one place tolerant recovery sets a segment aside.
+fn set_aside(
+    cx: &Ctx<'_>,
+    seg: &catalog::Seg,
+    aside: &mut Vec<PathBuf>,
+    why: &WalError,
+    report: &mut RecoveryReport,
+) -> Result<()> {
+    // One open sets aside at most one segment: only the newest has a remedy.
+    debug_assert!(report.set_aside.is_none(), "a second segment set aside");
     let to = (1u32..)
         .map(|k| cx.dir.join(segment::aside_file_name(&seg.name, k)))
-        .find(|p| !taken.contains(p))
+        .find(|p| !aside.contains(p))
         .expect("a free name");
     cx.storage.rename(&seg.path, &to).map_err(|e| WalError::io("rename", &seg.path, e))?;
     cx.storage.sync_dir(cx.dir).map_err(|e| WalError::io("fsync directory", cx.dir, e))?;
-    Ok(to)
+    error!(segment = %seg.name, moved_to = %to.display(), error = %why,
+        "tolerant recovery: set the newest segment aside");
+    // I11: the set-aside file now counts for the encryption rule.
+    aside.push(to.clone());
+    report.set_aside = Some(SetAside { segment: seg.name.clone(), moved_to: to, reason: why.to_string() });
+    Ok(())
 }
 
 /// I11: the encryption requirement the segments on disk set: the key new
@@ -261,8 +302,8 @@ fn set_aside(cx: &Ctx<'_>, seg: &catalog::Seg, taken: &[PathBuf]) -> Result<Path
 /// Open has no ring, so no `encryption_off` flag is proven here: the key
 /// stays required until a ring is set (then `disable_encryption` proves the
 /// decision again in the next segment's header).
-fn encryption_state(cat: &catalog::Catalog) -> crate::crypto::EncryptionState {
-    let st = cat.encryption(None);
+fn encryption_state(storage: &dyn Storage, cat: &catalog::Catalog) -> crate::crypto::EncryptionState {
+    let st = cat.encryption(storage, None);
     if let Some(i) = st.downgrade {
         warn!(segment = %cat.segments[i].name, "{}", crate::crypto::UNFLAGGED_DOWNGRADE);
     }
@@ -276,17 +317,24 @@ fn encryption_state(cat: &catalog::Catalog) -> crate::crypto::EncryptionState {
 }
 
 /// Scans the unsealed newest segment and decides where it ends (cutting a
-/// torn tail, I5); returns the seal to write. A segment with no record is
-/// left for replacement and gets no seal.
-fn scan_newest(cx: &Ctx<'_>, seg: &catalog::Seg, report: &mut RecoveryReport) -> Result<Seal> {
-    let outcome = match catalog::scan_newest(cx.storage, seg) {
+/// torn tail, I5); returns what it keeps and, when tolerant recovery cut
+/// damage, the damage.
+fn scan_newest(
+    cx: &Ctx<'_>,
+    seg: &catalog::Seg,
+    report: &mut RecoveryReport,
+) -> Result<(ScanOutcome, Option<WalError>)> {
+    let (outcome, damage) = match catalog::scan_newest(cx.storage, seg) {
         // No mapping of the file may be alive while it is written with
         // O_DIRECT (the seal): the image goes at once.
-        Ok((_img, o)) => o,
+        Ok((_img, o)) => (o, None),
         Err(e @ WalError::Corruption { .. }) if cx.tolerant() => {
             error!(error = %e, "tolerant recovery: cutting the log at damaged durable data");
             report.dropped_corruption = Some(e.to_string());
-            ScanOutcome::before_damage(&e, seg.first_lsn).ok_or(e)?
+            match ScanOutcome::before_damage(&e, seg.first_lsn) {
+                Some(o) => (o, Some(e)),
+                None => return Err(e),
+            }
         }
         Err(e) => {
             error!(error = %e, "corruption found during recovery");
@@ -306,12 +354,7 @@ fn scan_newest(cx: &Ctx<'_>, seg: &catalog::Seg, report: &mut RecoveryReport) ->
     }
     report.recovered_records = outcome.records;
     report.torn_tail = outcome.torn.clone();
-    Ok(Seal {
-        last_lsn: outcome.last_lsn,
-        records: outcome.records,
-        data_end: outcome.data_end,
-        sealed_ms: writer::now_ms(),
-    })
+    Ok((outcome, damage))
 }
 
 /// I6: makes what recovery kept durable, then seals the segment there.

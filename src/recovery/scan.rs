@@ -2,7 +2,7 @@
 //! decide whether the damage after it is a torn final write (cut it) or
 //! damage to data that was already durable (refuse) — DESIGN I5/I6.
 
-use crate::error::WalError;
+use crate::error::{CorruptionKind, WalError};
 use crate::format::{self, RECORD_ALIGN, RECORD_HEADER_LEN, RecordFault, record_size};
 
 /// What the scan of an unsealed segment found.
@@ -28,6 +28,15 @@ impl ScanOutcome {
         let &WalError::Corruption { offset, lsn, .. } = e else { return None };
         let (records, last_lsn) = (lsn.checked_sub(first_lsn)?, lsn.checked_sub(1)?);
         Some(ScanOutcome { records, last_lsn, data_end: offset, torn: None })
+    }
+
+    /// I24: whether tolerant recovery sets the segment aside, these being
+    /// the records kept before `damage`: damaged durable data (I5) at its
+    /// first record. Its bytes are the evidence of what was dropped; an
+    /// empty segment otherwise (nothing written, a torn first write, a file
+    /// shortened to no record, I26) is replaced. One rule for open and `check`.
+    pub fn sets_aside(&self, damage: &WalError) -> bool {
+        self.records == 0 && matches!(damage, WalError::Corruption { kind: CorruptionKind::DurableRecord { .. }, .. })
     }
 }
 
