@@ -315,6 +315,55 @@ fn a_cut_deep_inside_a_long_record_is_caught_as_no_reserve() {
     assert!(wal.recovery_report().dropped_corruption.as_deref().unwrap().contains("shortened"));
 }
 
+/// I26, what the header after the records must say before a deep cut is
+/// refused: the file cut 8 KiB into record 2 (20,000 bytes), and record 2's
+/// header then edited. Only a whole header with possible fields naming the
+/// next LSN counts (its CRC is not checked: a torn write leaves a bad one);
+/// anything else is a torn tail as before, and hostile fields never panic.
+#[test]
+fn only_a_possible_header_naming_the_next_lsn_makes_a_deep_cut_no_reserve() {
+    use directwal::layout::{data_start, record_size};
+    use directwal::{CorruptionKind, WalError};
+    let len = 20_000;
+    let end1 = data_start(4096) + record_size(len) as u64;
+    let cut = end1.next_multiple_of(4096) + 2 * 4096;
+    let at = end1 as usize;
+    let edits: [(&str, fn(&mut [u8]), bool); 7] = [
+        ("as written", |_| {}, true),
+        ("payload CRC broken", |h| h[0] ^= 1, true),
+        ("longest possible length", |h| h[4..8].copy_from_slice(&(64u32 << 20).to_le_bytes()), true),
+        ("impossible length", |h| h[4..8].copy_from_slice(&u32::MAX.to_le_bytes()), false),
+        ("LSN 3, not the next", |h| h[8..16].copy_from_slice(&3u64.to_le_bytes()), false),
+        ("epoch start past the record", |h| h[16..20].copy_from_slice(&u32::MAX.to_le_bytes()), false),
+        ("unknown flag", |h| h[28] |= 0x80, false),
+    ];
+    for (what, edit, refused) in edits {
+        let dir = tempfile::tempdir().unwrap();
+        let cfg = || common::config(dir.path()).buffered().segment(1 << 20).chunk(64 * 1024).build();
+        let mut wal = SegmentedWal::open(cfg()).unwrap();
+        for lsn in 1..=3 {
+            wal.append(1, 0, 0, &common::payload(lsn, len)).unwrap();
+            wal.sync().unwrap();
+        }
+        wal.simulate_crash();
+        let newest = common::segment_files(dir.path())[0].clone();
+        let mut bytes = std::fs::read(&newest).unwrap();
+        bytes.truncate(cut as usize);
+        edit(&mut bytes[at..at + 32]);
+        std::fs::write(&newest, &bytes).unwrap();
+        match SegmentedWal::open(cfg()) {
+            Err(WalError::Corruption { offset, lsn, kind: CorruptionKind::NoReserve { .. }, .. }) if refused => {
+                assert_eq!((offset, lsn), (end1, 2), "{what}")
+            }
+            Ok(wal) if !refused => {
+                let torn = wal.recovery_report().torn_tail.clone().expect("a torn tail");
+                assert_eq!((torn.offset, torn.lsn, wal.next_lsn()), (end1, 2, 2), "{what}");
+            }
+            other => panic!("{what}: got {:?}", other.map(|w| w.recovery_report().clone())),
+        }
+    }
+}
+
 /// I26 under group commit (`WalHandle`: writes under the lock, fdatasync
 /// without it, rolls by the committers): power-loss images taken while four
 /// threads commit open strictly (never `NoReserve`) with every record
