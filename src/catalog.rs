@@ -450,7 +450,7 @@ fn check_reserve(
     // MAX_STORED_LEN of it: no overflow.
     let block = u64::from(header.block_size);
     let len = img.len() as u64;
-    let records_end = next_record_end(img, out).unwrap_or(out.data_end).max(out.data_end);
+    let records_end = next_record_end(img, out).unwrap_or(out.data_end);
     let needed = records_end.next_multiple_of(block) + block;
     if !header.keeps_reserve() || !len.is_multiple_of(LENGTH_UNIT) || needed <= len {
         return Ok(());

@@ -328,7 +328,9 @@ fn only_a_possible_header_naming_the_next_lsn_makes_a_deep_cut_no_reserve() {
     let end1 = data_start(4096) + record_size(len) as u64;
     let cut = end1.next_multiple_of(4096) + 2 * 4096;
     let at = end1 as usize;
-    let edits: [(&str, fn(&mut [u8]), bool); 7] = [
+    // What the edit is, the edit to record 2's header, whether it is refused.
+    type Edit = (&'static str, fn(&mut [u8]), bool);
+    let edits: [Edit; 7] = [
         ("as written", |_| {}, true),
         ("payload CRC broken", |h| h[0] ^= 1, true),
         ("longest possible length", |h| h[4..8].copy_from_slice(&(64u32 << 20).to_le_bytes()), true),
