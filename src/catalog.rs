@@ -437,27 +437,41 @@ fn scan_once(storage: &dyn Storage, seg: &Seg) -> Result<(FileImage, ScanOutcome
     let start = format::data_start(header.block_size as usize);
     let seed = header.crc_seed();
     let out = recovery::scan_unsealed(&seg.name, &img[..len], start, seg.first_lsn, seed, header.recycled)?;
-    check_reserve(storage, seg, header, len as u64, &out)?;
+    check_reserve(storage, seg, header, &img[..len], &out)?;
     Ok((img, out))
 }
 
 /// I22, I26: the newest segment's length against where its records end.
 /// Its writer (version 4 on) never issued a data write ending less than a
-/// block before the file's durable length, and every data write ends at a
-/// block boundary at or past the records it carries, so in every crash
-/// image the file reaches a whole block past the block-rounded end of the
-/// last record (at least 512 bytes after it, a 64 KiB block's worth in a
-/// 64 KiB-block segment): records ending later mean the file was cut
-/// (`Corruption` at the end of the records, naming the LSN that would come
-/// next). Decided here, in the one scan `open`, `open_dir` and `check`
-/// share. Versions 1–3 kept no reserve: a cut at a multiple of 512 on a
-/// record boundary stays undetectable there (I22's limit). A length that is
-/// no multiple of 512 is reported by `read_segment` already.
-fn check_reserve(storage: &dyn Storage, seg: &Seg, header: &SegmentHeader, len: u64, out: &ScanOutcome) -> Result<()> {
-    // The header's block size is a checked power of two up to MAX_BLOCK_SIZE
-    // and data_end is below MAX_SEGMENT_FILE_LEN: no overflow.
+/// block before the file's durable length, nor wrote any byte of a record
+/// before a block past that record's block-rounded end was durable; every
+/// data write ends at a block boundary at or past the records it carries.
+/// So in every crash image the file reaches a whole block past the
+/// block-rounded end of the last record (at least 512 bytes after it, a
+/// 64 KiB block's worth in a 64 KiB-block segment), and past that of the
+/// record whose header sits where the valid records end, when that header
+/// names the next LSN ([`next_record_end`]): a torn write of a record
+/// longer than a block leaves its header and the file's full length. A
+/// file ending sooner was cut (`Corruption` at the end of the records,
+/// naming the LSN that would come next). Decided here, in the one scan
+/// `open`, `open_dir` and `check` share. Versions 1–3 kept no reserve: a
+/// cut at a multiple of 512 on a record boundary stays undetectable there
+/// (I22's limit). A length that is no multiple of 512 is reported by
+/// `read_segment` already. `img` is the scanned image.
+fn check_reserve(
+    storage: &dyn Storage,
+    seg: &Seg,
+    header: &SegmentHeader,
+    img: &[u8],
+    out: &ScanOutcome,
+) -> Result<()> {
+    // The header's block size is a checked power of two up to MAX_BLOCK_SIZE;
+    // data_end is below MAX_SEGMENT_FILE_LEN and a record's end within
+    // MAX_STORED_LEN of it: no overflow.
     let block = u64::from(header.block_size);
-    let needed = out.data_end.next_multiple_of(block) + block;
+    let len = img.len() as u64;
+    let records_end = next_record_end(img, out).unwrap_or(out.data_end);
+    let needed = records_end.next_multiple_of(block) + block;
     if !header.keeps_reserve() || !len.is_multiple_of(LENGTH_UNIT) || needed <= len {
         return Ok(());
     }
@@ -467,6 +481,20 @@ fn check_reserve(storage: &dyn Storage, seg: &Seg, header: &SegmentHeader, len: 
     }
     let kind = CorruptionKind::NoReserve { file_len: len, data_end: out.data_end };
     Err(WalError::Corruption { segment: seg.name.clone(), offset: out.data_end, lsn: out.last_lsn + 1, kind })
+}
+
+/// I26: where the record ends whose header sits at `out.data_end` (the
+/// first invalid spot), when the file holds that whole header, its fields
+/// are possible (`format::check_header`: length, flags, epoch start, …)
+/// and it carries the LSN after the last valid record. None otherwise. Its
+/// CRC and payload are not checked: a torn write of it is what this is for.
+fn next_record_end(img: &[u8], out: &ScanOutcome) -> Option<u64> {
+    let at = usize::try_from(out.data_end).ok()?;
+    let hb = img.get(at..at.checked_add(format::RECORD_HEADER_LEN)?)?;
+    let h = format::check_header(hb, out.data_end).ok()?;
+    (Some(h.fields.lsn) == out.last_lsn.checked_add(1))
+        .then(|| out.data_end.checked_add(format::record_size(h.len as usize) as u64))
+        .flatten()
 }
 
 /// The cipher of an encrypted segment (I11), failing closed when its key is

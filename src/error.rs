@@ -331,10 +331,11 @@ pub enum CorruptionKind {
         unit: u64,
     },
     /// The newest segment's file ends less than a block (its header's block
-    /// size) past the block that holds the end of its records, although its
+    /// size) past the block that holds the end of its records, or of the
+    /// record whose header (naming the next LSN) follows them, although its
     /// writer (format version 4 on) keeps a durable block past every data
-    /// write (DESIGN I26): the file was shortened (at a record boundary, or
-    /// inside a record after them).
+    /// write and every record it began (DESIGN I26): the file was shortened
+    /// (at a record boundary, or inside a record after them).
     NoReserve {
         /// The file's length.
         file_len: u64,
@@ -375,7 +376,7 @@ impl fmt::Display for CorruptionKind {
             ),
             CorruptionKind::NoReserve { file_len, data_end } => write!(
                 f,
-                "records end at {data_end} and the file at {file_len}, less than a block past the block holding them, where its writer keeps a durable block free: the file was shortened, acknowledged records may be gone"
+                "records end at {data_end} and the file at {file_len}, less than a block past the block holding them or the end of the record whose header follows them, where its writer keeps a durable block free: the file was shortened, acknowledged records may be gone"
             ),
             CorruptionKind::FirstLsnMismatch { header_lsn } => write!(f, "header says first LSN {header_lsn}"),
             CorruptionKind::Overlap { previous_last_lsn } => {

@@ -32,8 +32,16 @@ fn cfg(shape: (usize, u64, u64, usize)) -> SegmentedWalConfig {
     c
 }
 
+/// A seed with this bit set also draws long records (one in four): up to
+/// 200 KB, longer than every shape's write buffer and prepare chunk, so
+/// they are written in several writes (I26's reserve past a record's end).
+const LONG: u64 = 1 << 32;
+
 fn payload(seed: u64, lsn: u64) -> Vec<u8> {
     let mut r = Rng(seed ^ lsn.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1);
+    if seed & LONG != 0 && r.below(4) == 0 {
+        return common::payload(r.next(), 2_000 + r.below(200_000) as usize);
+    }
     let len = match r.below(8) {
         0 => 0,
         1..=5 => r.below(600) as usize,
@@ -122,13 +130,30 @@ fn check(seed: u64, shape: (usize, u64, u64, usize), image: &SimStorage, m: Mode
 /// `NoReserve` (nor anything else) and keeps every acknowledged record.
 #[test]
 fn no_crash_image_of_any_shape_is_a_false_no_reserve() {
+    sweep_crash_images(1..=6, u64::MAX);
+}
+
+/// I26 with records longer than the write buffer and the prepare chunk:
+/// a torn write of one leaves its header and the part before the cut, and
+/// the file still reaches a block past its end (the writer made that
+/// durable before the first of its writes), so no crash image is refused.
+/// Before the writer reserved past the record's end, the first write of
+/// such a record needed only a block past that write durable.
+#[test]
+fn no_crash_image_with_records_longer_than_the_buffer_is_a_false_no_reserve() {
+    sweep_crash_images(LONG | 1..=LONG | 2, 300);
+}
+
+/// Crash images after every operation of each seed's workload in every
+/// shape (after every `ops / cap`-th one when there are more than `cap`).
+fn sweep_crash_images(seeds: std::ops::RangeInclusive<u64>, cap: u64) {
     let mut failures = Vec::new();
     let mut points = 0;
     for shape in SHAPES {
-        for seed in 1..=6u64 {
+        for seed in seeds.clone() {
             let full = SimStorage::new();
             workload(seed, shape, &full, false);
-            for k in 0..=full.ops() {
+            for k in (0..=full.ops()).step_by((full.ops() / cap).max(1) as usize) {
                 let sim = SimStorage::new();
                 sim.crash_after(k);
                 let m = workload(seed, shape, &sim, false);
@@ -248,13 +273,16 @@ fn a_live_or_killed_writer_is_never_a_false_no_reserve_on_real_file_systems() {
     }
 }
 
-/// I22/I26's limit, pinned: a cut more than a block past the block holding
-/// the last whole record, inside a record longer than that, is what a torn
-/// write of that record can leave, so it is cut as a torn tail (reported),
-/// not refused.
+/// I26, a cut deep inside a long record: more than a block past the block
+/// holding the last whole record, inside the next one (20,000 bytes, longer
+/// than a block), the file still reached a block past the records' end, so
+/// it was taken for that record's torn write and opened as a torn tail,
+/// dropping acknowledged LSNs 2 and 3. The header at the cut's records' end
+/// names LSN 2 and a record ending past the file: a cut, refused.
 #[test]
-fn a_cut_deep_inside_a_long_record_is_a_torn_tail_the_documented_limit() {
+fn a_cut_deep_inside_a_long_record_is_caught_as_no_reserve() {
     use directwal::layout::{data_start, record_size};
+    use directwal::{CorruptionKind, RecoveryMode, WalError};
     let len = 20_000;
     let dir = tempfile::tempdir().unwrap();
     let cfg = || common::config(dir.path()).buffered().segment(1 << 20).chunk(64 * 1024).build();
@@ -266,12 +294,76 @@ fn a_cut_deep_inside_a_long_record_is_a_torn_tail_the_documented_limit() {
     wal.simulate_crash();
     let end1 = data_start(4096) + record_size(len) as u64;
     let cut = end1.next_multiple_of(4096) + 2 * 4096;
+    assert!(cut + 4096 < end1 + record_size(len) as u64, "the cut lies deep inside record 2");
     let newest = common::segment_files(dir.path())[0].clone();
     std::fs::OpenOptions::new().write(true).open(&newest).unwrap().set_len(cut).unwrap();
-    let wal = SegmentedWal::open(cfg()).unwrap();
-    let torn = wal.recovery_report().torn_tail.clone().expect("reported as a torn tail");
-    assert_eq!((torn.offset, torn.lsn), (end1, 2));
+    match SegmentedWal::open(cfg()) {
+        Err(WalError::Corruption { offset, lsn, kind: CorruptionKind::NoReserve { file_len, data_end }, .. }) => {
+            assert_eq!((offset, lsn, file_len, data_end), (end1, 2, cut, end1))
+        }
+        other => panic!("expected Corruption(NoReserve), got {:?}", other.map(|w| w.recovery_report().clone())),
+    }
+    let check = directwal::check::check_dir(dir.path(), &Default::default(), &mut |_| {}).unwrap();
+    let p = check.problems().next().cloned().expect("check must report the cut");
+    assert!((p.offset, p.lsn) == (end1, 2) && p.to_string().contains("shortened"), "{p}");
+    // The refusal changed nothing; tolerant keeps what the file holds and says so.
+    assert_eq!(std::fs::metadata(&newest).unwrap().len(), cut);
+    let mut c = cfg();
+    c.writer_config.recovery_mode = RecoveryMode::Tolerant;
+    let wal = SegmentedWal::open(c).unwrap();
     assert_eq!(wal.next_lsn(), 2);
+    assert!(wal.recovery_report().dropped_corruption.as_deref().unwrap().contains("shortened"));
+}
+
+/// I26, what the header after the records must say before a deep cut is
+/// refused: the file cut 8 KiB into record 2 (20,000 bytes), and record 2's
+/// header then edited. Only a whole header with possible fields naming the
+/// next LSN counts (its CRC is not checked: a torn write leaves a bad one);
+/// anything else is a torn tail as before, and hostile fields never panic.
+#[test]
+fn only_a_possible_header_naming_the_next_lsn_makes_a_deep_cut_no_reserve() {
+    use directwal::layout::{data_start, record_size};
+    use directwal::{CorruptionKind, WalError};
+    let len = 20_000;
+    let end1 = data_start(4096) + record_size(len) as u64;
+    let cut = end1.next_multiple_of(4096) + 2 * 4096;
+    let at = end1 as usize;
+    // What the edit is, the edit to record 2's header, whether it is refused.
+    type Edit = (&'static str, fn(&mut [u8]), bool);
+    let edits: [Edit; 7] = [
+        ("as written", |_| {}, true),
+        ("payload CRC broken", |h| h[0] ^= 1, true),
+        ("longest possible length", |h| h[4..8].copy_from_slice(&(64u32 << 20).to_le_bytes()), true),
+        ("impossible length", |h| h[4..8].copy_from_slice(&u32::MAX.to_le_bytes()), false),
+        ("LSN 3, not the next", |h| h[8..16].copy_from_slice(&3u64.to_le_bytes()), false),
+        ("epoch start past the record", |h| h[16..20].copy_from_slice(&u32::MAX.to_le_bytes()), false),
+        ("unknown flag", |h| h[28] |= 0x80, false),
+    ];
+    for (what, edit, refused) in edits {
+        let dir = tempfile::tempdir().unwrap();
+        let cfg = || common::config(dir.path()).buffered().segment(1 << 20).chunk(64 * 1024).build();
+        let mut wal = SegmentedWal::open(cfg()).unwrap();
+        for lsn in 1..=3 {
+            wal.append(1, 0, 0, &common::payload(lsn, len)).unwrap();
+            wal.sync().unwrap();
+        }
+        wal.simulate_crash();
+        let newest = common::segment_files(dir.path())[0].clone();
+        let mut bytes = std::fs::read(&newest).unwrap();
+        bytes.truncate(cut as usize);
+        edit(&mut bytes[at..at + 32]);
+        std::fs::write(&newest, &bytes).unwrap();
+        match SegmentedWal::open(cfg()) {
+            Err(WalError::Corruption { offset, lsn, kind: CorruptionKind::NoReserve { .. }, .. }) if refused => {
+                assert_eq!((offset, lsn), (end1, 2), "{what}")
+            }
+            Ok(wal) if !refused => {
+                let torn = wal.recovery_report().torn_tail.clone().expect("a torn tail");
+                assert_eq!((torn.offset, torn.lsn, wal.next_lsn()), (end1, 2, 2), "{what}");
+            }
+            other => panic!("{what}: got {:?}", other.map(|w| w.recovery_report().clone())),
+        }
+    }
 }
 
 /// I26 under group commit (`WalHandle`: writes under the lock, fdatasync

@@ -12,7 +12,8 @@
 
 mod record;
 pub use record::{
-    RecordFault, RecordFields, check_record, check_record_in, encode_record, encode_record_with, read_header,
+    RecordFault, RecordFields, check_header, check_record, check_record_in, encode_record, encode_record_with,
+    read_header,
 };
 
 /// Magic at offset 0 of every segment file.

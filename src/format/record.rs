@@ -125,6 +125,38 @@ impl std::fmt::Display for RecordFault {
     }
 }
 
+/// Reads the record header `hb` (at least `RECORD_HEADER_LEN` bytes) of a
+/// record at segment offset `offset` and checks its fields alone: not all
+/// zero, a possible length, known flags, zero reserved bytes, an epoch start
+/// not past the record (I5), an LSN at most `MAX_LSN` (I20). The payload and
+/// CRC are not looked at. The one home of these rules: [`check_record_in`]
+/// and the reserve check of a cut inside a record (I26) call it.
+#[inline(always)]
+pub fn check_header(hb: &[u8], offset: u64) -> Result<RawHeader, RecordFault> {
+    let hb = hb.get(..RECORD_HEADER_LEN).ok_or(RecordFault::Truncated)?;
+    if hb.iter().all(|&x| x == 0) {
+        return Err(RecordFault::Zero);
+    }
+    let h = read_header(hb);
+    if h.len as usize > MAX_STORED_LEN {
+        return Err(RecordFault::BadField("payload length"));
+    }
+    if h.fields.flags & !KNOWN_FLAGS != 0 {
+        return Err(RecordFault::BadField("flags"));
+    }
+    if hb[R_FLAGS + 2..RECORD_HEADER_LEN] != [0, 0] {
+        return Err(RecordFault::BadField("reserved"));
+    }
+    if h.fields.epoch_start as u64 > offset {
+        return Err(RecordFault::BadField("epoch start beyond record"));
+    }
+    // I20: no valid record carries an LSN whose successor would wrap.
+    if h.fields.lsn > MAX_LSN {
+        return Err(RecordFault::BadField("LSN beyond the largest"));
+    }
+    Ok(h)
+}
+
 /// Validates the record at `offset` of `seg` (the whole segment image; bytes
 /// past `end` are ignored). On success returns the header and the payload
 /// range; the payload is never longer than the bytes actually present
@@ -160,27 +192,7 @@ pub fn check_record_in(
     if offset + RECORD_HEADER_LEN as u64 > end {
         return Err(RecordFault::Truncated);
     }
-    let hb = &seg[o..o + RECORD_HEADER_LEN];
-    if hb.iter().all(|&x| x == 0) {
-        return Err(RecordFault::Zero);
-    }
-    let h = read_header(hb);
-    if h.len as usize > MAX_STORED_LEN {
-        return Err(RecordFault::BadField("payload length"));
-    }
-    if h.fields.flags & !KNOWN_FLAGS != 0 {
-        return Err(RecordFault::BadField("flags"));
-    }
-    if hb[R_FLAGS + 2..RECORD_HEADER_LEN] != [0, 0] {
-        return Err(RecordFault::BadField("reserved"));
-    }
-    if h.fields.epoch_start as u64 > epoch_check_offset {
-        return Err(RecordFault::BadField("epoch start beyond record"));
-    }
-    // I20: no valid record carries an LSN whose successor would wrap.
-    if h.fields.lsn > MAX_LSN {
-        return Err(RecordFault::BadField("LSN beyond the largest"));
-    }
+    let h = check_header(&seg[o..o + RECORD_HEADER_LEN], epoch_check_offset)?;
     if let Some(lsn) = expect_lsn
         && h.fields.lsn != lsn
     {

@@ -54,6 +54,9 @@ pub(crate) struct ActiveSegment {
     buf_len: usize,
     /// End of all appended data (`buf_file_off + buf_len`).
     pub data_end: u64,
+    /// End of every record accepted so far, the one `append` is staging
+    /// included (then past `data_end`): what the durable reserve covers (I26).
+    accepted_end: u64,
     /// End of the data covered by a completed fdatasync.
     pub durable_end: u64,
     /// What the latest `write_out` wrote (durable once its fdatasync returns).
@@ -209,6 +212,7 @@ impl ActiveSegment {
             buf_file_off: start,
             buf_len: 0,
             data_end: start,
+            accepted_end: start,
             durable_end: start,
             flushed: FlushTarget { end: start, records: 0, last_lsn: before_first },
             durable_records: 0,
@@ -335,6 +339,9 @@ impl ActiveSegment {
         };
         let size = format::record_size(stored);
         self.view.note_record(fields.lsn, self.data_end);
+        // I26: no part of this record is written before a block past its
+        // end is durable (a record longer than the buffer takes several writes).
+        self.accepted_end = self.data_end + size as u64;
         let cap = bufs.len();
         if size <= cap - self.buf_len {
             let out = &mut bufs.cur.tail_mut(self.buf_len)[..size];

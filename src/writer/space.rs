@@ -100,14 +100,18 @@ impl ActiveSegment {
     }
 
     /// I26: called before every data write that ends at `end` (block
-    /// aligned): the file's durable length must reach a block past it, so
-    /// every crash image keeps a block past the block holding the last
-    /// record's end (so at least 512 bytes after it; `catalog::check_reserve`).
+    /// aligned): the file's durable length must reach a block past it and
+    /// a block past the block-rounded end of every record accepted so far
+    /// (`accepted_end`: a record longer than the write buffer is written in
+    /// several writes, the first of them ending far before the record). So
+    /// every crash image that holds any byte of a record keeps a block past
+    /// the block holding that record's end (`catalog::check_reserve`).
     /// The space is prepared already (`ensure_space`); when no ordinary sync
     /// has made it durable yet, this fdatasyncs first (counted in the stats
     /// as a reserve fdatasync). A failure must poison, as for any fdatasync (I3).
     pub(super) fn durable_reserve(&mut self, end: u64) -> Result<()> {
-        let want = end + self.block as u64;
+        let block = self.block as u64;
+        let want = end.max(self.accepted_end.next_multiple_of(block)) + block;
         if want <= self.durable_len {
             return Ok(());
         }
@@ -127,7 +131,13 @@ impl ActiveSegment {
         self.stats.reserve_fdatasync();
         self.durable_len = extended;
         // I26: the write about to be issued ends a block before the durable length.
-        assert!(want <= self.durable_len, "I26: {} would write to {end} with {} durable", self.name, self.durable_len);
+        assert!(
+            want <= self.durable_len,
+            "I26: {} would write to {end} (records to {}) with {} durable",
+            self.name,
+            self.accepted_end,
+            self.durable_len
+        );
         Ok(())
     }
 }
