@@ -512,3 +512,42 @@ fn open_dir_beside_a_rolling_truncating_writer_only_ever_says_truncated() {
         });
     }
 }
+
+/// I24 with I26: a file cut inside its FIRST record (no record kept) holds
+/// the bytes of that acknowledged record: tolerant recovery renames it
+/// aside unchanged instead of replacing it under its name (which destroyed
+/// them), and the log goes on at its first LSN. Strict still refuses.
+#[test]
+fn a_cut_inside_the_first_long_record_is_set_aside_not_replaced() {
+    use directwal::layout::{data_start, record_size};
+    use directwal::{CorruptionKind, RecoveryMode, WalError};
+    let len = 20_000;
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = || common::config(dir.path()).buffered().segment(1 << 20).chunk(64 * 1024).build();
+    let mut wal = SegmentedWal::open(cfg()).unwrap();
+    for lsn in 1..=2 {
+        wal.append(1, 0, 0, &common::payload(lsn, len)).unwrap();
+        wal.sync().unwrap();
+    }
+    wal.simulate_crash();
+    let start = data_start(4096);
+    let cut = start + 2 * 4096;
+    assert!(cut + 4096 < start + record_size(len) as u64, "the cut lies deep inside record 1");
+    let newest = common::segment_files(dir.path())[0].clone();
+    std::fs::OpenOptions::new().write(true).open(&newest).unwrap().set_len(cut).unwrap();
+    let evidence = std::fs::read(&newest).unwrap();
+    assert!(matches!(
+        SegmentedWal::open(cfg()),
+        Err(WalError::Corruption { lsn: 1, kind: CorruptionKind::NoReserve { .. }, .. })
+    ));
+    let mut c = cfg();
+    c.writer_config.recovery_mode = RecoveryMode::Tolerant;
+    let mut wal = SegmentedWal::open(c).unwrap();
+    let report = wal.recovery_report().clone();
+    assert!(report.dropped_corruption.as_deref().is_some_and(|d| d.contains("shortened")), "{report:?}");
+    let aside = report.set_aside.expect("set aside, not replaced");
+    assert_eq!(std::fs::read(&aside.moved_to).unwrap(), evidence, "the evidence kept byte for byte");
+    assert_eq!(wal.next_lsn(), 1);
+    assert_eq!(wal.append(1, 0, 0, b"goes on").unwrap(), 1);
+    wal.sync().unwrap();
+}

@@ -29,10 +29,10 @@
 //! | unsealed, torn tail (the last write did not fully land) | cut at the first invalid record, report it (`torn_tail`), seal at the cut (I5) | same |
 //! | unsealed, damage to durable data (a record of a later sync validates after the damage, I5) | refuse: `Corruption` | cut at the damage, report it (`dropped_corruption`), seal there |
 //! | unsealed, damage to durable data at its first record (no record before it) | refuse: `Corruption` | report it (`dropped_corruption`), rename it to `.aside-{k}` as it is (`set_aside`, never replaced: the evidence, I24); the log goes on at its first LSN; a ring is asked for only if its header names a cipher (I11) |
-//! | empty (no valid record: none written, the first write torn, or shortened to no record) | no seal; the next segment replaces it under the same name | same |
+//! | empty (no valid record: none written, the first write torn, or shortened to its data start) | no seal; the next segment replaces it under the same name | same |
 //! | no readable header (garbage, cut before its header, I2) | refuse: the header error | rename it to `.aside-{k}` (never deleted, I24); the log goes on after the previous segment (at its own first LSN when none precedes it); a ring or an explicit `disable_encryption` is required first (its cipher is unknown, I11) |
 //! | shortened (length not a multiple of 512, I22) | refuse: `Corruption` | keep what it holds (`dropped_corruption`), then as unsealed above |
-//! | shortened (version 4 on: the file ends less than a block past the block holding the records' end, I26) | refuse: `Corruption` | keep what it holds (`dropped_corruption`), seal at its end |
+//! | shortened (version 4 on: the file ends less than a block past the block holding the records' end, or the end of the record whose header follows them, I26) | refuse: `Corruption` | keep what it holds (`dropped_corruption`), seal at its end; cut inside its first record, set it aside as damage at the first record above |
 //! | over-long (longer than any segment, I23) | refuse: `Corruption` | set aside as a headerless one |
 //! | newer format version | refuse: `UnsupportedVersion` | same |
 //!

@@ -30,13 +30,25 @@ impl ScanOutcome {
         Some(ScanOutcome { records, last_lsn, data_end: offset, torn: None })
     }
 
-    /// I24: whether tolerant recovery sets the segment aside, these being
-    /// the records kept before `damage`: damaged durable data (I5) at its
-    /// first record. Its bytes are the evidence of what was dropped; an
-    /// empty segment otherwise (nothing written, a torn first write, a file
-    /// shortened to no record, I26) is replaced. One rule for open and `check`.
+    /// I24: whether tolerant recovery sets the segment aside rather than
+    /// replacing it, `self` being what the scan kept before `damage`: no
+    /// record kept, and either damaged durable data at its first record (I5)
+    /// or a cut inside its first record (I26). Its bytes are the evidence of
+    /// what was dropped. An empty segment otherwise (nothing written, a torn
+    /// first write, a file shortened to its data start) is replaced. One
+    /// rule for open and `check`.
     pub fn sets_aside(&self, damage: &WalError) -> bool {
-        self.records == 0 && matches!(damage, WalError::Corruption { kind: CorruptionKind::DurableRecord { .. }, .. })
+        self.records == 0
+            && match damage {
+                WalError::Corruption { kind: CorruptionKind::DurableRecord { .. }, .. } => true,
+                // I26: cut inside its first record: the bytes of that
+                // (acknowledged) record are in the file, the evidence. Cut
+                // at its data start, it holds no record byte: replaced.
+                WalError::Corruption { kind: CorruptionKind::NoReserve { file_len, data_end }, .. } => {
+                    file_len > data_end
+                }
+                _ => false,
+            }
     }
 }
 
