@@ -174,6 +174,24 @@ fn sweep_crash_images(seeds: std::ops::RangeInclusive<u64>, cap: u64) {
 /// block-rounded end of every data write, not only 512 bytes. In a 4096-byte
 /// block WAL, a file cut 1024 bytes past the last record it keeps (inside
 /// the next, acknowledged, record) cannot be a crash image, yet the
+/// The WAL of the cut-record tests: 1 MiB segments, 64 KiB chunks, 4096-byte blocks.
+fn long_cfg(dir: &Path) -> SegmentedWalConfig {
+    common::config(dir).buffered().segment(1 << 20).chunk(64 * 1024).build()
+}
+
+/// `n` records of `len` bytes, each synced alone, then a simulated crash:
+/// one unsealed segment.
+fn long_records(n: u64, len: usize) -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    let mut wal = SegmentedWal::open(long_cfg(dir.path())).unwrap();
+    for lsn in 1..=n {
+        wal.append(1, 0, 0, &common::payload(lsn, len)).unwrap();
+        wal.sync().unwrap();
+    }
+    wal.simulate_crash();
+    dir
+}
+
 /// 512-byte rule opened it as an ordinary torn tail, dropping LSN 2 and 3.
 #[test]
 fn a_cut_within_a_block_of_the_records_end_in_a_4096_block_wal_is_caught() {
@@ -181,14 +199,8 @@ fn a_cut_within_a_block_of_the_records_end_in_a_4096_block_wal_is_caught() {
     use directwal::{CorruptionKind, WalError};
     let len = 3000;
     let rec = record_size(len) as u64;
-    let dir = tempfile::tempdir().unwrap();
-    let cfg = || common::config(dir.path()).buffered().segment(1 << 20).chunk(64 * 1024).build();
-    let mut wal = SegmentedWal::open(cfg()).unwrap();
-    for lsn in 1..=3 {
-        wal.append(1, 0, 0, &common::payload(lsn, len)).unwrap();
-        wal.sync().unwrap();
-    }
-    wal.simulate_crash();
+    let dir = long_records(3, len);
+    let cfg = || long_cfg(dir.path());
     let newest = common::segment_files(dir.path())[0].clone();
     // Record 1 ends at 8192 + rec; the cut at the next 4096 boundary lies
     // inside record 2 and leaves more than 512 bytes after record 1.
@@ -284,14 +296,8 @@ fn a_cut_deep_inside_a_long_record_is_caught_as_no_reserve() {
     use directwal::layout::{data_start, record_size};
     use directwal::{CorruptionKind, RecoveryMode, WalError};
     let len = 20_000;
-    let dir = tempfile::tempdir().unwrap();
-    let cfg = || common::config(dir.path()).buffered().segment(1 << 20).chunk(64 * 1024).build();
-    let mut wal = SegmentedWal::open(cfg()).unwrap();
-    for lsn in 1..=3 {
-        wal.append(1, 0, 0, &common::payload(lsn, len)).unwrap();
-        wal.sync().unwrap();
-    }
-    wal.simulate_crash();
+    let dir = long_records(3, len);
+    let cfg = || long_cfg(dir.path());
     let end1 = data_start(4096) + record_size(len) as u64;
     let cut = end1.next_multiple_of(4096) + 2 * 4096;
     assert!(cut + 4096 < end1 + record_size(len) as u64, "the cut lies deep inside record 2");
@@ -340,14 +346,8 @@ fn only_a_possible_header_naming_the_next_lsn_makes_a_deep_cut_no_reserve() {
         ("unknown flag", |h| h[28] |= 0x80, false),
     ];
     for (what, edit, refused) in edits {
-        let dir = tempfile::tempdir().unwrap();
-        let cfg = || common::config(dir.path()).buffered().segment(1 << 20).chunk(64 * 1024).build();
-        let mut wal = SegmentedWal::open(cfg()).unwrap();
-        for lsn in 1..=3 {
-            wal.append(1, 0, 0, &common::payload(lsn, len)).unwrap();
-            wal.sync().unwrap();
-        }
-        wal.simulate_crash();
+        let dir = long_records(3, len);
+        let cfg = || long_cfg(dir.path());
         let newest = common::segment_files(dir.path())[0].clone();
         let mut bytes = std::fs::read(&newest).unwrap();
         bytes.truncate(cut as usize);
@@ -522,14 +522,8 @@ fn a_cut_inside_the_first_long_record_is_set_aside_not_replaced() {
     use directwal::layout::{data_start, record_size};
     use directwal::{CorruptionKind, RecoveryMode, WalError};
     let len = 20_000;
-    let dir = tempfile::tempdir().unwrap();
-    let cfg = || common::config(dir.path()).buffered().segment(1 << 20).chunk(64 * 1024).build();
-    let mut wal = SegmentedWal::open(cfg()).unwrap();
-    for lsn in 1..=2 {
-        wal.append(1, 0, 0, &common::payload(lsn, len)).unwrap();
-        wal.sync().unwrap();
-    }
-    wal.simulate_crash();
+    let dir = long_records(2, len);
+    let cfg = || long_cfg(dir.path());
     let start = data_start(4096);
     let cut = start + 2 * 4096;
     assert!(cut + 4096 < start + record_size(len) as u64, "the cut lies deep inside record 1");

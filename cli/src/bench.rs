@@ -234,8 +234,8 @@ fn w1_rows(base: &Path, count: u64, ring: Option<&KeyRing>) -> BenchResult<Vec<R
 
 /// W2's rows: the fresh log (`rate`, measured), then a checkpointed one.
 fn w2_rows(base: &Path, count: u64, rate: f64) -> BenchResult<Vec<Row>> {
-    let mut rows = vec![Row {
-        workload: format!("W2 {} x 128 B, 1 sync", count_label(count)),
+    let row = |workload: String, rate: f64| Row {
+        workload,
         result: format!("{} rec/s", thousands(rate)),
         value: rate,
         unit: "records/s",
@@ -244,21 +244,11 @@ fn w2_rows(base: &Path, count: u64, rate: f64) -> BenchResult<Vec<Row>> {
         target: Target::AtLeast(1.0),
         also: None,
         stats: None,
-    }];
+    };
+    let fresh = row(format!("W2 {} x 128 B, 1 sync", count_label(count)), rate);
     let dir = workloads::fresh(base, "w2c")?;
     let rate = step("W2 ckpt", count, |t| workloads::w2(&dir, count, Log::Checkpointed, t))?;
-    rows.push(Row {
-        workload: "W2 checkpointed log".into(),
-        result: format!("{} rec/s", thousands(rate)),
-        value: rate,
-        unit: "records/s",
-        against: "3M rec/s".into(),
-        baseline: Some(3e6),
-        target: Target::AtLeast(1.0),
-        also: None,
-        stats: None,
-    });
-    Ok(rows)
+    Ok(vec![fresh, row("W2 checkpointed log".into(), rate)])
 }
 
 /// W3 (fresh and checkpointed log) beside pre-filled 4 MiB O_DIRECT writes.

@@ -63,18 +63,6 @@ fn repair_dry_run_describes_the_set_aside() {
     assert!(out.contains("aside"), "exit {:?}; stdout {out:?}", o.status.code());
 }
 
-/// CRC32C (Castagnoli), for forging a header as an old build or a hand edit could.
-fn crc32c(data: &[u8]) -> u32 {
-    let mut crc = !0u32;
-    for &b in data {
-        crc ^= u32::from(b);
-        for _ in 0..8 {
-            crc = if crc & 1 != 0 { (crc >> 1) ^ 0x82F6_3B78 } else { crc >> 1 };
-        }
-    }
-    !crc
-}
-
 /// Finding 6: `repair --yes` on a WAL whose LSNs are near the top of the
 /// LSN space (I20 allows them up to u64::MAX - 1) and whose newest segment
 /// has mid-log damage: the tolerant open cuts the log, then repair's own
@@ -91,8 +79,7 @@ fn repair_near_the_largest_lsn_reports_instead_of_panicking() {
     let seg = segments(dir.path()).pop().unwrap();
     let mut bytes = std::fs::read(&seg).unwrap();
     bytes[48..56].copy_from_slice(&first.to_le_bytes());
-    let crc = crc32c(&bytes[..124]);
-    bytes[124..128].copy_from_slice(&crc.to_le_bytes());
+    reseal_header(&mut bytes);
     std::fs::write(dir.path().join(directwal::segment_file_name(first)), &bytes).unwrap();
     std::fs::remove_file(&seg).unwrap();
     let mut wal = SegmentedWal::open(config(dir.path())).unwrap();
@@ -140,8 +127,7 @@ fn verify_reports_a_forged_encryption_off_flag() {
     b[56] = 0;
     b[57] |= 1 << 1;
     b[60..64].fill(0);
-    let crc = crc32c(&b[..124]);
-    b[124..128].copy_from_slice(&crc.to_le_bytes());
+    reseal_header(&mut b);
     std::fs::write(&newest, b).unwrap();
 
     let key = key.to_str().unwrap();

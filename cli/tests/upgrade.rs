@@ -8,18 +8,6 @@ mod common;
 use common::*;
 use directwal::{SegmentedWal, WalError};
 
-/// CRC32C (Castagnoli) of a rewritten header.
-fn crc32c(data: &[u8]) -> u32 {
-    let mut crc = !0u32;
-    for &b in data {
-        crc ^= u32::from(b);
-        for _ in 0..8 {
-            crc = if crc & 1 != 0 { (crc >> 1) ^ 0x82F6_3B78 } else { crc >> 1 };
-        }
-    }
-    !crc
-}
-
 /// Rewrites a flagged plain segment's header as 0.1 wrote it: version 2,
 /// no `encryption_off` flag, no MAC.
 fn as_written_by_0_1(path: &std::path::Path) {
@@ -28,8 +16,7 @@ fn as_written_by_0_1(path: &std::path::Path) {
     b[8..10].copy_from_slice(&2u16.to_le_bytes());
     b[57] &= !2;
     b[72..108].fill(0);
-    let crc = crc32c(&b[..124]);
-    b[124..128].copy_from_slice(&crc.to_le_bytes());
+    reseal_header(&mut b);
     std::fs::write(path, b).unwrap();
 }
 

@@ -71,3 +71,11 @@ pub fn key_file(dir: &Path, byte: u8) -> (PathBuf, KeyRing) {
     std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).unwrap();
     (path, KeyRing::new(WalEncryptionKey::from_bytes(&[byte; 32])))
 }
+
+/// Recomputes a forged segment header's CRC32C (bytes 124..128 over
+/// 0..124, docs/FORMAT.md "Segment header"), as a hand edit or an old build
+/// would leave it.
+pub fn reseal_header(header: &mut [u8]) {
+    let crc = crc32c::crc32c(&header[..124]);
+    header[124..128].copy_from_slice(&crc.to_le_bytes());
+}
