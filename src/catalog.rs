@@ -417,11 +417,27 @@ const SCAN_ATTEMPTS: usize = 4;
 /// file that changed is scanned again, at most `SCAN_ATTEMPTS` times. A file
 /// nobody writes (`open` holds the lock) repeats it at once.
 pub fn scan_newest(storage: &dyn Storage, seg: &Seg) -> Result<(FileImage, ScanOutcome)> {
-    let mut last = scan_once(storage, seg);
-    for _ in 1..SCAN_ATTEMPTS {
-        let Err(damage @ WalError::Corruption { .. }) = &last else { break };
-        let again = scan_once(storage, seg);
-        if again.as_ref().err().is_some_and(|e| e.to_string() == damage.to_string()) {
+    settled(SCAN_ATTEMPTS, |e| matches!(e, WalError::Corruption { .. }), || scan_once(storage, seg))
+}
+
+/// Beside a live writer one read of a directory or of a file is not a
+/// snapshot: `read` again until it succeeds, fails with an error `retry`
+/// does not doubt, or fails twice in a row the same way, at most `attempts`
+/// times; the last result stands. Something nobody writes settles at the
+/// second read. Used by `scan_newest` and `WalReader::open_dir`.
+pub(crate) fn settled<T>(
+    attempts: usize,
+    retry: impl Fn(&WalError) -> bool,
+    mut read: impl FnMut() -> Result<T>,
+) -> Result<T> {
+    let mut last = read();
+    for _ in 1..attempts {
+        let Err(e) = &last else { break };
+        if !retry(e) {
+            break;
+        }
+        let again = read();
+        if again.as_ref().err().is_some_and(|a| a.to_string() == e.to_string()) {
             break;
         }
         last = again;

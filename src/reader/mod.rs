@@ -95,19 +95,14 @@ impl WalReader {
     /// (at most `DIR_ATTEMPTS` reads); a directory nobody writes repeats it
     /// at once.
     pub fn open_dir(dir: &Path, ring: Option<KeyRing>) -> Result<Self> {
-        let (mut seen, mut attempt): (Option<String>, usize) = (None, 1);
-        loop {
-            let err = match Self::open_dir_prefix(dir, ring.clone()) {
-                Ok((reader, None)) => return Ok(reader),
-                Ok((_, Some(fault))) => fault,
-                Err(e) => e,
-            };
-            let text = err.to_string();
-            if attempt == DIR_ATTEMPTS || seen.as_deref() == Some(text.as_str()) {
-                return Err(err);
-            }
-            (seen, attempt) = (Some(text), attempt + 1);
-        }
+        crate::catalog::settled(
+            DIR_ATTEMPTS,
+            |_| true,
+            || match Self::open_dir_prefix(dir, ring.clone())? {
+                (_, Some(fault)) => Err(fault),
+                (reader, None) => Ok(reader),
+            },
+        )
     }
 
     /// Like [`open_dir`](Self::open_dir), for tools that show what a damaged
