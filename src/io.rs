@@ -145,6 +145,11 @@ impl FileImage {
         FileImage(ImageInner::Owned(bytes))
     }
 
+    /// Whether the image maps the file (rather than holding a copy).
+    pub fn is_mapped(&self) -> bool {
+        matches!(self.0, ImageInner::Mapped(_))
+    }
+
     /// Asks the kernel to start reading `len` bytes at `offset` into the
     /// page cache now (MADV_WILLNEED), so a sequential scan finds them there
     /// instead of waiting on a page fault. A hint: errors are ignored.

@@ -118,3 +118,86 @@ fn the_handle_replays_like_the_wal() {
     let (page, more) = handle.replay_from_limit(140, 20).unwrap();
     assert_eq!((page.as_slice(), more), (&expected[139..], false));
 }
+
+/// Records of a long log: 64 KiB each, in 4 MiB segments, 48 MiB in all,
+/// enough sealed bytes for a full replay to read ahead on a second thread.
+const LONG: u64 = 768;
+const LONG_LEN: usize = 64 << 10;
+
+fn long_cfg(dir: &std::path::Path) -> SegmentedWalConfig {
+    common::config(dir).segment(4 << 20).build()
+}
+
+fn fill_long(dir: &std::path::Path) {
+    let mut wal = SegmentedWal::open(long_cfg(dir)).unwrap();
+    for lsn in 1..=LONG {
+        wal.append(1, 7, 3, &payload(lsn, LONG_LEN)).unwrap();
+    }
+    wal.sync().unwrap();
+}
+
+/// Every record from `from`, in pages of 50: a limited replay, which never
+/// reads ahead on a second thread.
+fn paged(wal: &SegmentedWal, mut from: u64) -> directwal::Result<Vec<directwal::WalRecord>> {
+    let mut all = Vec::new();
+    loop {
+        let (page, more) = wal.replay_from_limit(from, 50)?;
+        from = page.last().map_or(from, |r| r.header.lsn + 1);
+        all.extend(page);
+        if !more {
+            return Ok(all);
+        }
+    }
+}
+
+fn corruption(e: WalError) -> (String, u64, u64) {
+    match e {
+        WalError::Corruption { segment, offset, lsn, .. } => (segment, offset, lsn),
+        other => panic!("expected corruption, got {other:?}"),
+    }
+}
+
+#[test]
+fn a_long_replay_read_ahead_returns_what_pages_return() {
+    let dir = tempfile::tempdir().unwrap();
+    fill_long(dir.path());
+    // Reopened, as at a restart: sealed segments read from their files.
+    let wal = SegmentedWal::open(long_cfg(dir.path())).unwrap();
+    assert!(wal.list_segments().unwrap().len() > 10);
+    let all = wal.replay().unwrap();
+    assert_eq!(all.len() as u64, LONG);
+    assert!(all.iter().enumerate().all(|(i, r)| r.header.lsn == i as u64 + 1 && r.payload.len() == LONG_LEN));
+    assert!(all.iter().all(|r| r.payload == payload(r.header.lsn, LONG_LEN)));
+    assert_eq!(all, paged(&wal, 1).unwrap());
+    assert_eq!(wal.replay_from(300).unwrap(), all[299..]);
+    let mut each = Vec::new();
+    assert!(!wal.for_each_durable(0, usize::MAX, |r| each.push(r)).unwrap());
+    assert_eq!(each, all);
+    drop(wal);
+    // A directory reader replays the same way.
+    assert_eq!(directwal::segmented::replay_all_segments(dir.path()).unwrap(), all);
+}
+
+#[test]
+fn damage_deep_in_a_long_replay_is_the_error_pages_report() {
+    let dir = tempfile::tempdir().unwrap();
+    fill_long(dir.path());
+    // A payload byte of the fourth record of the eighth segment.
+    let file = &common::segment_files(dir.path())[7];
+    let first = directwal::parse_segment_name(file.file_name().unwrap().to_str().unwrap()).unwrap();
+    let off = directwal::layout::data_start(4096) + 3 * directwal::layout::record_size(LONG_LEN) as u64;
+    let mut bytes = std::fs::read(file).unwrap();
+    bytes[off as usize + 40] ^= 1;
+    std::fs::write(file, bytes).unwrap();
+    let wal = SegmentedWal::open(long_cfg(dir.path())).unwrap();
+    let full = corruption(wal.replay().unwrap_err());
+    assert_eq!((full.1, full.2), (off, first + 3));
+    assert!(file.ends_with(&full.0), "{} names {}", full.0, file.display());
+    assert_eq!(full, corruption(paged(&wal, 1).unwrap_err()));
+    assert_eq!(full, corruption(wal.replay_from(first).unwrap_err()));
+    // From the next segment on, the rest replays.
+    let next = common::segment_files(dir.path())[8].file_name().unwrap().to_str().unwrap().to_owned();
+    let next = directwal::parse_segment_name(&next).unwrap();
+    let rest = wal.replay_from(next).unwrap();
+    assert_eq!(rest.len() as u64, LONG - next + 1);
+}

@@ -16,6 +16,7 @@ use crate::io::{OsStorage, Storage};
 use crate::record::RecordRef;
 use crate::view::{SealedSeg, Shared, View};
 
+mod ahead;
 mod owned;
 mod page;
 mod scan;
@@ -277,6 +278,14 @@ impl WalReader {
     pub fn visit(&self, from_lsn: u64, f: impl FnMut(RecordRef<'_>) -> bool) -> Result<bool> {
         let view = self.shared.snapshot();
         self.scan(&view, from_lsn, &|| true, f)
+    }
+
+    /// [`visit`](Self::visit) for a caller that builds an owned record from
+    /// every one, to the end: the sealed segments are read ahead on a
+    /// second thread while this one is busy (`ahead`).
+    pub(crate) fn visit_owned(&self, from_lsn: u64, mut f: impl FnMut(RecordRef<'_>) -> bool) -> Result<bool> {
+        let view = self.shared.snapshot();
+        self.scan_decoded(&view, from_lsn, true, &|| true, |header, payload| f(RecordRef { header, payload: &payload }))
     }
 }
 

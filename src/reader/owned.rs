@@ -22,15 +22,20 @@ impl WalReader {
     /// owned, and whether durable records follow the last one. Errors as
     /// [`visit`](Self::visit). The record after the last one taken is not
     /// decoded, so damage there cannot fail a replay that stops before it.
+    /// A replay of every record (`usize::MAX`) reads the sealed segments
+    /// ahead on a second thread (`super::ahead`): building the records keeps
+    /// this one busy, so the disk and the page faults would wait for it.
     pub(crate) fn collect(&self, from_lsn: u64, max_records: usize) -> Result<(Vec<WalRecord>, bool)> {
         let view = self.shared.snapshot();
         let mut out = Vec::with_capacity(expected_records(&view, from_lsn, max_records));
         let taken = Cell::new(0usize);
-        let has_more = self.scan_decoded(&view, from_lsn, &|| taken.get() < max_records, |header, payload| {
-            out.push(WalRecord { header, payload: payload.into_owned() });
-            taken.set(taken.get() + 1);
-            true
-        })?;
+        let helper = max_records == usize::MAX;
+        let has_more =
+            self.scan_decoded(&view, from_lsn, helper, &|| taken.get() < max_records, |header, payload| {
+                out.push(WalRecord { header, payload: payload.into_owned() });
+                taken.set(taken.get() + 1);
+                true
+            })?;
         Ok((out, has_more))
     }
 }

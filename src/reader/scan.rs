@@ -3,6 +3,7 @@
 
 use std::borrow::Cow;
 
+use super::ahead::{self, Ahead};
 use super::{WalReader, durable_lsn, oldest};
 use crate::crypto::SegmentCipher;
 use crate::error::{CorruptionKind, Result, WalError};
@@ -17,7 +18,8 @@ const ACTIVE_WINDOW: usize = 1 << 20;
 
 /// Where one segment's records are read from.
 enum Source<'a> {
-    Sealed(&'a SealedSeg),
+    /// The sealed segment at this index of the view.
+    Sealed(usize, &'a SealedSeg),
     Active(&'a ActiveView),
 }
 
@@ -33,35 +35,64 @@ impl WalReader {
         room: &dyn Fn() -> bool,
         mut f: impl FnMut(RecordRef<'_>) -> bool,
     ) -> Result<bool> {
-        self.scan_decoded(view, from_lsn, room, |header, payload| f(RecordRef { header, payload: &payload }))
+        self.scan_decoded(view, from_lsn, false, room, |header, payload| f(RecordRef { header, payload: &payload }))
     }
 
     /// [`scan`](Self::scan), handing `f` each payload as decoded: lent from
     /// the segment, or the decrypted buffer itself, so an owned replay can
-    /// keep it without copying it again.
+    /// keep it without copying it again. `helper`: the caller reads on to
+    /// the last durable record and is busy with each one: a second thread
+    /// reads the sealed segments ahead when there is enough to read
+    /// ([`ahead`]).
     pub(super) fn scan_decoded(
         &self,
         view: &View,
         from_lsn: u64,
+        helper: bool,
         room: &dyn Fn() -> bool,
-        mut f: impl FnMut(RecordHeader, Cow<'_, [u8]>) -> bool,
+        f: impl FnMut(RecordHeader, Cow<'_, [u8]>) -> bool,
     ) -> Result<bool> {
         let oldest = oldest(view);
         if from_lsn != 0 && from_lsn < oldest {
             return Err(WalError::LsnTruncated { requested: from_lsn, oldest });
         }
         let from = from_lsn.max(oldest);
-        let durable = durable_lsn(view);
-        let first_of = |s: &Source<'_>| match s {
-            Source::Sealed(s) => s.header.first_lsn,
-            Source::Active(a) => a.header.first_lsn,
-        };
         // Binary search by first LSN: the last sealed segment starting at
         // or before `from` (when the active segment holds `from`, the scan of
         // that sealed segment returns at once).
         let start = view.sealed().partition_point(|s| s.header.first_lsn <= from).saturating_sub(1);
-        let sources =
-            view.sealed()[start..].iter().map(|s| Source::Sealed(s)).chain(view.active().map(|a| Source::Active(a)));
+        let reads_sealed = view.sealed().get(start).is_some_and(|s| from <= s.seal.last_lsn);
+        // I27: the helper reads this snapshot's segments; the scan is the same.
+        if helper && reads_sealed && ahead::worth_it(view.sealed(), start) {
+            let storage = &*self.shared.storage;
+            // Where the scan will start: `scan_sealed` seeks the same way.
+            let first = view.sealed()[start].index_start(from).1.1;
+            return ahead::with_helper(view.sealed(), (start, first), storage, |a| {
+                self.scan_from(view, from, start, room, f, a)
+            });
+        }
+        self.scan_from(view, from, start, room, f, None)
+    }
+
+    /// The scan of [`scan_decoded`](Self::scan_decoded) from LSN `from`, in
+    /// the `start`-th sealed segment (or the active one), telling `ahead`
+    /// where it is in the sealed segments.
+    fn scan_from(
+        &self,
+        view: &View,
+        from: u64,
+        start: usize,
+        room: &dyn Fn() -> bool,
+        mut f: impl FnMut(RecordHeader, Cow<'_, [u8]>) -> bool,
+        ahead: Option<&Ahead>,
+    ) -> Result<bool> {
+        let durable = durable_lsn(view);
+        let first_of = |s: &Source<'_>| match s {
+            Source::Sealed(_, s) => s.header.first_lsn,
+            Source::Active(a) => a.header.first_lsn,
+        };
+        let sealed = view.sealed().iter().enumerate().skip(start).map(|(i, s)| Source::Sealed(i, s));
+        let sources = sealed.chain(view.active().map(|a| Source::Active(a)));
         let mut lsn = from;
         for src in sources {
             if lsn > durable {
@@ -76,7 +107,7 @@ impl WalReader {
                 return Ok(true);
             }
             let go_on = match src {
-                Source::Sealed(s) => self.scan_sealed(view, s, &mut lsn, room, &mut f)?,
+                Source::Sealed(i, s) => self.scan_sealed(view, (i, s), &mut lsn, room, &mut f, ahead)?,
                 Source::Active(a) => self.scan_active(view, a, &mut lsn, room, &mut f)?,
             };
             if !go_on {
@@ -111,10 +142,11 @@ impl WalReader {
     fn scan_sealed(
         &self,
         view: &View,
-        s: &SealedSeg,
+        (i, s): (usize, &SealedSeg),
         lsn: &mut u64,
         room: &dyn Fn() -> bool,
         f: &mut impl FnMut(RecordHeader, Cow<'_, [u8]>) -> bool,
+        ahead: Option<&Ahead>,
     ) -> Result<bool> {
         if *lsn > s.seal.last_lsn {
             return Ok(true);
@@ -132,6 +164,9 @@ impl WalReader {
         while at_lsn <= s.seal.last_lsn {
             // Read ahead: the disk works while records are checked.
             s.read_ahead(&img, off, READ_AHEAD);
+            if let Some(a) = ahead {
+                a.at(i, off);
+            }
             if extend_from.is_some() && (at_lsn - first).is_multiple_of(INDEX_EVERY) {
                 new_entries.push((at_lsn, off));
             }

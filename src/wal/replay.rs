@@ -36,14 +36,19 @@ impl SegmentedWal {
     /// durable records follow.
     pub fn for_each_durable(&self, from_lsn: u64, max_records: usize, mut f: impl FnMut(WalRecord)) -> Result<bool> {
         let mut taken = 0usize;
-        self.visit_durable(from_lsn, |rec| {
+        let each = |rec: RecordRef<'_>| {
             if taken == max_records {
                 return false;
             }
             taken += 1;
             f(rec.to_record());
             true
-        })
+        };
+        self.settle_writes();
+        match max_records {
+            usize::MAX => self.reader().visit_owned(from_lsn, each),
+            _ => self.reader().visit(from_lsn, each),
+        }
     }
 
     /// Lends each durable record from `from_lsn` to `f` until it returns

@@ -1,0 +1,243 @@
+//! Reading ahead of a long scan on a second thread: while the scan checks
+//! and decodes the records of one part of the sealed segments, a helper
+//! thread faults in the pages of the next part of their mappings, so the
+//! scan finds them read from the disk and mapped (it waits for neither the
+//! device nor the page-fault path). The helper only reads bytes the scan
+//! reads too (within each seal's data end) and decides nothing: the scan
+//! checks every byte as it would alone, and reports every error (I27).
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::Duration;
+
+use crate::format;
+use crate::io::Storage;
+use crate::view::SealedSeg;
+
+/// Bytes of sealed segments a scan must have ahead of it for a helper.
+const MIN_BYTES: u64 = 32 << 20;
+/// How far the helper runs ahead of the scan.
+const LEAD: u64 = 32 << 20;
+/// Bytes the helper faults in between looks at the scan's position.
+const STEP: u64 = 1 << 20;
+/// Bytes a scan moves between reports of its position.
+const REPORT_EVERY: u64 = 1 << 20;
+/// Bits of a position that hold the offset within a segment (the segment's
+/// index in the view above them).
+const OFFSET_BITS: u32 = 40;
+const _: () = assert!(crate::catalog::MAX_SEGMENT_FILE_LEN < 1 << OFFSET_BITS);
+
+/// Where a scan of sealed segments stands, shared with its helper.
+pub(super) struct Ahead {
+    /// The scan's position: segment index << `OFFSET_BITS` | offset.
+    at: AtomicU64,
+    /// Set when the scan is over: the helper stops.
+    stop: AtomicBool,
+    /// The last position reported, kept by the scan's thread.
+    reported: AtomicU64,
+}
+
+impl Ahead {
+    /// The scan starts at `off` of the `start`-th sealed segment.
+    fn new(start: usize, off: u64) -> Self {
+        let at = (start as u64) << OFFSET_BITS | off;
+        Ahead { at: AtomicU64::new(at), stop: AtomicBool::new(false), reported: AtomicU64::new(at) }
+    }
+
+    /// The scan is at `off` of the `seg`-th sealed segment.
+    #[inline]
+    pub fn at(&self, seg: usize, off: u64) {
+        let pos = (seg as u64) << OFFSET_BITS | off;
+        let reported = self.reported.load(Ordering::Relaxed);
+        if pos >= reported.saturating_add(REPORT_EVERY) || (pos >> OFFSET_BITS) != (reported >> OFFSET_BITS) {
+            self.reported.store(pos, Ordering::Relaxed);
+            self.at.store(pos, Ordering::Relaxed);
+        }
+    }
+
+    fn stopped(&self) -> bool {
+        self.stop.load(Ordering::Relaxed)
+    }
+}
+
+/// Whether a scan from the `start`-th sealed segment has enough to read for
+/// a helper to pay: at least `MIN_BYTES` of sealed data, and a second core.
+pub(super) fn worth_it(sealed: &[Arc<SealedSeg>], start: usize) -> bool {
+    let bytes: u64 = sealed.iter().skip(start).map(|s| s.seal.data_end).fold(0, u64::saturating_add);
+    bytes >= MIN_BYTES && std::thread::available_parallelism().map_or(1, |n| n.get()) >= 2
+}
+
+/// Runs `scan`, which starts at offset `first` of the `start`-th sealed
+/// segment, with a helper thread reading the sealed segments ahead of it
+/// (`scan` gets `None` when no thread could be started: it then reads
+/// alone). The helper is stopped and joined before this returns, also when
+/// `scan` panics.
+pub(super) fn with_helper<R>(
+    sealed: &[Arc<SealedSeg>],
+    (start, first): (usize, u64),
+    storage: &dyn Storage,
+    scan: impl FnOnce(Option<&Ahead>) -> R,
+) -> R {
+    let ahead = Ahead::new(start, first);
+    std::thread::scope(|s| {
+        let helper = std::thread::Builder::new()
+            .name("directwal-read-ahead".into())
+            .spawn_scoped(s, || fault_in(sealed, (start, first), storage, &ahead));
+        // I27: stopped (then joined by the scope) however the scan ends.
+        let _stop = Stop(&ahead);
+        scan(helper.is_ok().then_some(&ahead))
+    })
+}
+
+/// Stops the helper when dropped: when the scan returns or unwinds, before
+/// the scope joins the helper.
+struct Stop<'a>(&'a Ahead);
+
+impl Drop for Stop<'_> {
+    fn drop(&mut self) {
+        self.0.stop.store(true, Ordering::Relaxed);
+    }
+}
+
+/// The helper: touches one byte of every page of the sealed segments from
+/// offset `first` of the `start`-th on (the data of the others from their
+/// start), never more than `LEAD` bytes ahead of the scan and never behind
+/// it. A segment it cannot map is left to the scan (which reports why).
+fn fault_in(sealed: &[Arc<SealedSeg>], (start, first): (usize, u64), storage: &dyn Storage, ahead: &Ahead) {
+    // Where each segment starts in one sequence of all their bytes.
+    let mut base = vec![0u64; sealed.len() + 1];
+    for (i, s) in sealed.iter().enumerate() {
+        base[i + 1] = base[i].saturating_add(s.seal.data_end);
+    }
+    let linear = |pos: u64| {
+        let i = ((pos >> OFFSET_BITS) as usize).min(sealed.len());
+        base[i].saturating_add(pos & ((1 << OFFSET_BITS) - 1))
+    };
+    for (i, s) in sealed.iter().enumerate().skip(start) {
+        let Ok(img) = s.image(storage) else { return };
+        if !img.is_mapped() {
+            return;
+        }
+        // I27: only what the scan reads too: from where it starts, below the
+        // seal's data end.
+        let end = s.seal.data_end.min(img.len() as u64);
+        let mut off = if i == start { first } else { format::data_start(s.header.block_size as usize) };
+        while off < end {
+            if ahead.stopped() {
+                return;
+            }
+            let Some((from, to)) = next_stretch(base[i], off, end, linear(ahead.at.load(Ordering::Relaxed))) else {
+                std::thread::park_timeout(Duration::from_micros(200));
+                continue;
+            };
+            img.will_need(from as usize, (LEAD / 4) as usize);
+            for page in (from..to).step_by(PAGE) {
+                std::hint::black_box(img[page as usize]);
+            }
+            off = to;
+        }
+    }
+}
+
+/// Bytes between the touches of the helper (the smallest page size).
+const PAGE: usize = 4096;
+
+/// The stretch `[from, to)` of a segment the helper faults in next, when it
+/// has reached `off` of that segment, which starts at `base` in the sequence
+/// of all the segments' bytes and ends at `end`, and the scan is at
+/// `scan_at` of that sequence: never behind the scan (what it has read is
+/// mapped already), never past `end`, and `None` while the helper is `LEAD`
+/// ahead.
+fn next_stretch(base: u64, off: u64, end: u64, scan_at: u64) -> Option<(u64, u64)> {
+    if base.saturating_add(off) > scan_at.saturating_add(LEAD) {
+        return None;
+    }
+    let from = off.max(scan_at.saturating_sub(base)).min(end);
+    Some((from, from.saturating_add(STEP).min(end)))
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::mpsc;
+
+    use super::*;
+    use crate::format::{Cipher, Seal, SegmentHeader};
+    use crate::io::OsStorage;
+
+    /// A sealed segment over a sparse file of `len` bytes (zeros).
+    fn segment(dir: &std::path::Path, len: u64) -> Arc<SealedSeg> {
+        let path = dir.join("wal-00000000000000000001.seg");
+        std::fs::File::create(&path).unwrap().set_len(len).unwrap();
+        let header = SegmentHeader {
+            version: format::FORMAT_VERSION,
+            block_size: 4096,
+            wal_id: 1,
+            salt: 2,
+            first_lsn: 1,
+            cipher: Cipher::None,
+            created_ms: 0,
+            recycled: false,
+            encryption_off: false,
+            mac: None,
+        };
+        let seal = Seal { last_lsn: 1, records: 1, data_end: len, sealed_ms: 0 };
+        Arc::new(SealedSeg::new("s".into(), path, header, seal, None))
+    }
+
+    /// Runs `scan` under `with_helper` on another thread: whether it
+    /// returned within ten seconds, and whether it panicked.
+    fn returns(seg: Arc<SealedSeg>, scan: fn(Option<&Ahead>)) -> Option<bool> {
+        let (tx, rx) = mpsc::channel();
+        std::thread::spawn(move || {
+            let r = std::panic::catch_unwind(|| with_helper(&[seg], (0, 4096), &OsStorage, scan));
+            let _ = tx.send(r.is_err());
+        });
+        rx.recv_timeout(Duration::from_secs(10)).ok()
+    }
+
+    #[test]
+    fn the_helper_stops_when_the_scan_ends_or_panics() {
+        let dir = tempfile::tempdir().unwrap();
+        let seg = segment(dir.path(), 3 * LEAD);
+        // A scan that never moves: the helper waits at its lead, and stops
+        // when the scan is over.
+        let still: fn(Option<&Ahead>) = |a| {
+            assert!(a.is_some(), "a helper was started");
+            std::thread::sleep(Duration::from_millis(50));
+        };
+        assert_eq!(returns(seg.clone(), still), Some(false));
+        let panics: fn(Option<&Ahead>) = |_| panic!("the scan's own panic");
+        assert_eq!(returns(seg, panics), Some(true), "the panic reaches the caller, the helper is joined");
+    }
+
+    #[test]
+    fn the_helper_stays_between_the_scan_and_its_lead() {
+        let (base, end) = (100 << 20, 64 << 20);
+        // Behind the scan: it jumps to the scan, a step at a time.
+        assert_eq!(next_stretch(base, 0, end, base + 5_000), Some((5_000, 5_000 + STEP)));
+        // Ahead, within the lead: on from where it is.
+        assert_eq!(next_stretch(base, 8 << 20, end, base), Some((8 << 20, (8 << 20) + STEP)));
+        assert_eq!(next_stretch(base, LEAD, end, base), Some((LEAD, LEAD + STEP)));
+        // Past the lead: it waits.
+        assert_eq!(next_stretch(base, LEAD + 1, end, base), None);
+        assert_eq!(next_stretch(base, 0, end, 0), None);
+        // Never past the segment's end, even when the scan is beyond it.
+        assert_eq!(next_stretch(base, end - 10, end, base + end - 20), Some((end - 10, end)));
+        assert_eq!(next_stretch(base, 0, end, base + end + 5), Some((end, end)));
+        // Unchecked seals (a directory reader's) cannot overflow it.
+        assert_eq!(next_stretch(u64::MAX, 0, u64::MAX, u64::MAX), Some((0, STEP)));
+    }
+
+    #[test]
+    fn a_position_is_reported_once_a_step_and_when_a_segment_starts() {
+        let a = Ahead::new(0, 0);
+        a.at(0, 10);
+        assert_eq!(a.at.load(Ordering::Relaxed), 0, "under a step: not reported");
+        a.at(0, REPORT_EVERY);
+        assert_eq!(a.at.load(Ordering::Relaxed), REPORT_EVERY);
+        a.at(0, REPORT_EVERY + 10);
+        assert_eq!(a.at.load(Ordering::Relaxed), REPORT_EVERY);
+        a.at(1, 4096);
+        assert_eq!(a.at.load(Ordering::Relaxed), 1 << OFFSET_BITS | 4096);
+    }
+}
