@@ -18,6 +18,8 @@ pub(crate) struct Handles {
     payload_bytes: Counter,
     bytes_written: [Counter; 4],
     pub buffer_full: Counter,
+    pub reserve_fdatasyncs: Counter,
+    pub read_ahead_helpers: Counter,
     pub dir_fsyncs: Counter,
     pub segments_created: Counter,
     pub segments_recycled: Counter,
@@ -42,6 +44,12 @@ fn describe() {
     describe_counter!("directwal_payload_bytes_appended_total", Unit::Bytes, "Payload bytes appended");
     describe_counter!("directwal_bytes_written_total", Unit::Bytes, "Bytes written to the device, by kind");
     describe_counter!("directwal_buffer_full_writes_total", Unit::Count, "Full write buffers written before a sync");
+    describe_counter!(
+        "directwal_reserve_fdatasyncs_total",
+        Unit::Count,
+        "fdatasyncs made only to keep the durable reserve"
+    );
+    describe_counter!("directwal_read_ahead_helpers_total", Unit::Count, "Threads started to read ahead of a replay");
     describe_counter!("directwal_directory_fsyncs_total", Unit::Count, "fsyncs of the WAL directory");
     describe_counter!("directwal_segments_created_total", Unit::Count, "Segments started");
     describe_counter!("directwal_segments_recycled_total", Unit::Count, "Segments started in a spare file");
@@ -73,6 +81,8 @@ impl Handles {
             // In the order of `Written`.
             bytes_written: [kind("data"), kind("tail_rewrite"), kind("prepare"), kind("seal")],
             buffer_full: counter!("directwal_buffer_full_writes_total", "wal_dir" => d.clone()),
+            reserve_fdatasyncs: counter!("directwal_reserve_fdatasyncs_total", "wal_dir" => d.clone()),
+            read_ahead_helpers: counter!("directwal_read_ahead_helpers_total", "wal_dir" => d.clone()),
             dir_fsyncs: counter!("directwal_directory_fsyncs_total", "wal_dir" => d.clone()),
             segments_created: counter!("directwal_segments_created_total", "wal_dir" => d.clone()),
             segments_recycled: counter!("directwal_segments_recycled_total", "wal_dir" => d.clone()),

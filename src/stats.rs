@@ -45,6 +45,7 @@ pub(crate) struct Stats {
     write_ns: AtomicU64,
     buffer_full_writes: AtomicU64,
     reserve_fdatasyncs: AtomicU64,
+    read_ahead_helpers: AtomicU64,
     fdatasyncs: AtomicU64,
     fdatasync_ns: AtomicU64,
     dir_fsyncs: AtomicU64,
@@ -141,6 +142,20 @@ impl Stats {
     /// reaches it (DESIGN I26).
     pub fn reserve_fdatasync(&self) {
         bump(&self.reserve_fdatasyncs, 1);
+        #[cfg(feature = "metrics")]
+        if let Some(m) = self.m() {
+            m.reserve_fdatasyncs.increment(1);
+        }
+    }
+
+    /// A helper thread started reading sealed segments ahead of an owned
+    /// replay (DESIGN I27).
+    pub fn read_ahead_helper(&self) {
+        add(&self.read_ahead_helpers, 1); // readers of any thread
+        #[cfg(feature = "metrics")]
+        if let Some(m) = self.m() {
+            m.read_ahead_helpers.increment(1);
+        }
     }
 
     fn device_write(&self, n: usize, took: Duration) {
@@ -285,6 +300,7 @@ impl Stats {
             write_calls: ld(&self.write_calls),
             buffer_full_writes: ld(&self.buffer_full_writes),
             reserve_fdatasyncs: ld(&self.reserve_fdatasyncs),
+            read_ahead_helpers: ld(&self.read_ahead_helpers),
             write_time: Duration::from_nanos(ld(&self.write_ns)),
             fdatasyncs: ld(&self.fdatasyncs),
             fdatasync_time: Duration::from_nanos(ld(&self.fdatasync_ns)),
@@ -416,6 +432,9 @@ pub struct StatsSnapshot {
     pub reserve_fdatasyncs: u64,
     /// Time spent in those fdatasyncs.
     pub fdatasync_time: Duration,
+    /// Helper threads started to read sealed segments ahead of an owned
+    /// replay (DESIGN I27).
+    pub read_ahead_helpers: u64,
     /// fsyncs of the WAL directory (creates, renames, deletions).
     pub directory_fsyncs: u64,
     /// Syncs that made records durable (explicit, group commit, seals).

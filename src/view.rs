@@ -61,9 +61,32 @@ impl SealedSeg {
         }
     }
 
+    /// A plain sealed segment of version 4 at `path` (unit tests).
+    #[cfg(test)]
+    pub fn for_test(path: PathBuf, first_lsn: u64, seal: Seal) -> Self {
+        let header = SegmentHeader {
+            version: format::FORMAT_VERSION,
+            block_size: 4096,
+            wal_id: 1,
+            salt: 2,
+            first_lsn,
+            cipher: format::Cipher::None,
+            created_ms: 0,
+            recycled: false,
+            encryption_off: false,
+            mac: None,
+        };
+        SealedSeg::new("s".into(), path, header, seal, None)
+    }
+
     /// Whether a mapping of the file is held outside this segment (I17).
     pub fn mapped_elsewhere(&self) -> bool {
         self.image.get().is_some_and(|img| Arc::strong_count(img) > 1)
+    }
+
+    /// The segment's mapping, if a read made it already.
+    pub fn mapped(&self) -> Option<Arc<FileImage>> {
+        self.image.get().cloned()
     }
 
     /// The segment's mapping, made on first use and kept while the segment

@@ -164,15 +164,19 @@ fn a_long_replay_read_ahead_returns_what_pages_return() {
     // Reopened, as at a restart: sealed segments read from their files.
     let wal = SegmentedWal::open(long_cfg(dir.path())).unwrap();
     assert!(wal.list_segments().unwrap().len() > 10);
+    assert_eq!(wal.stats_snapshot().read_ahead_helpers, 0);
     let all = wal.replay().unwrap();
+    assert_eq!(wal.stats_snapshot().read_ahead_helpers, 1, "a long owned replay reads ahead");
     assert_eq!(all.len() as u64, LONG);
     assert!(all.iter().enumerate().all(|(i, r)| r.header.lsn == i as u64 + 1 && r.payload.len() == LONG_LEN));
     assert!(all.iter().all(|r| r.payload == payload(r.header.lsn, LONG_LEN)));
     assert_eq!(all, paged(&wal, 1).unwrap());
+    assert_eq!(wal.stats_snapshot().read_ahead_helpers, 1, "limited replays never do");
     assert_eq!(wal.replay_from(300).unwrap(), all[299..]);
     let mut each = Vec::new();
     assert!(!wal.for_each_durable(0, usize::MAX, |r| each.push(r)).unwrap());
     assert_eq!(each, all);
+    assert_eq!(wal.stats_snapshot().read_ahead_helpers, 3);
     drop(wal);
     // A directory reader replays the same way.
     assert_eq!(directwal::segmented::replay_all_segments(dir.path()).unwrap(), all);
@@ -200,4 +204,64 @@ fn damage_deep_in_a_long_replay_is_the_error_pages_report() {
     let next = directwal::parse_segment_name(&next).unwrap();
     let rest = wal.replay_from(next).unwrap();
     assert_eq!(rest.len() as u64, LONG - next + 1);
+}
+
+#[test]
+fn a_failed_mapping_deep_in_a_long_replay_is_the_replays_error() {
+    let dir = tempfile::tempdir().unwrap();
+    fill_long(dir.path());
+    let (storage, faults) = common::faulty();
+    let wal = SegmentedWal::open_with_storage(long_cfg(dir.path()), storage).unwrap();
+    // The sixth segment cannot be mapped, once: only the replay's own
+    // mapping may meet that (a helper reading ahead never maps a file).
+    let sixth = common::segment_files(dir.path())[5].file_name().unwrap().to_str().unwrap().to_owned();
+    *faults.eio_image_once.lock().unwrap() = Some(sixth.clone());
+    match wal.replay() {
+        Err(WalError::Io { path, .. }) => assert!(path.ends_with(&sixth), "{}", path.display()),
+        other => panic!("expected the mapping's EIO, got {:?}", other.map(|r| r.len())),
+    }
+    assert_eq!(wal.stats_snapshot().read_ahead_helpers, 1);
+    // Mapped at the next try: everything.
+    assert_eq!(wal.replay().unwrap().len() as u64, LONG);
+}
+
+#[test]
+fn reading_ahead_past_a_file_cut_under_the_replay_is_no_crash() {
+    // Two sealed segments of 40 MiB: the helper runs 32 MiB ahead in the first.
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = || common::config(dir.path()).segment(40 << 20).build();
+    let mut wal = SegmentedWal::open(cfg()).unwrap();
+    for lsn in 1..=1400 {
+        wal.append(1, 7, 3, &payload(lsn, LONG_LEN)).unwrap();
+    }
+    wal.sync().unwrap();
+    drop(wal);
+    let first = common::segment_files(dir.path())[0].clone();
+    let size = directwal::layout::record_size(LONG_LEN) as u64;
+    let bad = directwal::layout::data_start(4096) + 96 * size; // LSN 97, about 6 MiB in
+    let mut bytes = std::fs::read(&first).unwrap();
+    bytes[bad as usize + 40] ^= 1;
+    std::fs::write(&first, bytes).unwrap();
+    let wal = SegmentedWal::open(cfg()).unwrap();
+    let mut seen = 0u64;
+    let result = wal.for_each_durable(0, usize::MAX, |r| {
+        seen = r.header.lsn;
+        if seen == 1 {
+            // Let the helper get ahead, then cut the file (another process,
+            // a bad copy) a little past the damage: touching a page past the
+            // cut would raise SIGBUS and kill the process.
+            std::thread::sleep(std::time::Duration::from_millis(200));
+            std::fs::OpenOptions::new().write(true).open(&first).unwrap().set_len(bad + (1 << 20)).unwrap();
+        }
+        if seen == 50 {
+            // The scan has moved on by megabytes: the helper's turn.
+            std::thread::sleep(std::time::Duration::from_millis(200));
+        }
+    });
+    // The replay reports the damage before the cut, as on one thread.
+    match result {
+        Err(WalError::Corruption { lsn, offset, .. }) => assert_eq!((lsn, offset, seen), (97, bad, 96)),
+        other => panic!("expected the damage at LSN 97, got {other:?}"),
+    }
+    assert_eq!(wal.stats_snapshot().read_ahead_helpers, 1);
 }

@@ -312,6 +312,8 @@ fn a_metrics_recorder_sees_counters_and_histograms_move() {
         find("directwal_bytes_written_total", Some(("kind", "data"))),
         &DebugValue::Counter(s.bytes_written.data)
     );
+    assert_eq!(find("directwal_reserve_fdatasyncs_total", None), &DebugValue::Counter(s.reserve_fdatasyncs));
+    assert_eq!(find("directwal_read_ahead_helpers_total", None), &DebugValue::Counter(s.read_ahead_helpers));
     assert_eq!(find("directwal_durable_lsn", None), &DebugValue::Gauge(50.0.into()));
     assert_eq!(find("directwal_poisoned", None), &DebugValue::Gauge(0.0.into()));
 }

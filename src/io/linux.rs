@@ -60,3 +60,11 @@ pub(super) fn evict_cached(file: &File) -> io::Result<()> {
 pub(super) fn advise_huge_pages(map: &memmap2::MmapMut, offset: usize, len: usize) {
     let _ = map.advise_range(memmap2::Advice::HugePage, offset, len);
 }
+
+/// MADV_POPULATE_READ on `[offset, offset + len)` of `map`: reads the pages
+/// in and maps them, as touching each would, but an unreadable page (or
+/// one past the file's end) is an error here instead of SIGBUS. Kernels
+/// before 5.14 refuse the advice (`EINVAL`).
+pub(super) fn populate_read(map: &memmap2::Mmap, offset: usize, len: usize) -> io::Result<()> {
+    map.advise_range(memmap2::Advice::PopulateRead, offset, len)
+}

@@ -98,3 +98,8 @@ pub(super) fn evict_cached(_file: &File) -> io::Result<()> {
 
 /// No transparent huge pages: nothing to ask for.
 pub(super) fn advise_huge_pages(_map: &memmap2::MmapMut, _offset: usize, _len: usize) {}
+
+/// No MADV_POPULATE_READ: the caller does without.
+pub(super) fn populate_read(_map: &memmap2::Mmap, _offset: usize, _len: usize) -> io::Result<()> {
+    Err(io::Error::new(io::ErrorKind::Unsupported, "no MADV_POPULATE_READ on macOS"))
+}

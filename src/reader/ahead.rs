@@ -1,31 +1,35 @@
-//! Reading ahead of a long scan on a second thread: while the scan checks
-//! and decodes the records of one part of the sealed segments, a helper
-//! thread faults in the pages of the next part of their mappings, so the
-//! scan finds them read from the disk and mapped (it waits for neither the
-//! device nor the page-fault path). The helper only reads bytes the scan
-//! reads too (within each seal's data end) and decides nothing: the scan
-//! checks every byte as it would alone, and reports every error (I27).
+//! Reading ahead of a long owned replay on a second thread: while the scan
+//! builds the records of one part of the sealed segments (an allocation and
+//! a copy each), a helper thread reads the pages of the next part into the
+//! page cache and maps them, so the scan finds them there and mapped: it
+//! waits for neither the device nor the page-fault path. The helper only
+//! reads the mappings the scan made, never calls the storage, and decides
+//! nothing: the scan checks every byte as it would alone and reports every
+//! error (I27).
 
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, OnceLock};
+use std::thread::Thread;
 use std::time::Duration;
 
+use crate::catalog::MAX_SEGMENT_FILE_LEN;
 use crate::format;
-use crate::io::Storage;
 use crate::view::SealedSeg;
 
 /// Bytes of sealed segments a scan must have ahead of it for a helper.
 const MIN_BYTES: u64 = 32 << 20;
 /// How far the helper runs ahead of the scan.
 const LEAD: u64 = 32 << 20;
-/// Bytes the helper faults in between looks at the scan's position.
+/// Bytes the helper reads in between looks at the scan's position.
 const STEP: u64 = 1 << 20;
 /// Bytes a scan moves between reports of its position.
 const REPORT_EVERY: u64 = 1 << 20;
+/// How long a waiting helper sleeps unless the scan wakes it first.
+const NAP: Duration = Duration::from_millis(10);
 /// Bits of a position that hold the offset within a segment (the segment's
 /// index in the view above them).
 const OFFSET_BITS: u32 = 40;
-const _: () = assert!(crate::catalog::MAX_SEGMENT_FILE_LEN < 1 << OFFSET_BITS);
+const _: () = assert!(MAX_SEGMENT_FILE_LEN < 1 << OFFSET_BITS);
 
 /// Where a scan of sealed segments stands, shared with its helper.
 pub(super) struct Ahead {
@@ -35,13 +39,20 @@ pub(super) struct Ahead {
     stop: AtomicBool,
     /// The last position reported, kept by the scan's thread.
     reported: AtomicU64,
+    /// The helper, woken when the scan reports a position or stops.
+    helper: OnceLock<Thread>,
 }
 
 impl Ahead {
     /// The scan starts at `off` of the `start`-th sealed segment.
     fn new(start: usize, off: u64) -> Self {
         let at = (start as u64) << OFFSET_BITS | off;
-        Ahead { at: AtomicU64::new(at), stop: AtomicBool::new(false), reported: AtomicU64::new(at) }
+        Ahead {
+            at: AtomicU64::new(at),
+            stop: AtomicBool::new(false),
+            reported: AtomicU64::new(at),
+            helper: OnceLock::new(),
+        }
     }
 
     /// The scan is at `off` of the `seg`-th sealed segment.
@@ -52,6 +63,13 @@ impl Ahead {
         if pos >= reported.saturating_add(REPORT_EVERY) || (pos >> OFFSET_BITS) != (reported >> OFFSET_BITS) {
             self.reported.store(pos, Ordering::Relaxed);
             self.at.store(pos, Ordering::Relaxed);
+            self.wake();
+        }
+    }
+
+    fn wake(&self) {
+        if let Some(helper) = self.helper.get() {
+            helper.unpark();
         }
     }
 
@@ -60,11 +78,21 @@ impl Ahead {
     }
 }
 
+/// A segment's bytes as the helper counts them: its seal's data end,
+/// bounded by the longest file a segment may be (a directory reader's
+/// seals are not checked, I20).
+fn seg_bytes(s: &SealedSeg) -> u64 {
+    s.seal.data_end.min(MAX_SEGMENT_FILE_LEN)
+}
+
 /// Whether a scan from the `start`-th sealed segment has enough to read for
-/// a helper to pay: at least `MIN_BYTES` of sealed data, and a second core.
+/// a helper to pay: at least `MIN_BYTES` of sealed data, positions that fit
+/// `OFFSET_BITS`, and a second core.
 pub(super) fn worth_it(sealed: &[Arc<SealedSeg>], start: usize) -> bool {
-    let bytes: u64 = sealed.iter().skip(start).map(|s| s.seal.data_end).fold(0, u64::saturating_add);
-    bytes >= MIN_BYTES && std::thread::available_parallelism().map_or(1, |n| n.get()) >= 2
+    let bytes: u64 = sealed.iter().skip(start).map(|s| seg_bytes(s)).sum();
+    bytes >= MIN_BYTES
+        && sealed.len() < 1 << (64 - OFFSET_BITS)
+        && std::thread::available_parallelism().map_or(1, |n| n.get()) >= 2
 }
 
 /// Runs `scan`, which starts at offset `first` of the `start`-th sealed
@@ -75,14 +103,13 @@ pub(super) fn worth_it(sealed: &[Arc<SealedSeg>], start: usize) -> bool {
 pub(super) fn with_helper<R>(
     sealed: &[Arc<SealedSeg>],
     (start, first): (usize, u64),
-    storage: &dyn Storage,
     scan: impl FnOnce(Option<&Ahead>) -> R,
 ) -> R {
     let ahead = Ahead::new(start, first);
     std::thread::scope(|s| {
         let helper = std::thread::Builder::new()
             .name("directwal-read-ahead".into())
-            .spawn_scoped(s, || fault_in(sealed, (start, first), storage, &ahead));
+            .spawn_scoped(s, || fault_in(sealed, (start, first), &ahead));
         // I27: stopped (then joined by the scope) however the scan ends.
         let _stop = Stop(&ahead);
         scan(helper.is_ok().then_some(&ahead))
@@ -96,53 +123,61 @@ struct Stop<'a>(&'a Ahead);
 impl Drop for Stop<'_> {
     fn drop(&mut self) {
         self.0.stop.store(true, Ordering::Relaxed);
+        self.0.wake();
     }
 }
 
-/// The helper: touches one byte of every page of the sealed segments from
-/// offset `first` of the `start`-th on (the data of the others from their
-/// start), never more than `LEAD` bytes ahead of the scan and never behind
-/// it. A segment it cannot map is left to the scan (which reports why).
-fn fault_in(sealed: &[Arc<SealedSeg>], (start, first): (usize, u64), storage: &dyn Storage, ahead: &Ahead) {
+/// The helper: reads and maps the pages of the sealed segments from offset
+/// `first` of the `start`-th on (the data of the others from their start),
+/// never more than `LEAD` bytes ahead of the scan and never behind it. It
+/// reads a segment only once the scan has mapped it, and stops at the first
+/// page it cannot read (the scan reports what is wrong there, if it gets
+/// there), or where the OS cannot read pages in without touching them.
+fn fault_in(sealed: &[Arc<SealedSeg>], (start, first): (usize, u64), ahead: &Ahead) {
+    let _ = ahead.helper.set(std::thread::current());
     // Where each segment starts in one sequence of all their bytes.
     let mut base = vec![0u64; sealed.len() + 1];
     for (i, s) in sealed.iter().enumerate() {
-        base[i + 1] = base[i].saturating_add(s.seal.data_end);
+        base[i + 1] = base[i] + seg_bytes(s);
     }
     let linear = |pos: u64| {
         let i = ((pos >> OFFSET_BITS) as usize).min(sealed.len());
-        base[i].saturating_add(pos & ((1 << OFFSET_BITS) - 1))
+        base[i] + (pos & ((1 << OFFSET_BITS) - 1)).min(MAX_SEGMENT_FILE_LEN)
     };
     for (i, s) in sealed.iter().enumerate().skip(start) {
-        let Ok(img) = s.image(storage) else { return };
-        if !img.is_mapped() {
-            return;
-        }
-        // I27: only what the scan reads too: from where it starts, below the
-        // seal's data end.
-        let end = s.seal.data_end.min(img.len() as u64);
+        // I27: only a mapping the scan made; the helper never calls the storage.
+        let img = loop {
+            if ahead.stopped() {
+                return;
+            }
+            match s.mapped() {
+                Some(img) => break img,
+                None => std::thread::park_timeout(NAP),
+            }
+        };
+        // I27: from where the scan starts (or an index entry before it),
+        // below the seal's data end.
+        let end = seg_bytes(s).min(img.len() as u64);
         let mut off = if i == start { first } else { format::data_start(s.header.block_size as usize) };
         while off < end {
             if ahead.stopped() {
                 return;
             }
             let Some((from, to)) = next_stretch(base[i], off, end, linear(ahead.at.load(Ordering::Relaxed))) else {
-                std::thread::park_timeout(Duration::from_micros(200));
+                std::thread::park_timeout(NAP);
                 continue;
             };
-            img.will_need(from as usize, (LEAD / 4) as usize);
-            for page in (from..to).step_by(PAGE) {
-                std::hint::black_box(img[page as usize]);
+            s.read_ahead(&img, from, super::scan::READ_AHEAD);
+            // I27: an unreadable page is an error here, never SIGBUS.
+            if img.populate(from as usize, (to - from) as usize).is_err() {
+                return;
             }
             off = to;
         }
     }
 }
 
-/// Bytes between the touches of the helper (the smallest page size).
-const PAGE: usize = 4096;
-
-/// The stretch `[from, to)` of a segment the helper faults in next, when it
+/// The stretch `[from, to)` of a segment the helper reads next, when it
 /// has reached `off` of that segment, which starts at `base` in the sequence
 /// of all the segments' bytes and ends at `end`, and the scan is at
 /// `scan_at` of that sequence: never behind the scan (what it has read is
@@ -161,27 +196,15 @@ mod tests {
     use std::sync::mpsc;
 
     use super::*;
-    use crate::format::{Cipher, Seal, SegmentHeader};
+    use crate::format::Seal;
     use crate::io::OsStorage;
 
     /// A sealed segment over a sparse file of `len` bytes (zeros).
     fn segment(dir: &std::path::Path, len: u64) -> Arc<SealedSeg> {
         let path = dir.join("wal-00000000000000000001.seg");
         std::fs::File::create(&path).unwrap().set_len(len).unwrap();
-        let header = SegmentHeader {
-            version: format::FORMAT_VERSION,
-            block_size: 4096,
-            wal_id: 1,
-            salt: 2,
-            first_lsn: 1,
-            cipher: Cipher::None,
-            created_ms: 0,
-            recycled: false,
-            encryption_off: false,
-            mac: None,
-        };
         let seal = Seal { last_lsn: 1, records: 1, data_end: len, sealed_ms: 0 };
-        Arc::new(SealedSeg::new("s".into(), path, header, seal, None))
+        Arc::new(SealedSeg::for_test(path, 1, seal))
     }
 
     /// Runs `scan` under `with_helper` on another thread: whether it
@@ -189,7 +212,7 @@ mod tests {
     fn returns(seg: Arc<SealedSeg>, scan: fn(Option<&Ahead>)) -> Option<bool> {
         let (tx, rx) = mpsc::channel();
         std::thread::spawn(move || {
-            let r = std::panic::catch_unwind(|| with_helper(&[seg], (0, 4096), &OsStorage, scan));
+            let r = std::panic::catch_unwind(|| with_helper(&[seg], (0, 4096), scan));
             let _ = tx.send(r.is_err());
         });
         rx.recv_timeout(Duration::from_secs(10)).ok()
@@ -199,6 +222,7 @@ mod tests {
     fn the_helper_stops_when_the_scan_ends_or_panics() {
         let dir = tempfile::tempdir().unwrap();
         let seg = segment(dir.path(), 3 * LEAD);
+        seg.image(&OsStorage).unwrap(); // as the scan maps it
         // A scan that never moves: the helper waits at its lead, and stops
         // when the scan is over.
         let still: fn(Option<&Ahead>) = |a| {

@@ -68,24 +68,12 @@ mod tests {
     use std::sync::Arc;
 
     use super::*;
-    use crate::format::{Cipher, Seal, SegmentHeader};
+    use crate::format::Seal;
     use crate::io::OsStorage;
     use crate::view::{SealedSeg, Shared};
 
     fn view(first_lsn: u64, seal: Seal) -> View {
-        let header = SegmentHeader {
-            version: format::FORMAT_VERSION,
-            block_size: 4096,
-            wal_id: 1,
-            salt: 2,
-            first_lsn,
-            cipher: Cipher::None,
-            created_ms: 0,
-            recycled: false,
-            encryption_off: false,
-            mac: None,
-        };
-        let seg = SealedSeg::new("s".into(), "s".into(), header, seal, None);
+        let seg = SealedSeg::for_test("s".into(), first_lsn, seal);
         let shared = Shared::new("dir".into(), Arc::new(OsStorage), true, Arc::default());
         shared.set_sealed(vec![Arc::new(seg)]);
         shared.snapshot()

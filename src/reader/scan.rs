@@ -12,7 +12,7 @@ use crate::record::{RecordHeader, RecordRef};
 use crate::view::{ActiveView, INDEX_EVERY, SealedSeg, View, Window};
 
 /// How far ahead of a scan of a sealed segment its pages are requested.
-const READ_AHEAD: u64 = 8 << 20;
+pub(super) const READ_AHEAD: u64 = 8 << 20;
 /// Bytes of the active segment read at a time.
 const ACTIVE_WINDOW: usize = 1 << 20;
 
@@ -64,10 +64,12 @@ impl WalReader {
         let reads_sealed = view.sealed().get(start).is_some_and(|s| from <= s.seal.last_lsn);
         // I27: the helper reads this snapshot's segments; the scan is the same.
         if helper && reads_sealed && ahead::worth_it(view.sealed(), start) {
-            let storage = &*self.shared.storage;
             // Where the scan will start: `scan_sealed` seeks the same way.
             let first = view.sealed()[start].index_start(from).1.1;
-            return ahead::with_helper(view.sealed(), (start, first), storage, |a| {
+            return ahead::with_helper(view.sealed(), (start, first), |a| {
+                if a.is_some() {
+                    self.shared.stats.read_ahead_helper();
+                }
                 self.scan_from(view, from, start, room, f, a)
             });
         }

@@ -74,6 +74,9 @@ pub struct Faults {
     pub eio_sync: AtomicBool,
     /// Bytes written so far (successful writes).
     pub written: std::sync::atomic::AtomicU64,
+    /// The next mapping (`read_image`) of the file with this name answers
+    /// EIO, once.
+    pub eio_image_once: std::sync::Mutex<Option<String>>,
 }
 
 impl Faults {
@@ -152,6 +155,12 @@ impl Storage for FaultyStorage {
         }))
     }
     fn read_image(&self, path: &Path) -> io::Result<FileImage> {
+        let mut once = self.faults.eio_image_once.lock().unwrap();
+        if once.as_deref().is_some_and(|name| path.ends_with(name)) {
+            *once = None;
+            return Err(io::Error::from_raw_os_error(libc::EIO));
+        }
+        drop(once);
         OsStorage.read_image(path)
     }
     fn read_range(&self, path: &Path, offset: u64, len: usize, direct: bool) -> io::Result<Vec<u8>> {
