@@ -145,14 +145,19 @@ impl FileImage {
         FileImage(ImageInner::Owned(bytes))
     }
 
+    /// Whether the image maps the file (rather than holding a copy).
+    pub fn is_mapped(&self) -> bool {
+        matches!(self.0, ImageInner::Mapped(_))
+    }
+
     /// Reads `len` bytes at `offset` into the page cache and maps them, or
     /// fails, never raising SIGBUS for a page that cannot be read (Linux
-    /// 5.14 on). `Unsupported` for an image that is not a mapping, or where
-    /// the OS has no such call.
+    /// 5.14 on; `Unsupported` where the OS has no such call). An image held
+    /// in memory has nothing to read in.
     pub fn populate(&self, offset: usize, len: usize) -> io::Result<()> {
         match &self.0 {
             ImageInner::Mapped(m) => platform::populate_read(m, offset, len),
-            ImageInner::Owned(_) => Err(io::Error::new(io::ErrorKind::Unsupported, "not a mapping")),
+            ImageInner::Owned(_) => Ok(()),
         }
     }
 

@@ -317,3 +317,37 @@ fn a_metrics_recorder_sees_counters_and_histograms_move() {
     assert_eq!(find("directwal_durable_lsn", None), &DebugValue::Gauge(50.0.into()));
     assert_eq!(find("directwal_poisoned", None), &DebugValue::Gauge(0.0.into()));
 }
+
+#[cfg(feature = "metrics")]
+#[test]
+fn a_metrics_recorder_sees_reserve_fdatasyncs_and_read_ahead_helpers() {
+    use metrics_util::debugging::{DebugValue, DebuggingRecorder};
+    let recorder = DebuggingRecorder::new();
+    let snapshotter = recorder.snapshotter();
+    let dir = tempfile::tempdir().unwrap();
+    // Space prepared a block at a time: syncs need reserve fdatasyncs (I26);
+    // 40 MiB in 4 MiB segments: a replay reads ahead (I27).
+    let cfg = common::config(dir.path()).segment(4 << 20).chunk(4096).build();
+    let mut wal = metrics::with_local_recorder(&recorder, || SegmentedWal::open(cfg).unwrap());
+    for i in 0..640 {
+        wal.append(1, 0, 0, &payload(i, 64 << 10)).unwrap();
+        if i % 64 == 0 {
+            wal.sync().unwrap();
+        }
+    }
+    wal.sync().unwrap();
+    assert_eq!(wal.replay().unwrap().len(), 640);
+    let s = wal.stats_snapshot();
+    assert!(s.reserve_fdatasyncs > 0, "{s:?}");
+    let two_cores = std::thread::available_parallelism().map_or(1, |n| n.get()) >= 2;
+    assert_eq!(s.read_ahead_helpers, u64::from(two_cores && cfg!(target_os = "linux")));
+    let seen = snapshotter.snapshot().into_vec();
+    let counter = |name: &str| {
+        seen.iter()
+            .find(|(k, ..)| k.key().name() == name)
+            .map(|(.., v)| v)
+            .unwrap_or_else(|| panic!("{name} not published"))
+    };
+    assert_eq!(counter("directwal_reserve_fdatasyncs_total"), &DebugValue::Counter(s.reserve_fdatasyncs));
+    assert_eq!(counter("directwal_read_ahead_helpers_total"), &DebugValue::Counter(s.read_ahead_helpers));
+}

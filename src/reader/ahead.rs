@@ -3,17 +3,21 @@
 //! a copy each), a helper thread reads the pages of the next part into the
 //! page cache and maps them, so the scan finds them there and mapped: it
 //! waits for neither the device nor the page-fault path. The helper only
-//! reads the mappings the scan made, never calls the storage, and decides
-//! nothing: the scan checks every byte as it would alone and reports every
-//! error (I27).
+//! reads mappings that exist, never calls the storage, and decides nothing:
+//! the scan checks every byte as it would alone and reports every error
+//! (I27). So that the helper can read on past the end of a segment, the
+//! scan maps the next one as it starts each, keeping a failure for when it
+//! gets there.
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, OnceLock};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::thread::Thread;
 use std::time::Duration;
 
 use crate::catalog::MAX_SEGMENT_FILE_LEN;
+use crate::error::{Result, WalError};
 use crate::format;
+use crate::io::{FileImage, Storage};
 use crate::view::SealedSeg;
 
 /// Bytes of sealed segments a scan must have ahead of it for a helper.
@@ -41,6 +45,9 @@ pub(super) struct Ahead {
     reported: AtomicU64,
     /// The helper, woken when the scan reports a position or stops.
     helper: OnceLock<Thread>,
+    /// A mapping made ahead that failed: (segment index, error), for the
+    /// scan to return when it reaches that segment (the scan's thread only).
+    early: Mutex<Option<(usize, WalError)>>,
 }
 
 impl Ahead {
@@ -52,6 +59,31 @@ impl Ahead {
             stop: AtomicBool::new(false),
             reported: AtomicU64::new(at),
             helper: OnceLock::new(),
+            early: Mutex::new(None),
+        }
+    }
+
+    /// The mapping of the `seg`-th sealed segment `s` for the scan: the
+    /// error met when it was made ahead ([`map_next`](Self::map_next)), or
+    /// the segment's mapping, made now if need be.
+    pub fn image(&self, seg: usize, s: &SealedSeg, storage: &dyn Storage) -> Result<Arc<FileImage>> {
+        let early = self.early.lock().unwrap_or_else(|p| p.into_inner()).take_if(|(i, _)| *i == seg);
+        match early {
+            Some((_, e)) => Err(e),
+            None => s.image(storage),
+        }
+    }
+
+    /// Maps the sealed segment after the `seg`-th (an mmap: nothing is
+    /// read), so the helper can read on into it. I27: a failure is kept,
+    /// never retried, and returned by [`image`](Self::image) when the scan
+    /// gets there, as the scan alone would have met it then.
+    pub fn map_next(&self, sealed: &[Arc<SealedSeg>], seg: usize, storage: &dyn Storage) {
+        let Some(next) = sealed.get(seg + 1) else { return };
+        if next.mapped().is_none()
+            && let Err(e) = next.image(storage)
+        {
+            *self.early.lock().unwrap_or_else(|p| p.into_inner()) = Some((seg + 1, e));
         }
     }
 
@@ -85,13 +117,20 @@ fn seg_bytes(s: &SealedSeg) -> u64 {
     s.seal.data_end.min(MAX_SEGMENT_FILE_LEN)
 }
 
+/// Set once the OS refused `MADV_POPULATE_READ` (Linux before 5.14): no
+/// helper is started after that.
+static NO_POPULATE: AtomicBool = AtomicBool::new(false);
+
 /// Whether a scan from the `start`-th sealed segment has enough to read for
 /// a helper to pay: at least `MIN_BYTES` of sealed data, positions that fit
-/// `OFFSET_BITS`, and a second core.
+/// `OFFSET_BITS`, a second core, and an OS that reads pages in without
+/// touching them (Linux 5.14 on).
 pub(super) fn worth_it(sealed: &[Arc<SealedSeg>], start: usize) -> bool {
     let bytes: u64 = sealed.iter().skip(start).map(|s| seg_bytes(s)).sum();
     bytes >= MIN_BYTES
         && sealed.len() < 1 << (64 - OFFSET_BITS)
+        && cfg!(target_os = "linux")
+        && !NO_POPULATE.load(Ordering::Relaxed)
         && std::thread::available_parallelism().map_or(1, |n| n.get()) >= 2
 }
 
@@ -110,6 +149,9 @@ pub(super) fn with_helper<R>(
         let helper = std::thread::Builder::new()
             .name("directwal-read-ahead".into())
             .spawn_scoped(s, || fault_in(sealed, (start, first), &ahead));
+        if let Ok(h) = &helper {
+            let _ = ahead.helper.set(h.thread().clone());
+        }
         // I27: stopped (then joined by the scope) however the scan ends.
         let _stop = Stop(&ahead);
         scan(helper.is_ok().then_some(&ahead))
@@ -129,12 +171,12 @@ impl Drop for Stop<'_> {
 
 /// The helper: reads and maps the pages of the sealed segments from offset
 /// `first` of the `start`-th on (the data of the others from their start),
-/// never more than `LEAD` bytes ahead of the scan and never behind it. It
-/// reads a segment only once the scan has mapped it, and stops at the first
-/// page it cannot read (the scan reports what is wrong there, if it gets
-/// there), or where the OS cannot read pages in without touching them.
+/// never more than `LEAD` bytes ahead of the scan's last reported position
+/// and never behind it. It reads a segment only once it is mapped (the scan
+/// maps each one segment ahead), and stops at the first page it cannot read
+/// (the scan reports what is wrong there, if it gets there), or where the
+/// OS cannot read pages in without touching them.
 fn fault_in(sealed: &[Arc<SealedSeg>], (start, first): (usize, u64), ahead: &Ahead) {
-    let _ = ahead.helper.set(std::thread::current());
     // Where each segment starts in one sequence of all their bytes.
     let mut base = vec![0u64; sealed.len() + 1];
     for (i, s) in sealed.iter().enumerate() {
@@ -145,7 +187,7 @@ fn fault_in(sealed: &[Arc<SealedSeg>], (start, first): (usize, u64), ahead: &Ahe
         base[i] + (pos & ((1 << OFFSET_BITS) - 1)).min(MAX_SEGMENT_FILE_LEN)
     };
     for (i, s) in sealed.iter().enumerate().skip(start) {
-        // I27: only a mapping the scan made; the helper never calls the storage.
+        // I27: only a mapping that exists; the helper never calls the storage.
         let img = loop {
             if ahead.stopped() {
                 return;
@@ -155,6 +197,9 @@ fn fault_in(sealed: &[Arc<SealedSeg>], (start, first): (usize, u64), ahead: &Ahe
                 None => std::thread::park_timeout(NAP),
             }
         };
+        if !img.is_mapped() {
+            return; // held in memory: nothing to read in
+        }
         // I27: from where the scan starts (or an index entry before it),
         // below the seal's data end.
         let end = seg_bytes(s).min(img.len() as u64);
@@ -169,7 +214,10 @@ fn fault_in(sealed: &[Arc<SealedSeg>], (start, first): (usize, u64), ahead: &Ahe
             };
             s.read_ahead(&img, from, super::scan::READ_AHEAD);
             // I27: an unreadable page is an error here, never SIGBUS.
-            if img.populate(from as usize, (to - from) as usize).is_err() {
+            if let Err(e) = img.populate(from as usize, (to - from) as usize) {
+                if e.kind() == std::io::ErrorKind::Unsupported || e.raw_os_error() == Some(libc::EINVAL) {
+                    NO_POPULATE.store(true, Ordering::Relaxed);
+                }
                 return;
             }
             off = to;

@@ -153,7 +153,15 @@ impl WalReader {
         if *lsn > s.seal.last_lsn {
             return Ok(true);
         }
-        let img = s.image(&*self.shared.storage).map_err(|e| self.gone_or(s, *lsn, e))?;
+        let storage = &*self.shared.storage;
+        let img = match ahead {
+            Some(a) => a.image(i, s, storage),
+            None => s.image(storage),
+        };
+        let img = img.map_err(|e| self.gone_or(s, *lsn, e))?;
+        if let Some(a) = ahead {
+            a.map_next(view.sealed(), i, storage);
+        }
         let seed = s.header.crc_seed();
         let first = s.header.first_lsn;
         // Seek through the index; past its frontier, read on from the
