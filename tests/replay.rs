@@ -273,3 +273,27 @@ fn reading_ahead_past_a_file_cut_under_the_replay_is_no_crash() {
     // (With one core, or off Linux, no helper: the replay alone.)
     assert_eq!(wal.stats_snapshot().read_ahead_helpers, helpers(1));
 }
+
+#[test]
+fn a_mapping_made_meanwhile_is_used_not_an_earlier_failure() {
+    let dir = tempfile::tempdir().unwrap();
+    fill_long(dir.path());
+    let (storage, faults) = common::faulty();
+    let wal = SegmentedWal::open_with_storage(long_cfg(dir.path()), storage).unwrap();
+    let sixth = common::segment_files(dir.path())[5].file_name().unwrap().to_str().unwrap().to_owned();
+    let first6 = directwal::parse_segment_name(&sixth).unwrap();
+    *faults.eio_image_once.lock().unwrap() = Some(sixth);
+    // Reading ahead, the replay maps the sixth segment early and meets the
+    // EIO; then another reader maps it. Alone, the replay would find that
+    // mapping when it gets there: so must it with the helper.
+    let (reader, mut n) = (wal.reader(), 0u64);
+    let all = wal.for_each_durable(0, usize::MAX, |r| {
+        n += 1;
+        if r.header.lsn == first6 - 1 {
+            // (Alone, this read is the one that meets the EIO.)
+            let _ = reader.read_page(first6, 1, usize::MAX);
+        }
+    });
+    assert!(!all.unwrap());
+    assert_eq!(n, LONG);
+}

@@ -63,21 +63,24 @@ impl Ahead {
         }
     }
 
-    /// The mapping of the `seg`-th sealed segment `s` for the scan: the
-    /// error met when it was made ahead ([`map_next`](Self::map_next)), or
-    /// the segment's mapping, made now if need be.
+    /// The mapping of the `seg`-th sealed segment `s` for the scan: one
+    /// made since (by this scan ahead, or by another reader), else the error
+    /// met when it was tried ahead ([`map_next`](Self::map_next)), else
+    /// made now.
     pub fn image(&self, seg: usize, s: &SealedSeg, storage: &dyn Storage) -> Result<Arc<FileImage>> {
         let early = self.early.lock().unwrap_or_else(|p| p.into_inner()).take_if(|(i, _)| *i == seg);
-        match early {
-            Some((_, e)) => Err(e),
-            None => s.image(storage),
+        match (s.mapped(), early) {
+            (Some(img), _) => Ok(img),
+            (None, Some((_, e))) => Err(e),
+            (None, None) => s.image(storage),
         }
     }
 
-    /// Maps the sealed segment after the `seg`-th (an mmap: nothing is
-    /// read), so the helper can read on into it. I27: a failure is kept,
-    /// never retried, and returned by [`image`](Self::image) when the scan
-    /// gets there, as the scan alone would have met it then.
+    /// Maps the sealed segment after the `seg`-th, so the helper can read on
+    /// into it; only called when the storage maps files (an mmap: nothing
+    /// is read). I27: a failure is kept, never retried, and returned by
+    /// [`image`](Self::image) when the scan gets there, as the scan alone
+    /// would have met it then.
     pub fn map_next(&self, sealed: &[Arc<SealedSeg>], seg: usize, storage: &dyn Storage) {
         let Some(next) = sealed.get(seg + 1) else { return };
         if next.mapped().is_none()

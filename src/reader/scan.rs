@@ -159,7 +159,7 @@ impl WalReader {
             None => s.image(storage),
         };
         let img = img.map_err(|e| self.gone_or(s, *lsn, e))?;
-        if let Some(a) = ahead {
+        if let Some(a) = ahead.filter(|_| img.is_mapped()) {
             a.map_next(view.sealed(), i, storage);
         }
         let seed = s.header.crc_seed();
