@@ -213,16 +213,23 @@ fn damage_deep_in_a_long_replay_is_the_error_pages_report() {
     assert_eq!(rest.len() as u64, LONG - next + 1);
 }
 
+/// A long log opened on the fault-injecting storage, whose sixth segment's
+/// next mapping answers EIO, once: the WAL and that segment's file name.
+fn long_wal_failing_to_map_the_sixth(dir: &std::path::Path) -> (SegmentedWal, String) {
+    fill_long(dir);
+    let (storage, faults) = common::faulty();
+    let wal = SegmentedWal::open_with_storage(long_cfg(dir), storage).unwrap();
+    let sixth = common::segment_files(dir)[5].file_name().unwrap().to_str().unwrap().to_owned();
+    *faults.eio_image_once.lock().unwrap() = Some(sixth.clone());
+    (wal, sixth)
+}
+
 #[test]
 fn a_failed_mapping_deep_in_a_long_replay_is_the_replays_error() {
     let dir = tempfile::tempdir().unwrap();
-    fill_long(dir.path());
-    let (storage, faults) = common::faulty();
-    let wal = SegmentedWal::open_with_storage(long_cfg(dir.path()), storage).unwrap();
-    // The sixth segment cannot be mapped, once: only the replay's own
-    // mapping may meet that (a helper reading ahead never maps a file).
-    let sixth = common::segment_files(dir.path())[5].file_name().unwrap().to_str().unwrap().to_owned();
-    *faults.eio_image_once.lock().unwrap() = Some(sixth.clone());
+    // Only the replay's own mapping may meet the EIO (a helper reading
+    // ahead never maps a file; one made ahead keeps its failure).
+    let (wal, sixth) = long_wal_failing_to_map_the_sixth(dir.path());
     match wal.replay() {
         Err(WalError::Io { path, .. }) => assert!(path.ends_with(&sixth), "{}", path.display()),
         other => panic!("expected the mapping's EIO, got {:?}", other.map(|r| r.len())),
@@ -277,12 +284,8 @@ fn reading_ahead_past_a_file_cut_under_the_replay_is_no_crash() {
 #[test]
 fn a_mapping_made_meanwhile_is_used_not_an_earlier_failure() {
     let dir = tempfile::tempdir().unwrap();
-    fill_long(dir.path());
-    let (storage, faults) = common::faulty();
-    let wal = SegmentedWal::open_with_storage(long_cfg(dir.path()), storage).unwrap();
-    let sixth = common::segment_files(dir.path())[5].file_name().unwrap().to_str().unwrap().to_owned();
+    let (wal, sixth) = long_wal_failing_to_map_the_sixth(dir.path());
     let first6 = directwal::parse_segment_name(&sixth).unwrap();
-    *faults.eio_image_once.lock().unwrap() = Some(sixth);
     // Reading ahead, the replay maps the sixth segment early and meets the
     // EIO; then another reader maps it. Alone, the replay would find that
     // mapping when it gets there: so must it with the helper.
