@@ -6,8 +6,8 @@
 //! reads mappings that exist, never calls the storage, and decides nothing:
 //! the scan checks every byte as it would alone and reports every error
 //! (I27). So that the helper can read on past the end of a segment, the
-//! scan maps the next one as it starts each, keeping a failure for when it
-//! gets there.
+//! scan maps the next one as it starts each (where the storage maps files),
+//! keeping a failure for when it gets there.
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
