@@ -192,28 +192,38 @@ fn long_records(n: u64, len: usize) -> tempfile::TempDir {
     dir
 }
 
+/// Shortens the segment file `path` to `cut` bytes, as a bad copy would.
+fn cut_to(path: &Path, cut: u64) {
+    std::fs::OpenOptions::new().write(true).open(path).unwrap().set_len(cut).unwrap();
+}
+
+/// A strict open of the log in `dir`, cut to `cut` bytes inside record 2
+/// (record 1 ends at `end1`), is refused as `NoReserve` there.
+fn refused_as_no_reserve_after_record_1(dir: &Path, cut: u64, end1: u64) {
+    use directwal::{CorruptionKind, WalError};
+    match SegmentedWal::open(long_cfg(dir)) {
+        Err(WalError::Corruption { offset, lsn, kind: CorruptionKind::NoReserve { file_len, data_end }, .. }) => {
+            assert_eq!((offset, lsn, file_len, data_end), (end1, 2, cut, end1))
+        }
+        other => panic!("expected Corruption(NoReserve), got {:?}", other.map(|w| w.recovery_report().clone())),
+    }
+}
+
 /// 512-byte rule opened it as an ordinary torn tail, dropping LSN 2 and 3.
 #[test]
 fn a_cut_within_a_block_of_the_records_end_in_a_4096_block_wal_is_caught() {
     use directwal::layout::{data_start, record_size};
-    use directwal::{CorruptionKind, WalError};
     let len = 3000;
     let rec = record_size(len) as u64;
     let dir = long_records(3, len);
-    let cfg = || long_cfg(dir.path());
     let newest = common::segment_files(dir.path())[0].clone();
     // Record 1 ends at 8192 + rec; the cut at the next 4096 boundary lies
     // inside record 2 and leaves more than 512 bytes after record 1.
     let end1 = data_start(4096) + rec;
     let cut = end1.next_multiple_of(4096);
     assert!(end1 + 512 <= cut && cut < end1 + rec, "{end1} {cut}");
-    std::fs::OpenOptions::new().write(true).open(&newest).unwrap().set_len(cut).unwrap();
-    match SegmentedWal::open(cfg()) {
-        Err(WalError::Corruption { offset, lsn, kind: CorruptionKind::NoReserve { file_len, data_end }, .. }) => {
-            assert_eq!((offset, lsn, file_len, data_end), (end1, 2, cut, end1))
-        }
-        other => panic!("expected Corruption(NoReserve), got {:?}", other.map(|w| w.recovery_report().clone())),
-    }
+    cut_to(&newest, cut);
+    refused_as_no_reserve_after_record_1(dir.path(), cut, end1);
     let check = directwal::check::check_dir(dir.path(), &Default::default(), &mut |_| {}).unwrap();
     assert!(check.problems().next().is_some_and(|p| p.to_string().contains("shortened")));
 }
@@ -293,8 +303,8 @@ fn a_live_or_killed_writer_is_never_a_false_no_reserve_on_real_file_systems() {
 /// names LSN 2 and a record ending past the file: a cut, refused.
 #[test]
 fn a_cut_deep_inside_a_long_record_is_caught_as_no_reserve() {
+    use directwal::RecoveryMode;
     use directwal::layout::{data_start, record_size};
-    use directwal::{CorruptionKind, RecoveryMode, WalError};
     let len = 20_000;
     let dir = long_records(3, len);
     let cfg = || long_cfg(dir.path());
@@ -302,13 +312,8 @@ fn a_cut_deep_inside_a_long_record_is_caught_as_no_reserve() {
     let cut = end1.next_multiple_of(4096) + 2 * 4096;
     assert!(cut + 4096 < end1 + record_size(len) as u64, "the cut lies deep inside record 2");
     let newest = common::segment_files(dir.path())[0].clone();
-    std::fs::OpenOptions::new().write(true).open(&newest).unwrap().set_len(cut).unwrap();
-    match SegmentedWal::open(cfg()) {
-        Err(WalError::Corruption { offset, lsn, kind: CorruptionKind::NoReserve { file_len, data_end }, .. }) => {
-            assert_eq!((offset, lsn, file_len, data_end), (end1, 2, cut, end1))
-        }
-        other => panic!("expected Corruption(NoReserve), got {:?}", other.map(|w| w.recovery_report().clone())),
-    }
+    cut_to(&newest, cut);
+    refused_as_no_reserve_after_record_1(dir.path(), cut, end1);
     let check = directwal::check::check_dir(dir.path(), &Default::default(), &mut |_| {}).unwrap();
     let p = check.problems().next().cloned().expect("check must report the cut");
     assert!((p.offset, p.lsn) == (end1, 2) && p.to_string().contains("shortened"), "{p}");
@@ -528,7 +533,7 @@ fn a_cut_inside_the_first_long_record_is_set_aside_not_replaced() {
     let cut = start + 2 * 4096;
     assert!(cut + 4096 < start + record_size(len) as u64, "the cut lies deep inside record 1");
     let newest = common::segment_files(dir.path())[0].clone();
-    std::fs::OpenOptions::new().write(true).open(&newest).unwrap().set_len(cut).unwrap();
+    cut_to(&newest, cut);
     let evidence = std::fs::read(&newest).unwrap();
     assert!(matches!(
         SegmentedWal::open(cfg()),
