@@ -7,8 +7,9 @@
 //! `WalReader::open_dir` and `check::check_dir` all start here, so they
 //! cannot disagree about a directory: open and the directory reader refuse
 //! the first fault (tolerant open may set aside or cut damage confined to
-//! the newest segment, I24), `check` reports them all. [`scan_newest`] is the
-//! one scan of the unsealed newest segment, [`cipher_for`] the one key lookup.
+//! the newest segment, I24), `check` reports them all. [`scan_once`] is the
+//! one scan of the unsealed newest segment ([`scan_newest`] repeats it beside
+//! a live writer), [`cipher_for`] the one key lookup.
 //!
 //! The catalog never writes: setting aside, sealing and deleting temps is
 //! the open's business.
@@ -415,7 +416,8 @@ const SCAN_ATTEMPTS: usize = 4;
 /// the first one saw the later record sees the earlier bytes too. Damage is
 /// therefore reported only when a fresh scan repeats the verdict exactly; a
 /// file that changed is scanned again, at most `SCAN_ATTEMPTS` times. A file
-/// nobody writes (`open` holds the lock) repeats it at once.
+/// nobody writes repeats it at once; `open`, which holds the writer's lock
+/// (I25), scans once ([`scan_once`]).
 pub fn scan_newest(storage: &dyn Storage, seg: &Seg) -> Result<(FileImage, ScanOutcome)> {
     settled(SCAN_ATTEMPTS, |e| matches!(e, WalError::Corruption { .. }), || scan_once(storage, seg))
 }
@@ -445,7 +447,9 @@ pub(crate) fn settled<T>(
     last
 }
 
-fn scan_once(storage: &dyn Storage, seg: &Seg) -> Result<(FileImage, ScanOutcome)> {
+/// One scan of the newest segment: its records (I5), then its length
+/// against them (I22, I26). Enough where nobody can write the file.
+pub(crate) fn scan_once(storage: &dyn Storage, seg: &Seg) -> Result<(FileImage, ScanOutcome)> {
     let header = seg.header.as_ref().expect("a segment with a readable header");
     let img = storage.read_image(&seg.path).map_err(|e| WalError::io("read", &seg.path, e))?;
     // I23: a file grown since the catalog measured it is not scanned whole either.

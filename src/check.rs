@@ -215,7 +215,7 @@ pub fn check_dir(dir: &Path, opts: &CheckOptions, progress: &mut dyn FnMut(u64))
         progress(seg.file_len);
         out.segments.push(sc);
     }
-    encryption_problems(&cat, opts.ring.as_ref(), &mut out.segments)?;
+    encryption_problems(&storage, &cat, opts.ring.as_ref(), &mut out.segments)?;
     Ok(out)
 }
 
@@ -224,8 +224,13 @@ pub fn check_dir(dir: &Path, opts: &CheckOptions, progress: &mut dyn FnMut(u64))
 /// damage to report; open requires the key anyway. A flag whose MAC key the
 /// given ring lacks is `UnknownKey`, as for records; without a ring a MAC
 /// cannot be checked, which is not a problem.
-fn encryption_problems(cat: &catalog::Catalog, ring: Option<&KeyRing>, segments: &mut [SegmentCheck]) -> Result<()> {
-    let st = cat.encryption(&OsStorage, ring);
+fn encryption_problems(
+    storage: &dyn Storage,
+    cat: &catalog::Catalog,
+    ring: Option<&KeyRing>,
+    segments: &mut [SegmentCheck],
+) -> Result<()> {
+    let st = cat.encryption(storage, ring);
     let live = |i: usize| segments.get(i).is_some_and(|sc| !sc.truncated);
     if let Some(UnprovenOff { index, why: Unproven::UnknownKey { mac_key }, .. }) = st.unproven
         && live(index)

@@ -11,9 +11,9 @@ use std::sync::atomic::Ordering;
 
 use crate::crypto::KeyRing;
 use crate::error::{Result, WalError};
-use crate::format::Seal;
 use crate::io::{OsStorage, Storage};
 use crate::record::RecordRef;
+use crate::recovery::ScanOutcome;
 use crate::view::{SealedSeg, Shared, View};
 
 mod ahead;
@@ -127,25 +127,15 @@ impl WalReader {
             let seal = match &seg.seal {
                 Some(seal) => *seal,
                 None => match crate::catalog::scan_newest(&*storage, seg) {
-                    Ok((_, out)) => {
-                        Seal { last_lsn: out.last_lsn, records: out.records, data_end: out.data_end, sealed_ms: 0 }
-                    }
+                    Ok((_, out)) => out.seal(0),
                     Err(e) => {
                         // Damage to durable data in the newest segment: its
                         // records before the damage are valid (the scan
                         // checked each in order), so they stay readable.
-                        let prefix = match &e {
-                            WalError::Corruption { offset, lsn, .. } if *lsn > seg.first_lsn => Some(Seal {
-                                last_lsn: lsn - 1,
-                                records: lsn - seg.first_lsn,
-                                data_end: *offset,
-                                sealed_ms: 0,
-                            }),
-                            _ => None,
-                        };
+                        let prefix = ScanOutcome::before_damage(&e, seg.first_lsn).filter(|o| o.records > 0);
                         stop = Some(e);
                         match prefix {
-                            Some(seal) => seal,
+                            Some(out) => out.seal(0),
                             None => break,
                         }
                     }

@@ -190,12 +190,7 @@ fn settle_newest(
         set_aside(cx, seg, aside, &e, report)?;
         return Ok(Newest::SetAside);
     }
-    let seal = Seal {
-        last_lsn: outcome.last_lsn,
-        records: outcome.records,
-        data_end: outcome.data_end,
-        sealed_ms: writer::now_ms(),
-    };
+    let seal = outcome.seal(writer::now_ms());
     if seal.records == 0 {
         return Ok(Newest::Empty);
     }
@@ -324,7 +319,8 @@ fn scan_newest(
     seg: &catalog::Seg,
     report: &mut RecoveryReport,
 ) -> Result<(ScanOutcome, Option<WalError>)> {
-    let (outcome, damage) = match catalog::scan_newest(cx.storage, seg) {
+    // Under the writer's lock (I25) nobody writes the file: one scan is the verdict.
+    let (outcome, damage) = match catalog::scan_once(cx.storage, seg) {
         // No mapping of the file may be alive while it is written with
         // O_DIRECT (the seal): the image goes at once.
         Ok((_img, o)) => (o, None),

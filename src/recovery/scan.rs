@@ -30,6 +30,12 @@ impl ScanOutcome {
         Some(ScanOutcome { records, last_lsn, data_end: offset, torn: None })
     }
 
+    /// The seal that ends the segment after these records (a reader's view
+    /// of an unsealed segment, or recovery sealing it).
+    pub fn seal(&self, sealed_ms: u64) -> crate::format::Seal {
+        crate::format::Seal { last_lsn: self.last_lsn, records: self.records, data_end: self.data_end, sealed_ms }
+    }
+
     /// I24: whether tolerant recovery sets the segment aside rather than
     /// replacing it, `self` being what the scan kept before `damage`: no
     /// record kept, and either damaged durable data at its first record (I5)
