@@ -12,7 +12,7 @@ use std::io::Write;
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 
-use directwal::check::{CheckOptions, DirCheck, Problem, check_dir};
+use directwal::check::{CheckOptions, DirCheck, Problem, SegmentCheck, check_dir};
 use directwal::crypto::KeyRing;
 use directwal::layout::{RECORD_ALIGN, RECORD_HEADER_LEN, record_size};
 use directwal::{MAX_PAYLOAD_SIZE, RecoveryMode, SegmentedWal, SegmentedWalConfig};
@@ -34,18 +34,13 @@ pub struct Args {
 /// The cut: where the log will end, and what leaves it.
 struct Cut<'a> {
     problem: &'a Problem,
-    path: PathBuf,
+    /// The newest segment as checked before the repair: its path, first
+    /// LSN, header key id, valid records before the damage (the tolerant
+    /// open keeps them) and file length.
+    newest: &'a SegmentCheck,
     /// Why the tolerant open sets the newest segment aside whole (I24)
     /// instead of cutting it; None when it cuts.
     aside: Option<Aside>,
-    /// Key id of the newest segment's header, when it names one.
-    key_id: Option<u32>,
-    /// First LSN of the newest segment (from its name).
-    first_lsn: u64,
-    /// Its valid records before the damage (the tolerant open keeps them).
-    records: u64,
-    /// Its file's length before the repair.
-    file_len: u64,
 }
 
 /// Why the newest segment is set aside (I24).
@@ -62,7 +57,7 @@ impl Cut<'_> {
     /// Bytes of the file after the cut: none when the file was shortened
     /// to where its records end (I26), so the cut drops nothing.
     fn bytes_after(&self) -> u64 {
-        self.file_len.saturating_sub(self.problem.offset)
+        self.newest.file_size.saturating_sub(self.problem.offset)
     }
 }
 
@@ -144,7 +139,7 @@ struct Done {
 /// records were kept and sealed, and nothing was dropped.
 fn report_cut(cut: &Cut<'_>, done: &Done, dir: &Path, json: bool, out: &mut impl Write) -> Result<(), Failure> {
     let (p, after) = (cut.problem, cut.bytes_after());
-    let last = (after > 0).then(|| last_lsn_after(&cut.path, p.offset, p.lsn)).flatten();
+    let last = (after > 0).then(|| last_lsn_after(&cut.newest.path, p.offset, p.lsn)).flatten();
     let (kept, next) = (p.lsn.saturating_sub(1), done.next);
     if json {
         let v = json!({"dir": dir.display().to_string(), "damage": true, "repaired": true,
@@ -168,7 +163,7 @@ fn report_cut(cut: &Cut<'_>, done: &Done, dir: &Path, json: bool, out: &mut impl
             out,
             "sealed {seg} at offset {}, where its file ends: kept LSNs {}..={kept}, all it holds; nothing was \
              dropped (the file was shortened before this repair); the log now ends at LSN {kept}",
-            p.offset, cut.first_lsn
+            p.offset, cut.newest.first_lsn
         )?,
         (0, Fate::Replaced) => writeln!(
             out,
@@ -212,7 +207,7 @@ fn dry_run(cut: &Cut<'_>, dir: &Path, json: bool, out: &mut impl Write) -> Resul
             out,
             "would set {} aside (renamed to {}.aside-N, kept as it is): it has no readable header, so its \
              records (LSN {} on) would be out of the log; nothing changed: run again with --yes",
-            p.segment, p.segment, cut.first_lsn
+            p.segment, p.segment, cut.newest.first_lsn
         )?;
     } else if cut.aside == Some(Aside::DamagedFirst) {
         writeln!(
@@ -224,16 +219,23 @@ fn dry_run(cut: &Cut<'_>, dir: &Path, json: bool, out: &mut impl Write) -> Resul
         )?;
     } else {
         let (seg, o, kept) = (&p.segment, p.offset, p.lsn.saturating_sub(1));
-        let act = match (cut.bytes_after(), cut.records) {
-            (0, 0) => format!("would replace {seg}, which holds no record, by a new segment under its name"),
-            (0, _) => format!("would seal {seg} at offset {o}, where its file ends: the log would end at LSN {kept}"),
-            (_, 0) => format!("would replace {seg}, which holds no record before offset {o}, by a new segment"),
-            _ => format!("would cut {seg} at offset {o}: the log would end at LSN {kept}"),
-        };
-        let drop = match (cut.bytes_after(), cut.records) {
-            (0, _) => "nothing would be dropped (the file holds nothing after it)".to_owned(),
-            (_, 0) => format!("LSN {} on would be dropped with the file's bytes", p.lsn),
-            _ => format!("LSN {} on would be dropped (the bytes stay in the file)", p.lsn),
+        let nothing = || "nothing would be dropped (the file holds nothing after it)".to_owned();
+        let (act, drop) = match (cut.bytes_after(), cut.newest.records) {
+            (0, 0) => {
+                (format!("would replace {seg}, which holds no record, by a new segment under its name"), nothing())
+            }
+            (0, _) => (
+                format!("would seal {seg} at offset {o}, where its file ends: the log would end at LSN {kept}"),
+                nothing(),
+            ),
+            (_, 0) => (
+                format!("would replace {seg}, which holds no record before offset {o}, by a new segment"),
+                format!("LSN {} on would be dropped with the file's bytes", p.lsn),
+            ),
+            _ => (
+                format!("would cut {seg} at offset {o}: the log would end at LSN {kept}"),
+                format!("LSN {} on would be dropped (the bytes stay in the file)", p.lsn),
+            ),
         };
         writeln!(out, "{act}; {drop}; nothing changed: run again with --yes")?;
     }
@@ -256,7 +258,7 @@ fn report_set_aside(
             (cut.problem.lsn, last_lsn_after(&aside.moved_to, cut.problem.offset, cut.problem.lsn))
         }
         // The records in it, as their headers say (the block size is unknown: scan from 0).
-        _ => (cut.first_lsn, last_lsn_after(&aside.moved_to, 0, cut.first_lsn.saturating_sub(1))),
+        _ => (cut.newest.first_lsn, last_lsn_after(&aside.moved_to, 0, cut.newest.first_lsn.saturating_sub(1))),
     };
     let moved_to =
         aside.moved_to.file_name().map_or(aside.moved_to.display().to_string(), |n| n.to_string_lossy().into());
@@ -273,7 +275,7 @@ fn report_set_aside(
     writeln!(out, "  reason: {}", aside.reason)?;
     writeln!(out, "  new records start at LSN {next}")?;
     // I11: as the library's rule over set-aside files decides.
-    let ring_for = match (cut.aside, cut.key_id) {
+    let ring_for = match (cut.aside, cut.newest.key_id) {
         (Some(Aside::DamagedFirst), None) => None,
         (Some(Aside::DamagedFirst), Some(k)) => Some(format!("it is encrypted (key {k})")),
         _ => Some("its cipher is unknown".to_owned()),
@@ -320,15 +322,7 @@ fn plan<'a>(check: &'a DirCheck, out: &mut impl Write) -> Result<Option<Cut<'a>>
     }
     let aside =
         if newest.wal_id.is_none() { Some(Aside::NoHeader) } else { newest.sets_aside.then_some(Aside::DamagedFirst) };
-    Ok(Some(Cut {
-        problem: first,
-        path: newest.path.clone(),
-        aside,
-        key_id: newest.key_id,
-        first_lsn: newest.first_lsn,
-        records: newest.records,
-        file_len: newest.file_size,
-    }))
+    Ok(Some(Cut { problem: first, newest, aside }))
 }
 
 /// The last LSN of the record chain that follows the damage at `offset`,
