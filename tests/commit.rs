@@ -234,7 +234,17 @@ fn a_failed_fdatasync_fails_the_callbacks_of_its_flush() {
     let wal = WalHandle::open_with_storage(cfg(dir.path()), storage).unwrap();
     wal.append_durable(1, 0, 0, b"before").unwrap();
     faults.eio_sync.store(true, Ordering::SeqCst);
-    let futures: Vec<_> = (0..5).map(|i| wal.durable(wal.append(1, 0, 0, &body(1, i, 30)).unwrap())).collect();
+    // The group's flush may fail (and poison the WAL) while later appends
+    // are still being made: those appends are refused as poisoned, never
+    // accepted and lost. Every accepted one's future fails.
+    let mut futures = Vec::new();
+    for i in 0..5 {
+        match wal.append(1, 0, 0, &body(1, i, 30)) {
+            Ok(lsn) => futures.push(wal.durable(lsn)),
+            Err(e) => assert!(matches!(e, WalError::Poisoned { .. }), "{e}"),
+        }
+    }
+    assert!(!futures.is_empty(), "the first append after the fault is accepted");
     for f in futures {
         assert!(matches!(block_on(f), Err(WalError::Poisoned { .. })));
     }
